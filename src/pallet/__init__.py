@@ -1,0 +1,41 @@
+"""pallet: take a trained model to production from one model store and one CLI.
+
+    ref = pallet.save(model, "digits", sample=X[:5], metrics={"accuracy": 0.97})
+    model = pallet.load("digits@production")
+    model.predict(X[:3])  # {"label": ..., "probabilities": ...}
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pallet.errors import PalletError
+from pallet.model import Model
+from pallet.signature import Signature, TensorSpec
+from pallet.store import ModelRef, Store, default_store
+
+__version__ = "0.1.0"
+
+
+def save(model: Any, name: str, *, sample: Any, metrics: dict[str, float] | None = None,
+         tags: dict[str, str] | None = None, requirements: list[str] | None = None,
+         artifacts: str | None = None, description: str = "", aliases: list[str] = (),
+         store: Store | None = None) -> ModelRef:
+    """Store a new version of `model` under `name` and return its reference, e.g. `digits:3`.
+
+    `model` is a scikit-learn estimator, an ONNX model (file path, bytes or ModelProto), or
+    an instance of a class with `load(path)` and `predict(inputs)`. `sample` is a small
+    batch of real inputs; the signature is inferred from it and the model's outputs.
+    """
+    return (store or default_store()).save(
+        model, name, sample=sample, metrics=metrics, tags=tags, requirements=requirements,
+        artifacts=artifacts, description=description, aliases=aliases,
+    )
+
+
+def load(ref: str | ModelRef, *, store: Store | None = None, **runtime_options: Any) -> Model:
+    """The model a reference names (`digits`, `digits:3`, `digits@production`), ready to predict."""
+    return Model((store or default_store()).resolve(ref), **runtime_options)
+
+
+__all__ = ["Model", "ModelRef", "PalletError", "Signature", "Store", "TensorSpec", "load", "save"]

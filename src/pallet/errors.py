@@ -1,0 +1,33 @@
+"""Exceptions a user can cause, each with a message they can act on.
+
+They carry no web or CLI imports: the server maps them to status codes and the
+CLI prints them as one line.
+"""
+
+
+class PalletError(Exception):
+    """Base class of every error pallet raises on purpose."""
+
+
+class InvalidReference(PalletError):
+    """A model reference that cannot be parsed (`name`, `name:3`, `name@alias`)."""
+
+
+class ModelNotFound(PalletError):
+    """A reference that names no stored model, version or alias."""
+
+
+class IntegrityError(PalletError):
+    """A stored file is missing or its sha256 does not match the manifest."""
+
+
+class NoRuntime(PalletError):
+    """No runtime can save this object, or load this framework."""
+
+
+class InvalidInput(PalletError):
+    """Inputs that do not match the model's signature."""
+
+
+class PredictionError(PalletError):
+    """The model itself raised while predicting."""

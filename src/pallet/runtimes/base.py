@@ -1,0 +1,40 @@
+"""The contract every runtime implements."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+
+class Runtime(ABC):
+    name: ClassVar[str]          # written in the manifest: which runtime loads the version
+    framework: ClassVar[str]     # what made the model, for people
+    packages: ClassVar[tuple[str, ...]] = ("numpy",)  # distributions whose versions the manifest pins
+
+    # Names and dtypes the model itself declares; None / {} means "take them from the sample".
+    input_names: list[str] | None = None
+    input_dtypes: dict[str, str] = {}
+    # What the columns of an output mean, e.g. {"probabilities": [0, 1, ..., 9]}.
+    output_labels: dict[str, list] = {}
+
+    @classmethod
+    @abstractmethod
+    def accepts(cls, model: Any) -> bool:
+        """Whether this runtime can save `model`."""
+
+    @classmethod
+    @abstractmethod
+    def save(cls, model: Any, folder: Path) -> dict[str, Any]:
+        """Write `model` into `folder`; return the options `load` needs back."""
+
+    @classmethod
+    @abstractmethod
+    def load(cls, folder: Path, options: dict[str, Any]) -> Runtime:
+        """A ready runtime for the model in `folder` (its files already verified)."""
+
+    @abstractmethod
+    def predict(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Outputs for a batch of validated inputs, batch along axis 0."""

@@ -1,0 +1,204 @@
+"""Named tensors a model takes and gives: dtype, shape (-1 for the batch axis), rules.
+
+`Signature.infer` reads one from a sample and the model's output on it;
+`Signature.validate` turns what a caller sent into exactly what the model expects,
+or raises `InvalidInput` naming the input and what was expected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from pallet.errors import InvalidInput
+
+NUMERIC = {"bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
+           "float16", "float32", "float64"}
+TEXT = {"str", "bytes"}
+
+
+def dtype_name(dtype: np.dtype) -> str:
+    """The signature's name for a numpy dtype: numpy's own name, or `str` / `bytes`."""
+    dtype = np.dtype(dtype)
+    if dtype.kind in "UO":
+        return "str"
+    if dtype.kind == "S":
+        return "bytes"
+    if dtype.name not in NUMERIC:
+        raise InvalidInput(f"dtype {dtype} is not supported; use numbers, booleans or text")
+    return dtype.name
+
+
+def _numpy_dtype(name: str) -> np.dtype:
+    return np.dtype({"str": np.str_, "bytes": np.bytes_}.get(name, name))
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    allow_nan: bool = False
+    labels: list | None = None  # what each column means, e.g. the classes of probabilities
+
+    def __post_init__(self) -> None:
+        if self.dtype not in NUMERIC | TEXT:
+            raise ValueError(f"unknown dtype {self.dtype!r} for tensor {self.name!r}")
+        object.__setattr__(self, "shape", tuple(int(d) for d in self.shape))
+
+    @classmethod
+    def from_array(cls, name: str, array: np.ndarray, dtype: str | None = None) -> TensorSpec:
+        array = np.asarray(array)
+        if array.ndim == 0:
+            raise InvalidInput(f"tensor '{name}' is a scalar; a batch needs a first axis (rows)")
+        dtype = dtype or dtype_name(array.dtype)
+        allow_nan = array.dtype.kind == "f" and bool(np.isnan(array).any())
+        return cls(name, dtype, (-1, *array.shape[1:]), allow_nan)
+
+    def describe(self) -> str:
+        return f"{self.dtype}[{', '.join(str(d) for d in self.shape)}]"
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "dtype": self.dtype, "shape": list(self.shape)}
+        if self.allow_nan:
+            out["allow_nan"] = True
+        if self.labels is not None:
+            out["labels"] = self.labels
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TensorSpec:
+        return cls(data["name"], data["dtype"], tuple(data["shape"]),
+                   bool(data.get("allow_nan", False)), data.get("labels"))
+
+    def convert(self, value: Any) -> np.ndarray:
+        """`value` as an array of this spec's dtype and shape, or `InvalidInput`."""
+        where = f"input '{self.name}'"
+        try:
+            array = np.asarray(value)
+        except ValueError:
+            raise InvalidInput(f"{where}: rows have different lengths; expected {self.describe()}") from None
+        array = _cast(array, self.dtype, where)
+        self._check_shape(array, where)
+        if array.dtype.kind == "f" and not self.allow_nan:
+            bad = ~np.isfinite(array)
+            if bad.any():
+                row = int(np.argwhere(bad)[0][0])
+                raise InvalidInput(f"{where} contains NaN or infinity (row {row}); "
+                                   "this model does not accept missing values")
+        return array
+
+    def _check_shape(self, array: np.ndarray, where: str) -> None:
+        expected = f"expected shape {list(self.shape)}, got {list(array.shape)}"
+        if array.ndim != len(self.shape):
+            hint = ""
+            if array.ndim == len(self.shape) - 1:
+                hint = " (a single row? wrap it in a list to make a batch of one)"
+            raise InvalidInput(f"{where}: {expected}{hint}")
+        for want, got in zip(self.shape[1:], array.shape[1:], strict=True):
+            if want != -1 and want != got:
+                raise InvalidInput(f"{where}: {expected}")
+        if array.shape[0] == 0:
+            raise InvalidInput(f"{where} is an empty batch; send at least one row")
+
+
+def _cast(array: np.ndarray, dtype: str, where: str) -> np.ndarray:
+    kind = array.dtype.kind
+    target = _numpy_dtype(dtype)
+    if dtype in TEXT:
+        if kind in "US" or (kind == "O" and all(isinstance(v, (str, bytes)) for v in array.flat)):
+            if dtype == "str" and kind != "U":
+                return np.vectorize(lambda v: v.decode() if isinstance(v, bytes) else v, otypes=[np.str_])(array)
+            return array.astype(target)
+        raise InvalidInput(f"{where}: expected text ({dtype}), got {_kind_name(array)}")
+    if kind == "O":  # mixed Python objects: numbers and None become floats (None -> NaN)
+        try:
+            array = array.astype(np.float64)
+        except (TypeError, ValueError):
+            raise InvalidInput(f"{where}: expected numbers ({dtype}), got values that are not numbers") from None
+        kind = "f"
+    if kind not in "biuf":
+        raise InvalidInput(f"{where}: expected numbers ({dtype}), got {_kind_name(array)}")
+    if target.kind == "b":
+        if kind != "b" and not np.isin(array, (0, 1)).all():
+            raise InvalidInput(f"{where}: expected booleans (true/false or 0/1)")
+        return array.astype(bool)
+    if target.kind in "iu":
+        if kind == "f":
+            if not np.isfinite(array).all() or (array != np.round(array)).any():
+                raise InvalidInput(f"{where}: expected whole numbers ({dtype}), got fractions or NaN")
+        info = np.iinfo(target)
+        if array.size and (array.min() < info.min or array.max() > info.max):
+            raise InvalidInput(f"{where}: values out of range for {dtype} ({info.min}..{info.max})")
+        return array.astype(target)
+    with np.errstate(over="ignore", invalid="ignore"):
+        cast = array.astype(target)
+    if kind == "f" and cast.size and (np.isinf(cast) & np.isfinite(array)).any():
+        raise InvalidInput(f"{where}: values out of range for {dtype}")
+    return cast
+
+
+def _kind_name(array: np.ndarray) -> str:
+    return {"U": "text", "S": "bytes", "O": "objects", "b": "booleans", "M": "dates",
+            "m": "durations", "c": "complex numbers", "V": "raw records"}.get(array.dtype.kind, str(array.dtype))
+
+
+@dataclass(frozen=True)
+class Signature:
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...] = field(default=())
+
+    @classmethod
+    def infer(cls, inputs: Mapping[str, Any], outputs: Mapping[str, Any] = {},
+              dtypes: Mapping[str, str] = {}) -> Signature:
+        """A signature read off a sample batch and the model's outputs on it.
+
+        `dtypes` overrides the sample's dtype per input (a runtime that knows better,
+        e.g. an ONNX graph that declares float32 while the sample is float64).
+        """
+        return cls(tuple(TensorSpec.from_array(n, v, dtypes.get(n)) for n, v in inputs.items()),
+                   tuple(TensorSpec.from_array(n, v) for n, v in outputs.items()))
+
+    @property
+    def input_names(self) -> list[str]:
+        return [s.name for s in self.inputs]
+
+    def input(self, name: str) -> TensorSpec:
+        for spec in self.inputs:
+            if spec.name == name:
+                return spec
+        raise InvalidInput(f"unknown input '{name}'; this model takes: {', '.join(self.input_names)}")
+
+    def validate(self, inputs: Any) -> dict[str, np.ndarray]:
+        """Inputs converted to the declared dtypes and checked against the shapes.
+
+        Takes a mapping of input name to array-like, or one array-like when the
+        model has a single input.
+        """
+        if not isinstance(inputs, Mapping):
+            if len(self.inputs) != 1:
+                raise InvalidInput(f"this model takes {len(self.inputs)} inputs "
+                                   f"({', '.join(self.input_names)}): pass them by name")
+            inputs = {self.inputs[0].name: inputs}
+        for name in inputs:
+            self.input(name)
+        missing = [s for s in self.inputs if s.name not in inputs]
+        if missing:
+            raise InvalidInput("missing input " + ", ".join(f"'{s.name}' ({s.describe()})" for s in missing))
+        arrays = {s.name: s.convert(inputs[s.name]) for s in self.inputs}
+        rows = {name: len(a) for name, a in arrays.items()}
+        if len(set(rows.values())) > 1:
+            raise InvalidInput("inputs have different numbers of rows: "
+                               + ", ".join(f"'{n}' has {r}" for n, r in rows.items()))
+        return arrays
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"inputs": [s.to_dict() for s in self.inputs], "outputs": [s.to_dict() for s in self.outputs]}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Signature:
+        return cls(tuple(TensorSpec.from_dict(s) for s in data["inputs"]),
+                   tuple(TensorSpec.from_dict(s) for s in data.get("outputs", [])))

@@ -1,0 +1,139 @@
+"""The index of models, versions and aliases, in SQL (SQLite by default, PostgreSQL by URL)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError as RowExists
+from sqlalchemy.exc import OperationalError, ProgrammingError
+
+from pallet.errors import PalletError
+
+metadata = sa.MetaData()
+
+versions = sa.Table(
+    "pallet_versions", metadata,
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("created", sa.String(40), nullable=False),
+    sa.Column("framework", sa.String(64), nullable=False),
+    sa.Column("runtime", sa.String(64), nullable=False),
+    sa.Column("size_bytes", sa.BigInteger, nullable=False),
+    sa.Column("metrics", sa.Text, nullable=False, default="{}"),
+    sa.Column("tags", sa.Text, nullable=False, default="{}"),
+)
+
+aliases = sa.Table(
+    "pallet_aliases", metadata,
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("alias", sa.String(64), primary_key=True),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("updated", sa.String(40), nullable=False),
+)
+
+
+@dataclass(frozen=True)
+class VersionRow:
+    name: str
+    version: int
+    created: str
+    framework: str
+    runtime: str
+    size_bytes: int
+    metrics: dict
+    tags: dict
+
+
+def make_engine(url: str) -> sa.Engine:
+    """An engine for `url`; SQLite waits for other writers instead of failing at once."""
+    try:
+        if url.startswith("sqlite"):
+            engine = sa.create_engine(url, connect_args={"timeout": 30})
+            sa.event.listen(engine, "connect", lambda conn, _: conn.execute("PRAGMA journal_mode=WAL"))
+            return engine
+        return sa.create_engine(url, pool_pre_ping=True)
+    except (sa.exc.ArgumentError, ModuleNotFoundError) as e:
+        raise PalletError(f"PALLET_DB_URL '{url}' is not a database URL SQLAlchemy can use: {e}") from None
+
+
+class Index:
+    def __init__(self, engine: sa.Engine):
+        self.engine = engine
+        try:
+            metadata.create_all(engine)
+        except (RowExists, ProgrammingError):  # another process created the tables at the same moment
+            metadata.create_all(engine)
+        except OperationalError as e:
+            raise PalletError(f"cannot reach the model index at {engine.url.render_as_string()}: {e.orig}") from None
+
+    def add(self, row: VersionRow) -> bool:
+        """Insert a version row; False when that version number is already taken."""
+        values = dict(row.__dict__, metrics=json.dumps(row.metrics), tags=json.dumps(row.tags))
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(versions.insert().values(**values))
+        except RowExists:
+            return False
+        return True
+
+    def get(self, name: str, version: int) -> VersionRow | None:
+        rows = self._select(versions.c.name == name, versions.c.version == version)
+        return rows[0] if rows else None
+
+    def latest(self, name: str) -> VersionRow | None:
+        rows = self._select(versions.c.name == name, order=versions.c.version.desc(), limit=1)
+        return rows[0] if rows else None
+
+    def versions(self, name: str | None = None) -> list[VersionRow]:
+        where = [versions.c.name == name] if name else []
+        return self._select(*where, order=(versions.c.name, versions.c.version))
+
+    def max_version(self, name: str) -> int:
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(sa.func.max(versions.c.version)).where(versions.c.name == name)).scalar() or 0
+
+    def remove(self, name: str, version: int) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(aliases.delete().where(aliases.c.name == name, aliases.c.version == version))
+            conn.execute(versions.delete().where(versions.c.name == name, versions.c.version == version))
+
+    def set_alias(self, name: str, alias: str, version: int) -> None:
+        now = datetime.now().astimezone().isoformat(timespec="seconds")
+        with self.engine.begin() as conn:
+            changed = conn.execute(aliases.update().where(aliases.c.name == name, aliases.c.alias == alias)
+                                   .values(version=version, updated=now)).rowcount
+            if not changed:
+                conn.execute(aliases.insert().values(name=name, alias=alias, version=version, updated=now))
+
+    def remove_alias(self, name: str, alias: str) -> bool:
+        with self.engine.begin() as conn:
+            return conn.execute(aliases.delete().where(aliases.c.name == name, aliases.c.alias == alias)).rowcount > 0
+
+    def alias(self, name: str, alias: str) -> int | None:
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(aliases.c.version)
+                                .where(aliases.c.name == name, aliases.c.alias == alias)).scalar()
+
+    def aliases(self, name: str | None = None) -> dict[tuple[str, int], list[str]]:
+        """Aliases by (name, version)."""
+        query = sa.select(aliases.c.name, aliases.c.version, aliases.c.alias).order_by(aliases.c.alias)
+        if name:
+            query = query.where(aliases.c.name == name)
+        found: dict[tuple[str, int], list[str]] = {}
+        with self.engine.connect() as conn:
+            for row in conn.execute(query):
+                found.setdefault((row.name, row.version), []).append(row.alias)
+        return found
+
+    def _select(self, *where, order=None, limit=None) -> list[VersionRow]:
+        query = sa.select(versions).where(*where)
+        if order is not None:
+            query = query.order_by(*(order if isinstance(order, tuple) else (order,)))
+        if limit:
+            query = query.limit(limit)
+        with self.engine.connect() as conn:
+            return [VersionRow(**dict(r._mapping, metrics=json.loads(r.metrics), tags=json.loads(r.tags)))
+                    for r in conn.execute(query)]

@@ -1,0 +1,105 @@
+"""The manifest of a stored version: what it is, how to load it, and what it is made of."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from pallet.errors import IntegrityError, PalletError
+from pallet.signature import Signature
+
+MANIFEST = "manifest.json"
+
+
+@dataclass
+class Manifest:
+    name: str
+    version: int
+    created: str                       # ISO 8601, UTC
+    framework: str                     # what made the model, e.g. scikit-learn
+    runtime: str                       # which runtime loads it, e.g. sklearn
+    signature: Signature
+    files: dict[str, dict[str, Any]]   # relative path -> {"sha256": ..., "size": ...}
+    python: str = field(default_factory=platform.python_version)
+    packages: dict[str, str] = field(default_factory=dict)
+    runtime_options: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    description: str = ""
+
+    @property
+    def size_bytes(self) -> int:
+        return sum(f["size"] for f in self.files.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["signature"] = self.signature.to_dict()
+        data["size_bytes"] = self.size_bytes
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Manifest:
+        data = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        data["signature"] = Signature.from_dict(data["signature"])
+        return cls(**data)
+
+    def write(self, folder: Path) -> None:
+        (folder / MANIFEST).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n")
+
+    @classmethod
+    def read(cls, folder: Path) -> Manifest:
+        path = folder / MANIFEST
+        try:
+            return cls.from_dict(json.loads(path.read_text()))
+        except FileNotFoundError:
+            raise IntegrityError(f"{path} is missing: the version folder is incomplete") from None
+        except (ValueError, KeyError, TypeError) as e:
+            raise IntegrityError(f"{path} is not a valid manifest: {e}") from None
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def describe_files(folder: Path) -> dict[str, dict[str, Any]]:
+    """sha256 and size of every file under `folder` but the manifest, by relative path."""
+    return {
+        path.relative_to(folder).as_posix(): {"sha256": sha256(path), "size": path.stat().st_size}
+        for path in sorted(folder.rglob("*"))
+        if path.is_file() and path.name != MANIFEST and "__pycache__" not in path.parts
+    }
+
+
+def verify_files(folder: Path, files: dict[str, dict[str, Any]]) -> None:
+    """Raise `IntegrityError` naming the first file that is missing or changed."""
+    for name, expected in files.items():
+        path = folder / name
+        if not path.is_file():
+            raise IntegrityError(f"file {name} of {folder} is missing; the stored model is incomplete")
+        if sha256(path) != expected["sha256"]:
+            raise IntegrityError(f"file {name} of {folder} does not match its sha256 in the manifest: "
+                                 "it was changed or corrupted after saving; refusing to load it")
+
+
+def package_versions(names: list[str]) -> dict[str, str]:
+    """Installed versions of the named distributions; a requirement already pinned is kept."""
+    versions = {}
+    for name in names:
+        if "==" in name:
+            dist, version = name.split("==", 1)
+            versions[dist.strip()] = version.strip()
+            continue
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            raise PalletError(f"package '{name}' is not installed, so its version cannot be pinned") from None
+    return versions
