@@ -38,6 +38,9 @@ class ModelRef:
         check_name(name, text)
         return cls(name, version, alias)
 
+    def __repr__(self) -> str:
+        return f"ModelRef({str(self)!r})"
+
     def __str__(self) -> str:
         if self.version is not None:
             return f"{self.name}:{self.version}"

@@ -1,0 +1,105 @@
+"""`pallet models ...`: list, show, tag, untag and remove stored versions."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+from rich.table import Table
+
+from pallet.cli.output import console, human_size, metrics_text
+from pallet.errors import InvalidReference
+from pallet.store import ModelRef, default_store
+
+app = typer.Typer(help="List, inspect, tag and remove stored models.", no_args_is_help=True)
+
+
+@app.command("list")
+def list_(name: str = typer.Argument(None, help="Only this model's versions."),
+          as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
+    """List stored models and their versions, newest last."""
+    rows = default_store().list(ModelRef.parse(name).name if name else None)
+    if as_json:
+        typer.echo(json.dumps([{"name": r.name, "version": r.version, "created": r.created,
+                                "framework": r.framework, "size_bytes": r.size_bytes, "aliases": aliases,
+                                "metrics": r.metrics} for r, aliases in rows], indent=2))
+        return
+    if not rows:
+        console(stderr=True).print("the store is empty: run 'pallet demo' or save a model with pallet.save(...)")
+        return
+    table = Table("model", "version", "created", "framework", "size", "aliases", "metrics")
+    for r, aliases in rows:
+        table.add_row(r.name, str(r.version), r.created[:16].replace("T", " "), r.framework, human_size(r.size_bytes),
+                      ", ".join(aliases), metrics_text(r.metrics))
+    console().print(table)
+
+
+@app.command()
+def show(ref: str = typer.Argument(..., help="name, name:VERSION or name@ALIAS"),
+         as_json: bool = typer.Option(False, "--json", help="Print the manifest as JSON.")) -> None:
+    """Show one version: manifest, signature, size, metrics and aliases."""
+    version = default_store().resolve(ref)
+    m = version.manifest
+    if as_json:
+        typer.echo(json.dumps({**m.to_dict(), "aliases": list(version.aliases), "path": str(version.path)}, indent=2))
+        return
+    out = console()
+    out.print(f"[bold]{version.ref}[/bold]  {m.description}")
+    facts = Table.grid(padding=(0, 2))
+    for key, value in [("aliases", ", ".join(version.aliases) or "-"), ("created", m.created),
+                       ("framework", f"{m.framework} (runtime: {m.runtime})"),
+                       ("size", f"{human_size(m.size_bytes)} ({m.size_bytes} bytes)"),
+                       ("metrics", metrics_text(m.metrics) or "-"), ("tags", metrics_text(m.tags) or "-"),
+                       ("python", m.python), ("packages", ", ".join(f"{k}=={v}" for k, v in m.packages.items())),
+                       ("path", str(version.path))]:
+        facts.add_row(f"[dim]{key}[/dim]", value)
+    out.print(facts)
+    sig = Table("", "name", "dtype", "shape", "notes", title="signature", title_justify="left")
+    for kind, specs in (("input", m.signature.inputs), ("output", m.signature.outputs)):
+        for s in specs:
+            notes = "NaN allowed" if s.allow_nan else ""
+            if s.labels:
+                notes = f"labels: {', '.join(map(str, s.labels[:12]))}" + (" ..." if len(s.labels) > 12 else "")
+            sig.add_row(kind, s.name, s.dtype, str(list(s.shape)), notes)
+    out.print(sig)
+    files = Table("file", "size", "sha256", title="files", title_justify="left")
+    for name, f in m.files.items():
+        files.add_row(name, human_size(f["size"]), f["sha256"])
+    out.print(files)
+
+
+@app.command()
+def tag(ref: str = typer.Argument(..., help="The version to tag: name, name:VERSION or name@ALIAS."),
+        alias: str = typer.Argument(..., help="Alias to set or move, e.g. production."),
+        remove: bool = typer.Option(False, "--remove", help="Remove ALIAS from the model instead.")) -> None:
+    """Point ALIAS (production, staging, any word) at a version, or move it there."""
+    store = default_store()
+    if remove:
+        store.untag(ModelRef.parse(ref).name, alias)
+        typer.echo(f"removed alias {alias} from {ModelRef.parse(ref).name}")
+        return
+    version = store.tag(ref, alias)
+    typer.echo(f"{version.ref.name}@{alias} -> {version.ref}")
+
+
+@app.command()
+def rm(ref: str = typer.Argument(..., help="The version to remove: name:VERSION or name@ALIAS."),
+       all_versions: bool = typer.Option(False, "--all", help="Remove every version of the model."),
+       yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation.")) -> None:
+    """Remove a stored version (its folder, index row and aliases)."""
+    store = default_store()
+    parsed = ModelRef.parse(ref)
+    if all_versions:
+        targets = [r for r, _ in store.list(parsed.name)]
+        if not targets:
+            store.resolve(parsed.name)  # raises the not-found error
+        targets = [ModelRef(r.name, r.version) for r in targets]
+    elif parsed.version is None and parsed.alias is None:
+        raise InvalidReference(f"say which version to remove ({parsed.name}:3 or {parsed.name}@staging), "
+                               "or pass --all to remove every version")
+    else:
+        targets = [store.resolve(parsed).ref]
+    if not yes and not typer.confirm(f"remove {', '.join(map(str, targets))}?"):
+        raise typer.Abort()
+    for target in targets:
+        typer.echo(f"removed {store.remove(target)}")
