@@ -53,7 +53,7 @@ def _from_csv(text: str, signature: Signature) -> Any:
         raise InvalidInput("the CSV input has no rows")
     names = signature.input_names
     header = None
-    if not all(_is_number(cell) for cell in rows[0]):
+    if not any(_is_number(cell) for cell in rows[0]):
         header, rows = [cell.strip() for cell in rows[0]], rows[1:]
     width = len(header or rows[0])
     for number, row in enumerate(rows, start=2 if header else 1):
