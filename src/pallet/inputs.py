@@ -14,8 +14,9 @@ from pallet.signature import Signature
 def parse_inputs(text: str, signature: Signature, fmt: str) -> Any:
     """Inputs for `signature.validate` from `text` in `fmt` (`json` or `csv`).
 
-    JSON: a list of rows, one row, `{"input name": rows, ...}`, `{"inputs": ...}` or
-    `{"instances": [...]}`. CSV: rows of values, with an optional header; a header that
+    JSON: a list of rows, one row, `{"input name": rows, ...}`, `{"inputs": ...}`,
+    `{"instances": [...]}`, or MLflow's `{"dataframe_split": {"columns", "data"}}` and
+    `{"dataframe_records": [...]}`. CSV: rows of values, with an optional header; a header that
     names the inputs maps its columns to them.
     """
     if fmt == "json":
@@ -31,10 +32,12 @@ def _from_json(text: str, signature: Signature) -> Any:
     except ValueError as e:
         raise InvalidInput(f"input is not valid JSON: {e}") from None
     if isinstance(data, dict):
-        for key in ("inputs", "instances"):
+        for key in ("inputs", "instances", "dataframe_records"):
             if set(data) == {key}:
                 data = data[key]
                 break
+        if set(data) == {"dataframe_split"}:
+            data = _from_split(data["dataframe_split"], signature)
     if isinstance(data, list) and data and all(isinstance(row, dict) for row in data):  # records
         return {spec.name: [row.get(spec.name) for row in data] for spec in signature.inputs}
     if isinstance(data, list) and len(signature.inputs) == 1:
@@ -45,6 +48,18 @@ def _from_json(text: str, signature: Signature) -> Any:
         if depth == len(spec.shape) - 1:  # one row: a batch of one
             return [data]
     return data
+
+
+def _from_split(split: Any, signature: Signature) -> Any:
+    if not isinstance(split, dict) or not isinstance(split.get("data"), list):
+        raise InvalidInput('"dataframe_split" must be an object with "data" (rows) and optional "columns"')
+    columns = split.get("columns")
+    names = signature.input_names
+    if columns and len(names) > 1:
+        if set(columns) != set(names):
+            raise InvalidInput(f"dataframe_split columns {columns} do not match the inputs {names}")
+        return {name: [row[columns.index(name)] for row in split["data"]] for name in names}
+    return split["data"]
 
 
 def _from_csv(text: str, signature: Signature) -> Any:

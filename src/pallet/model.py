@@ -29,7 +29,10 @@ class Model:
 
     def predict(self, inputs: Any) -> dict[str, np.ndarray]:
         """Outputs by name for a batch: an array or nested lists (one-input models) or a dict by input name."""
-        arrays = self.signature.validate(inputs)
+        return self.run(self.signature.validate(inputs))
+
+    def run(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Outputs for inputs that `signature.validate` already returned."""
         try:
             return self.runtime.predict(arrays)
         except PalletError:

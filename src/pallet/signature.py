@@ -81,7 +81,7 @@ class TensorSpec:
             array = np.asarray(value)
         except ValueError:
             raise InvalidInput(f"{where}: rows have different lengths; expected {self.describe()}") from None
-        array = _cast(array, self.dtype, where)
+        array = cast(array, self.dtype, where)
         self._check_shape(array, where)
         if array.dtype.kind == "f" and not self.allow_nan:
             bad = ~np.isfinite(array)
@@ -105,7 +105,8 @@ class TensorSpec:
             raise InvalidInput(f"{where} is an empty batch; send at least one row")
 
 
-def _cast(array: np.ndarray, dtype: str, where: str) -> np.ndarray:
+def cast(array: np.ndarray, dtype: str, where: str) -> np.ndarray:
+    """`array` as `dtype`, refusing values that do not convert exactly (`InvalidInput` names `where`)."""
     kind = array.dtype.kind
     target = _numpy_dtype(dtype)
     if dtype in TEXT:

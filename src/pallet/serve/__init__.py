@@ -1,0 +1,1 @@
+"""The online inference server: one data plane, every protocol on one port."""

@@ -1,0 +1,76 @@
+"""The ASGI app: every protocol on one port, over one data plane."""
+
+from __future__ import annotations
+
+import contextlib
+import html
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Route
+
+from pallet.errors import PalletError
+from pallet.serve import metrics
+from pallet.serve.config import ServeConfig
+from pallet.serve.dataplane import DataPlane
+from pallet.serve.errors import status_of
+from pallet.serve.http import json_response
+from pallet.serve.middleware import APIKey, RequestContext
+from pallet.serve.openapi import routes as openapi_routes
+from pallet.serve.protocols import sagemaker, v1, v2
+from pallet.store import Store, default_store
+
+
+def create_app(config: ServeConfig, store: Store | None = None) -> Starlette:
+    """The server for `config.models`, loaded from `store` (the default store if none)."""
+    plane = DataPlane(store or default_store(), config)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette):
+        for ref in config.models:
+            plane.load(ref)
+        yield
+        plane.close()
+
+    async def serve_metrics(request: Request) -> Response:
+        body, content_type = metrics.exposition()
+        return Response(body, media_type=content_type)
+
+    async def index(request: Request) -> Response:
+        items = "".join(
+            f'<li><a href="/v2/models/{html.escape(name)}">{html.escape(name)}</a> '
+            f'(versions {", ".join(plane.versions(name))})</li>' for name in plane.names())
+        return HTMLResponse(f"<!doctype html><title>pallet</title><h1>pallet</h1><ul>{items}</ul>"
+                            '<p><a href="/docs">API docs</a> · <a href="/metrics">metrics</a></p>')
+
+    app = Starlette(
+        routes=[*v2.routes(plane), *v1.routes(plane), *sagemaker.routes(plane), *openapi_routes(),
+                Route("/metrics", serve_metrics), Route("/", index)],
+        middleware=[Middleware(RequestContext, config=config), Middleware(APIKey, config=config)],
+        exception_handlers={PalletError: _pallet_error, HTTPException: _http_error},
+        lifespan=lifespan,
+    )
+    app.state.plane = plane
+    return app
+
+
+def app_from_env() -> Starlette:
+    """The factory worker processes import: the config comes in PALLET_SERVE_CONFIG."""
+    return create_app(ServeConfig.from_env())
+
+
+async def _pallet_error(request: Request, error: Exception) -> Response:
+    return json_response({"error": str(error)}, status_of(error))
+
+
+async def _http_error(request: Request, error: Exception) -> Response:
+    assert isinstance(error, HTTPException)
+    message = error.detail
+    if error.status_code == 404:
+        message = f"no endpoint {request.method} {request.url.path}; see /docs for the API"
+    elif error.status_code == 405:
+        message = f"{request.method} is not allowed on {request.url.path}"
+    return json_response({"error": message}, error.status_code, dict(error.headers or {}))

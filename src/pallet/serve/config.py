@@ -1,0 +1,33 @@
+"""What `pallet serve` was asked to do; travels to worker processes as JSON in the environment."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+
+ENV = "PALLET_SERVE_CONFIG"
+
+
+@dataclass
+class ServeConfig:
+    models: list[str] = field(default_factory=list)   # references, e.g. digits@production
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+    max_body_bytes: int = 16 * 1024 * 1024
+    max_rows: int = 100_000
+    auth: bool = False          # require the API key on every endpoint, not only admin ones
+    access_log: bool = True
+
+    @property
+    def api_key(self) -> str | None:
+        """Read from the environment only, so it never lands in a file or a process listing."""
+        return os.environ.get("PALLET_API_KEY") or None
+
+    def to_env(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_env(cls) -> ServeConfig:
+        return cls(**json.loads(os.environ.get(ENV, "{}")))

@@ -1,0 +1,123 @@
+"""One data plane every protocol calls: loaded models, metadata, and `infer` on numpy tensors."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from pallet.errors import InvalidInput, ModelNotFound
+from pallet.model import Model
+from pallet.serve import metrics
+from pallet.serve.config import ServeConfig
+from pallet.serve.types import InferenceRequest, InferenceResponse
+from pallet.store import ModelRef, Store
+
+
+@dataclass
+class Loaded:
+    model: Model
+    executor: ThreadPoolExecutor   # model code runs here, never on the event loop
+
+
+class DataPlane:
+    def __init__(self, store: Store, config: ServeConfig):
+        self.store = store
+        self.config = config
+        self.models: dict[str, dict[str, Loaded]] = {}   # name -> version -> loaded model
+        self.default: dict[str, str] = {}                 # name -> version served under the bare name
+        self.unloaded: set[str] = set()
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def load(self, ref: str | ModelRef) -> Model:
+        """Load a stored version; the first version loaded under a name answers for the bare name."""
+        version = self.store.resolve(ref)
+        started = time.perf_counter()
+        model = Model(version)
+        name, number = version.ref.name, str(version.ref.version)
+        metrics.MODEL_LOAD_SECONDS.labels(name, number).set(time.perf_counter() - started)
+        previous = self.models.setdefault(name, {}).get(number)
+        if previous:
+            previous.executor.shutdown(wait=False)
+        self.models[name][number] = Loaded(model, ThreadPoolExecutor(1, thread_name_prefix=f"model-{name}"))
+        self.default.setdefault(name, number)
+        self.unloaded.discard(name)
+        return model
+
+    def unload(self, name: str) -> None:
+        versions = self.models.pop(name, None)
+        if versions is None:
+            raise ModelNotFound(f"model '{name}' is not loaded; loaded: {self._loaded_names()}")
+        self.default.pop(name, None)
+        self.unloaded.add(name)
+        for loaded in versions.values():
+            loaded.executor.shutdown(wait=False)
+
+    def close(self) -> None:
+        for name in list(self.models):
+            self.unload(name)
+
+    # -- lookup ---------------------------------------------------------------------------
+
+    def get(self, name: str, version: str | None = None) -> Model:
+        return self._get(name, version).model
+
+    def _get(self, name: str, version: str | None) -> Loaded:
+        versions = self.models.get(name)
+        if versions is None:
+            state = " (it was unloaded)" if name in self.unloaded else ""
+            raise ModelNotFound(f"model '{name}' is not loaded on this server{state}; loaded: {self._loaded_names()}")
+        key = version if version is not None else self.default[name]
+        if key not in versions:
+            raise ModelNotFound(f"model '{name}' has no version '{key}' loaded; loaded versions: "
+                                f"{', '.join(sorted(versions, key=_version_key))}")
+        return versions[key]
+
+    def names(self) -> list[str]:
+        return sorted(self.models)
+
+    def versions(self, name: str) -> list[str]:
+        self._get(name, None)
+        return sorted(self.models[name], key=_version_key)
+
+    def index(self) -> list[dict]:
+        """Every model this server knows: loaded versions and unloaded names."""
+        rows = [{"name": name, "version": number, "state": "READY", "reason": ""}
+                for name in self.names() for number in self.versions(name)]
+        rows += [{"name": name, "version": "", "state": "UNAVAILABLE", "reason": "unloaded"}
+                 for name in sorted(self.unloaded)]
+        return rows
+
+    def ready(self) -> bool:
+        return bool(self.models)
+
+    # -- inference ------------------------------------------------------------------------
+
+    async def infer(self, request: InferenceRequest) -> InferenceResponse:
+        loaded = self._get(request.model, request.version)
+        model = loaded.model
+        arrays = model.signature.validate(request.inputs)
+        rows = len(next(iter(arrays.values())))
+        if rows > self.config.max_rows:
+            raise InvalidInput(f"the request has {rows} rows; this server takes at most {self.config.max_rows} "
+                               "per request (pallet serve --max-rows)")
+        if request.outputs is not None:
+            known = [s.name for s in model.signature.outputs]
+            for name in request.outputs:
+                if name not in known:
+                    raise InvalidInput(f"unknown output '{name}' requested; model '{request.model}' gives: "
+                                       f"{', '.join(known)}")
+        loop = asyncio.get_running_loop()
+        outputs = await loop.run_in_executor(loaded.executor, model.run, arrays)
+        if request.outputs is not None:
+            outputs = {name: outputs[name] for name in request.outputs}
+        return InferenceResponse(model.ref.name, str(model.ref.version), outputs, request.id)
+
+    def _loaded_names(self) -> str:
+        return ", ".join(self.names()) or "none"
+
+
+def _version_key(version: str) -> tuple[int, str]:
+    return (int(version), "") if version.isdigit() else (0, version)

@@ -1,0 +1,53 @@
+"""The one table from exception to HTTP status, and the errors only a server raises."""
+
+from __future__ import annotations
+
+from pallet.errors import (InvalidInput, InvalidReference, ModelNotFound, NoRuntime, PalletError,
+                           PredictionError)
+
+
+class BadRequest(PalletError):
+    """The request itself is malformed: body, content type, fields."""
+
+
+class PayloadTooLarge(PalletError):
+    """The body is over the configured limit."""
+
+
+class UnsupportedMediaType(PalletError):
+    """A content type the endpoint does not read."""
+
+
+class NotAcceptable(PalletError):
+    """An Accept type the endpoint cannot answer in."""
+
+
+class Unauthorized(PalletError):
+    """A missing or wrong API key."""
+
+
+class ModelNotReady(PalletError):
+    """The model is known but not loaded (yet, or any more)."""
+
+
+STATUS: list[tuple[type[Exception], int]] = [
+    (BadRequest, 400),
+    (InvalidInput, 400),
+    (InvalidReference, 400),
+    (Unauthorized, 401),
+    (ModelNotFound, 404),
+    (NotAcceptable, 406),
+    (PayloadTooLarge, 413),
+    (UnsupportedMediaType, 415),
+    (NoRuntime, 422),
+    (PredictionError, 500),
+    (ModelNotReady, 503),
+    (PalletError, 500),
+]
+
+
+def status_of(error: Exception) -> int:
+    for kind, status in STATUS:
+        if isinstance(error, kind):
+            return status
+    return 500

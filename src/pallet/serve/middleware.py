@@ -1,0 +1,99 @@
+"""Pure ASGI middleware: request ids, the access log, request metrics, API keys."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+import uuid
+
+import orjson
+
+from pallet.serve import metrics
+from pallet.serve.config import ServeConfig
+
+access_log = logging.getLogger("pallet.access")
+
+OPEN_PATHS = ("/v2/health/", "/ping")        # probes stay open even with --auth
+ADMIN_PREFIX = "/v2/repository"               # model lifecycle: the key is required whenever one is set
+
+
+class RequestContext:
+    """Gives every request an X-Request-ID (the client's, or a new one), logs it as a JSON line,
+    and records the inference metrics for the model the route named in `request.state`."""
+
+    def __init__(self, app, config: ServeConfig):
+        self.app = app
+        self.config = config
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        request_id = _header(scope, b"x-request-id") or uuid.uuid4().hex
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        status = 500
+        started = time.perf_counter()
+
+        async def send_with_id(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        metrics.IN_FLIGHT.inc()
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            metrics.IN_FLIGHT.dec()
+            seconds = time.perf_counter() - started
+            model, version = state.get("model"), state.get("version", "")
+            if model:
+                metrics.observe(model, version, state.get("protocol", ""), status, seconds)
+            if self.config.access_log:
+                access_log.info(orjson.dumps({
+                    "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "request_id": request_id,
+                    "method": scope["method"], "path": scope["path"], "status": status,
+                    "latency_ms": round(seconds * 1000, 3), "model": model, "version": version or None,
+                    "protocol": state.get("protocol"),
+                }).decode())
+
+
+class APIKey:
+    """With PALLET_API_KEY set, admin endpoints need it; with --auth, every endpoint but the probes does.
+
+    The key goes in `Authorization: Bearer KEY` or `X-API-Key: KEY`.
+    """
+
+    def __init__(self, app, config: ServeConfig):
+        self.app = app
+        self.config = config
+
+    async def __call__(self, scope, receive, send):
+        key = self.config.api_key
+        if scope["type"] != "http" or key is None or not self._guarded(scope["path"]):
+            return await self.app(scope, receive, send)
+        given = _header(scope, b"x-api-key")
+        bearer = _header(scope, b"authorization")
+        if given is None and bearer and bearer.lower().startswith("bearer "):
+            given = bearer[7:].strip()
+        if given is not None and hmac.compare_digest(given.encode(), key.encode()):
+            return await self.app(scope, receive, send)
+        message = "missing API key" if given is None else "wrong API key"
+        body = orjson.dumps({"error": f"{message}: send 'Authorization: Bearer KEY' or 'X-API-Key: KEY'"})
+        await send({"type": "http.response.start", "status": 401,
+                    "headers": [(b"content-type", b"application/json"), (b"www-authenticate", b"Bearer")]})
+        await send({"type": "http.response.body", "body": body})
+
+    def _guarded(self, path: str) -> bool:
+        if path.startswith(ADMIN_PREFIX):
+            return True
+        return self.config.auth and not path.startswith(OPEN_PATHS)
+
+
+def _header(scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return value.decode("latin-1")
+    return None

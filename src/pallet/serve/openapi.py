@@ -1,0 +1,164 @@
+"""The OpenAPI description of every endpoint, and `/docs` (Swagger UI, served from the package)."""
+
+from __future__ import annotations
+
+from swagger_ui_bundle import swagger_ui_path
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+import pallet
+from pallet.serve.codecs import DATATYPES
+from pallet.serve.http import json_response
+
+
+def _ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict, description: str = "OK") -> dict:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+ERRORS = {str(code): _json(_ref("Error"), text) for code, text in [
+    ("400", "Malformed request or input that does not match the signature"),
+    ("404", "Unknown model or version"),
+    ("413", "Body over the size limit"),
+    ("415", "Unsupported content type"),
+]}
+NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+VERSION = {"name": "version", "in": "path", "required": True, "schema": {"type": "string"}}
+
+SCHEMAS = {
+    "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
+    "TensorMetadata": {"type": "object", "required": ["name", "datatype", "shape"], "properties": {
+        "name": {"type": "string"}, "datatype": {"type": "string", "enum": list(DATATYPES)},
+        "shape": {"type": "array", "items": {"type": "integer"}}}},
+    "RequestInput": {"type": "object", "required": ["name", "shape", "datatype"], "properties": {
+        "name": {"type": "string"}, "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
+        "datatype": {"type": "string", "enum": list(DATATYPES)},
+        "parameters": {"type": "object", "properties": {"binary_data_size": {"type": "integer"}}},
+        "data": {"description": "values, flat or nested, row-major", "type": "array", "items": {}}}},
+    "RequestOutput": {"type": "object", "required": ["name"], "properties": {
+        "name": {"type": "string"},
+        "parameters": {"type": "object", "properties": {"binary_data": {"type": "boolean"}}}}},
+    "InferenceRequest": {"type": "object", "required": ["inputs"], "properties": {
+        "id": {"type": "string"}, "parameters": {"type": "object"},
+        "inputs": {"type": "array", "minItems": 1, "items": _ref("RequestInput")},
+        "outputs": {"type": "array", "items": _ref("RequestOutput")}}},
+    "ResponseOutput": {"type": "object", "required": ["name", "datatype", "shape"], "properties": {
+        "name": {"type": "string"}, "datatype": {"type": "string"},
+        "shape": {"type": "array", "items": {"type": "integer"}}, "parameters": {"type": "object"},
+        "data": {"type": "array", "items": {}}}},
+    "InferenceResponse": {"type": "object", "required": ["model_name", "outputs"], "properties": {
+        "model_name": {"type": "string"}, "model_version": {"type": "string"}, "id": {"type": "string"},
+        "outputs": {"type": "array", "items": _ref("ResponseOutput")}}},
+    "ModelMetadata": {"type": "object", "required": ["name", "platform", "inputs", "outputs"], "properties": {
+        "name": {"type": "string"}, "versions": {"type": "array", "items": {"type": "string"}},
+        "platform": {"type": "string"},
+        "inputs": {"type": "array", "items": _ref("TensorMetadata")},
+        "outputs": {"type": "array", "items": _ref("TensorMetadata")}}},
+    "ServerMetadata": {"type": "object", "required": ["name", "version", "extensions"], "properties": {
+        "name": {"type": "string"}, "version": {"type": "string"},
+        "extensions": {"type": "array", "items": {"type": "string"}}}},
+    "Ready": {"type": "object", "properties": {"ready": {"type": "boolean"}, "name": {"type": "string"}}},
+    "Live": {"type": "object", "properties": {"live": {"type": "boolean"}}},
+    "RepositoryIndex": {"type": "array", "items": {"type": "object", "properties": {
+        "name": {"type": "string"}, "version": {"type": "string"}, "state": {"type": "string"},
+        "reason": {"type": "string"}}}},
+    "ModelState": {"type": "object", "properties": {
+        "name": {"type": "string"}, "version": {"type": "string"}, "state": {"type": "string"}}},
+    "Instances": {"type": "object", "required": ["instances"], "properties": {
+        "instances": {"type": "array", "minItems": 1,
+                      "items": {"description": "a row of features, or an object keyed by input name"}}}},
+    "Predictions": {"type": "object", "required": ["predictions"],
+                    "properties": {"predictions": {"type": "array", "items": {}}}},
+}
+
+
+def _get(summary: str, schema: dict, *params: dict, tag: str) -> dict:
+    return {"get": {"summary": summary, "tags": [tag], "parameters": list(params),
+                    "responses": {"200": _json(schema), **ERRORS}}}
+
+
+def _post(summary: str, body: dict | None, schema: dict, *params: dict, tag: str, content=None) -> dict:
+    operation = {"summary": summary, "tags": [tag], "parameters": list(params),
+                 "responses": {"200": _json(schema), **ERRORS}}
+    if body is not None:
+        operation["requestBody"] = {"required": True, "content": content or {"application/json": {"schema": body}}}
+    return {"post": operation}
+
+
+def _infer(*params: dict) -> dict:
+    return _post("Run inference (JSON, or the binary tensor data extension)", _ref("InferenceRequest"),
+                 _ref("InferenceResponse"), *params, tag="Open Inference Protocol (V2)")
+
+
+V2, V1, SM = "Open Inference Protocol (V2)", "KServe V1 / Vertex AI", "SageMaker / MLflow / Azure ML"
+SAGEMAKER_BODY = {"application/json": {"schema": {"oneOf": [_ref("Instances"), {"type": "array", "items": {}},
+                                                            {"type": "object"}]}},
+                  "text/csv": {"schema": {"type": "string"}}}
+
+SPEC = {
+    "openapi": "3.1.0",
+    "info": {"title": "pallet inference server", "version": pallet.__version__,
+             "description": "Every protocol on one port: Open Inference Protocol (KServe V2 / Triton), "
+                            "KServe V1 / Vertex AI, SageMaker, MLflow and Azure ML scoring."},
+    "paths": {
+        "/v2/health/live": _get("Server liveness", _ref("Live"), tag=V2),
+        "/v2/health/ready": _get("Server readiness", _ref("Ready"), tag=V2),
+        "/v2": _get("Server metadata", _ref("ServerMetadata"), tag=V2),
+        "/v2/models/{name}": _get("Model metadata", _ref("ModelMetadata"), NAME, tag=V2),
+        "/v2/models/{name}/versions/{version}": _get("Model version metadata", _ref("ModelMetadata"), NAME,
+                                                     VERSION, tag=V2),
+        "/v2/models/{name}/ready": _get("Model readiness", _ref("Ready"), NAME, tag=V2),
+        "/v2/models/{name}/versions/{version}/ready": _get("Model version readiness", _ref("Ready"), NAME,
+                                                           VERSION, tag=V2),
+        "/v2/models/{name}/infer": _infer(NAME),
+        "/v2/models/{name}/versions/{version}/infer": _infer(NAME, VERSION),
+        "/v2/repository/index": _post("Models this server knows (API key when set)", None,
+                                      _ref("RepositoryIndex"), tag=V2),
+        "/v2/repository/models/{name}/load": _post("Load a model from the store (API key when set)", None,
+                                                   _ref("ModelState"), NAME, tag=V2),
+        "/v2/repository/models/{name}/unload": _post("Unload a model (API key when set)", None,
+                                                     _ref("ModelState"), NAME, tag=V2),
+        "/v1/models": _get("Loaded models", {"type": "object", "properties": {
+            "models": {"type": "array", "items": {"type": "string"}}}}, tag=V1),
+        "/v1/models/{name}": _get("Model readiness", _ref("Ready"), NAME, tag=V1),
+        "/v1/models/{name}:predict": _post("Predict on instances", _ref("Instances"), _ref("Predictions"), NAME,
+                                           tag=V1),
+        "/ping": {"get": {"summary": "Health check", "tags": [SM], "responses": {"200": {"description": "ready"}}}},
+        "/invocations": _post("Predict (JSON instances, rows, MLflow shapes, or CSV)", {}, _ref("Predictions"),
+                              {"name": "X-Amzn-SageMaker-Target-Model", "in": "header", "required": False,
+                               "schema": {"type": "string"}}, tag=SM, content=SAGEMAKER_BODY),
+        "/score": _post("Azure ML scoring (same bodies as /invocations)", {}, _ref("Predictions"), tag=SM,
+                        content=SAGEMAKER_BODY),
+        "/metrics": {"get": {"summary": "Prometheus metrics", "tags": ["Operations"],
+                             "responses": {"200": {"description": "Prometheus text format",
+                                                   "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
+    },
+    "components": {"schemas": SCHEMAS},
+}
+
+DOCS_PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>pallet API</title>
+<link rel="stylesheet" href="/docs/assets/swagger-ui.css"></head>
+<body><div id="swagger-ui"></div>
+<script src="/docs/assets/swagger-ui-bundle.js"></script>
+<script>window.ui = SwaggerUIBundle({url: "/openapi.json", dom_id: "#swagger-ui"});</script>
+</body></html>"""
+
+
+def routes() -> list:
+    async def openapi(request: Request) -> Response:
+        return json_response(SPEC)
+
+    async def docs(request: Request) -> Response:
+        return HTMLResponse(DOCS_PAGE)
+
+    return [
+        Route("/openapi.json", openapi),
+        Route("/docs", docs),
+        Mount("/docs/assets", StaticFiles(directory=swagger_ui_path), name="swagger-ui"),
+    ]
