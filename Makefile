@@ -18,10 +18,7 @@ demo: install
 	$(BIN)/pallet demo
 
 run: demo
-	@for model in digits iris digits-onnx; do \
-		echo "pallet predict $$model@production --sample"; \
-		$(BIN)/pallet predict $$model@production --sample || exit 1; \
-	done
+	$(BIN)/pallet serve digits@production iris@production digits-onnx@production --port 8000
 
 test: install
 	$(BIN)/python -m pytest

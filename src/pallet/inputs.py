@@ -31,13 +31,12 @@ def _from_json(text: str, signature: Signature) -> Any:
         data = json.loads(text)
     except ValueError as e:
         raise InvalidInput(f"input is not valid JSON: {e}") from None
-    if isinstance(data, dict):
-        for key in ("inputs", "instances", "dataframe_records"):
-            if set(data) == {key}:
-                data = data[key]
-                break
-        if set(data) == {"dataframe_split"}:
-            data = _from_split(data["dataframe_split"], signature)
+    if isinstance(data, dict) and len(data) == 1:
+        (key, value), = data.items()
+        if key in ("inputs", "instances", "dataframe_records"):
+            data = value
+        elif key == "dataframe_split":
+            data = _from_split(value, signature)
     if isinstance(data, list) and data and all(isinstance(row, dict) for row in data):  # records
         return {spec.name: [row.get(spec.name) for row in data] for spec in signature.inputs}
     if isinstance(data, list) and len(signature.inputs) == 1:

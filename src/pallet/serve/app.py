@@ -21,6 +21,7 @@ from pallet.serve.http import json_response
 from pallet.serve.middleware import APIKey, RequestContext
 from pallet.serve.openapi import routes as openapi_routes
 from pallet.serve.protocols import sagemaker, v1, v2
+from pallet.serve.server import configure_access_log
 from pallet.store import Store, default_store
 
 
@@ -30,6 +31,7 @@ def create_app(config: ServeConfig, store: Store | None = None) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
+        configure_access_log(config.access_log)
         for ref in config.models:
             plane.load(ref)
         yield

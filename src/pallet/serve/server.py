@@ -1,0 +1,83 @@
+"""Running the app under uvicorn: checks first, then one process or several workers on one port."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import socket
+import sys
+import tempfile
+from collections.abc import Callable
+
+import uvicorn
+
+import pallet
+from pallet.errors import PalletError
+from pallet.serve.config import ENV, ServeConfig
+from pallet.store import Store, default_store
+
+ENDPOINTS = [
+    ("V2 / KServe / Triton", "/v2/models/{model}/infer"),
+    ("V1 / Vertex AI", "/v1/models/{model}:predict"),
+    ("SageMaker / MLflow", "/invocations"),
+    ("metrics", "/metrics"),
+    ("API docs", "/docs"),
+]
+
+
+def serve(config: ServeConfig, store: Store | None = None, echo: Callable[[str], None] = print) -> None:
+    """Serve `config.models` until interrupted. Mistakes surface here, before any worker starts."""
+    store = store or default_store()
+    if not config.models:
+        raise PalletError("name at least one model to serve, e.g. pallet serve digits@production")
+    if config.workers < 1:
+        raise PalletError(f"--workers must be 1 or more, got {config.workers}")
+    versions = [store.resolve(ref) for ref in config.models]
+    _check_port(config.host, config.port)
+
+    # Worker processes rebuild the app from the environment: same store, same config.
+    os.environ["PALLET_HOME"] = str(store.home)
+    os.environ["PALLET_DB_URL"] = store.db_url
+    os.environ[ENV] = config.to_env()
+    metrics_dir = None
+    if config.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="pallet-metrics-")
+
+    base = f"http://{_url_host(config.host)}:{config.port}"
+    workers = f" with {config.workers} workers" if config.workers > 1 else ""
+    echo(f"pallet {pallet.__version__} serving on {base}{workers}")
+    echo("  models    " + ", ".join(f"{v.ref.name} (version {v.ref.version})" for v in versions))
+    for label, path in ENDPOINTS:
+        echo(f"  {label:<22}{base}{path}")
+    try:
+        uvicorn.run("pallet.serve.app:app_from_env", factory=True, host=config.host, port=config.port,
+                    workers=config.workers, log_level="warning", access_log=False, timeout_graceful_shutdown=5)
+    finally:
+        if metrics_dir:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def configure_access_log(enabled: bool) -> None:
+    """JSON lines on stdout, one per request (the middleware writes them)."""
+    logger = logging.getLogger("pallet.access")
+    logger.propagate = False
+    logger.setLevel(logging.INFO if enabled else logging.WARNING)
+    if enabled and not logger.handlers:
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+
+
+def _check_port(host: str, port: int) -> None:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as e:
+            raise PalletError(f"cannot listen on {host}:{port}: {e.strerror}; pick another --port or --host") from None
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host

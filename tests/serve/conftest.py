@@ -1,0 +1,78 @@
+"""A real server on a free port, with the demo models, for every protocol test."""
+
+import socket
+import threading
+import time
+
+import httpx
+import pytest
+import uvicorn
+
+from pallet.demo import train_demo_models
+from pallet.serve.app import create_app
+from pallet.serve.config import ServeConfig
+from pallet.store import Store
+
+MODELS = ["digits@production", "iris@production", "digits-onnx@production"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RunningServer:
+    def __init__(self, app):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.app = app
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("the test server did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc):
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def demo_store(tmp_path_factory):
+    store = Store(tmp_path_factory.mktemp("serve") / "home")
+    train_demo_models(store)
+    return store
+
+
+@pytest.fixture(scope="session")
+def server(demo_store):
+    with RunningServer(create_app(ServeConfig(models=MODELS, max_rows=500), demo_store)) as running:
+        yield running
+
+
+@pytest.fixture
+def client(server):
+    with httpx.Client(base_url=server.url, timeout=30) as c:
+        yield c
+
+
+@pytest.fixture
+def start_server(demo_store):
+    """Start a server with its own config for one test."""
+    running = []
+
+    def start(**config):
+        instance = RunningServer(create_app(ServeConfig(**{"models": MODELS, **config}), demo_store))
+        running.append(instance.__enter__())
+        return instance
+
+    yield start
+    for instance in running:
+        instance.__exit__(None, None, None)

@@ -1,0 +1,240 @@
+"""Server-wide behaviour: metrics, request ids, access log, limits, API keys, lifecycle, docs."""
+
+import gzip
+import json
+import logging
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from sklearn.datasets import load_iris
+
+from tests.serve.conftest import free_port
+
+IRIS = load_iris().data.tolist()
+PALLET = str(Path(sys.executable).parent / "pallet")
+
+
+def infer_iris(client, rows=1, **headers):
+    return client.post("/v1/models/iris:predict", json={"instances": IRIS[:rows]}, headers=headers)
+
+
+def test_request_id_is_echoed_or_made(client):
+    assert infer_iris(client, **{"X-Request-ID": "abc-123"}).headers["x-request-id"] == "abc-123"
+    made = infer_iris(client).headers["x-request-id"]
+    assert re.fullmatch(r"[0-9a-f]{32}", made)
+
+
+def test_access_log_is_json_lines_with_model_version_latency_status(client, caplog):
+    logger = logging.getLogger("pallet.access")
+    logger.propagate = True  # let caplog see it
+    try:
+        with caplog.at_level(logging.INFO, logger="pallet.access"):
+            infer_iris(client, **{"X-Request-ID": "log-me"})
+            client.get("/v2/models/nosuch")
+    finally:
+        logger.propagate = False
+    records = [json.loads(r.getMessage()) for r in caplog.records if r.name == "pallet.access"]
+    mine = next(r for r in records if r["request_id"] == "log-me")
+    assert (mine["model"], mine["version"], mine["status"], mine["protocol"]) == ("iris", "1", 200, "v1")
+    assert mine["latency_ms"] > 0 and mine["path"] == "/v1/models/iris:predict"
+    assert any(r["status"] == 404 and r["path"] == "/v2/models/nosuch" for r in records)
+
+
+def test_metrics_count_requests_and_latency_per_model_version_protocol_status(client):
+    def count(text, labels):
+        match = re.search(r"^pallet_requests_total\{" + labels + r"\} (\S+)$", text, re.M)
+        return float(match.group(1)) if match else 0.0
+
+    ok = 'model="iris",protocol="v1",status="200",version="1"'
+    bad = 'model="iris",protocol="v1",status="400",version=""'
+    before = client.get("/metrics").text
+    infer_iris(client)
+    infer_iris(client)
+    client.post("/v1/models/iris:predict", json={"instances": [[1]]})
+    text = client.get("/metrics").text
+    assert count(text, ok) - count(before, ok) == 2
+    assert count(text, bad) - count(before, bad) == 1
+    assert 'pallet_request_duration_seconds_bucket{le="0.005",model="iris",protocol="v1",version="1"}' in text
+    assert re.search(r'^pallet_model_load_seconds\{model="digits",version="1"\} \d', text, re.M)
+    assert "pallet_requests_in_flight" in text
+
+
+def test_body_over_the_limit_is_413(start_server):
+    server = start_server(max_body_bytes=1000)
+    with httpx.Client(base_url=server.url) as client:
+        response = infer_iris(client, rows=100)
+        assert response.status_code == 413
+        assert "limit is 1000" in response.json()["error"]
+        packed = gzip.compress(json.dumps({"instances": [IRIS[0]] * 200}).encode())
+        assert len(packed) < 1000
+        response = client.post("/v1/models/iris:predict", content=packed,
+                               headers={"Content-Encoding": "gzip", "Content-Type": "application/json"})
+        assert response.status_code == 413 and "decompressed" in response.json()["error"]
+
+
+def test_gzip_bodies_are_read(client):
+    packed = gzip.compress(json.dumps({"instances": IRIS[:1]}).encode())
+    response = client.post("/v1/models/iris:predict", content=packed,
+                           headers={"Content-Encoding": "gzip", "Content-Type": "application/json"})
+    assert response.json()["predictions"][0]["label"] == 0
+    response = client.post("/v1/models/iris:predict", content=b"xx",
+                           headers={"Content-Encoding": "br", "Content-Type": "application/json"})
+    assert response.status_code == 415
+
+
+def test_unknown_routes_and_methods_answer_json(client):
+    response = client.get("/v3/nothing")
+    assert response.status_code == 404 and "no endpoint GET /v3/nothing" in response.json()["error"]
+    response = client.get("/v2/models/iris/infer")
+    assert response.status_code == 405 and "GET is not allowed" in response.json()["error"]
+
+
+def test_openapi_describes_every_endpoint_and_docs_render(client, server):
+    spec = client.get("/openapi.json").json()
+    assert spec["openapi"].startswith("3.")
+    paths = set(spec["paths"])
+    for route in server.app.routes:
+        path = getattr(route, "path", "")
+        if path and not path.startswith("/docs") and path not in ("/", "/openapi.json"):
+            assert path in paths, f"{path} is missing from the OpenAPI description"
+    infer = spec["paths"]["/v2/models/{name}/infer"]["post"]
+    assert infer["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith("InferenceRequest")
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "/openapi.json" in docs.text
+    assert client.get("/docs/assets/swagger-ui-bundle.js").status_code == 200
+
+
+def test_index_page_lists_models(client):
+    page = client.get("/")
+    assert page.status_code == 200
+    assert all(name in page.text for name in ("digits", "iris", "digits-onnx"))
+
+
+def test_repository_load_and_unload_need_the_key(start_server, monkeypatch):
+    monkeypatch.setenv("PALLET_API_KEY", "s3cret")
+    server = start_server(models=["iris"])
+    with httpx.Client(base_url=server.url) as client:
+        assert client.post("/v2/repository/models/digits/load").status_code == 401
+        wrong = client.post("/v2/repository/models/digits/load", headers={"X-API-Key": "nope"})
+        assert wrong.status_code == 401 and "wrong API key" in wrong.json()["error"]
+        key = {"Authorization": "Bearer s3cret"}
+        loaded = client.post("/v2/repository/models/digits/load", headers=key)
+        assert loaded.json() == {"name": "digits", "version": "1", "state": "READY"}
+        assert client.get("/v2/models/digits/ready").status_code == 200
+        assert infer_iris(client).status_code == 200  # inference stays open without --auth
+        assert client.post("/v2/repository/models/iris/unload", headers=key).status_code == 200
+        gone = infer_iris(client)
+        assert gone.status_code == 404 and "(it was unloaded)" in gone.json()["error"]
+        index = client.get("/v2/repository/index", headers=key).json()
+        assert {(m["name"], m["state"]) for m in index} == {("digits", "READY"), ("iris", "UNAVAILABLE")}
+        missing = client.post("/v2/repository/models/nosuch/load", headers=key)
+        assert missing.status_code == 404 and "no model named 'nosuch'" in missing.json()["error"]
+
+
+def test_auth_guards_every_endpoint_but_probes(start_server, monkeypatch):
+    monkeypatch.setenv("PALLET_API_KEY", "s3cret")
+    server = start_server(auth=True)
+    with httpx.Client(base_url=server.url) as client:
+        assert infer_iris(client).status_code == 401
+        assert client.get("/v2/models/iris").status_code == 401
+        assert infer_iris(client, **{"X-API-Key": "s3cret"}).status_code == 200
+        assert client.get("/v2/health/ready").status_code == 200
+        assert client.get("/ping").status_code == 200
+
+
+def _serve(*args, env=None):
+    return subprocess.Popen([PALLET, "serve", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, **(env or {})})
+
+
+def _wait_ready(url, proc, seconds=60):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"pallet serve exited: {proc.stderr.read()}")
+        try:
+            if httpx.get(f"{url}/v2/health/ready", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError("pallet serve did not become ready")
+
+
+def _stop(proc):
+    proc.send_signal(signal.SIGINT)
+    try:
+        return proc.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.communicate()
+
+
+def test_pallet_serve_with_two_workers_aggregates_metrics(demo_store, tmp_path):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = _serve("digits@production", "iris", "--port", str(port), "--workers", "2", "--no-access-log",
+                  env={"PALLET_HOME": str(demo_store.home), "PALLET_DB_URL": demo_store.db_url,
+                       "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)})
+    try:
+        _wait_ready(url, proc)
+        with httpx.Client(base_url=url) as client:
+            for _ in range(40):  # new connections spread over the workers
+                with httpx.Client(base_url=url) as fresh:
+                    assert infer_iris(fresh).status_code == 200
+            text = client.get("/metrics").text
+        total = re.search(r'^pallet_requests_total\{model="iris",protocol="v1",status="200",version="1"\} (\S+)$',
+                          text, re.M)
+        assert total and float(total.group(1)) == 40  # summed over both workers
+        assert len(re.findall(r"^pallet_model_load_seconds\{model=\"iris\"", text, re.M)) == 1
+        workers = {path.stem.rsplit("_", 1)[-1] for path in tmp_path.glob("gauge_max_*.db")}
+        assert len(workers) == 2  # both worker processes loaded the models and wrote metrics
+    finally:
+        out, err = _stop(proc)
+    assert f"serving on {url} with 2 workers" in out
+    assert f"{url}/v2/models/{{model}}/infer" in out and f"{url}/invocations" in out
+    assert "Traceback" not in err
+
+
+def test_pallet_serve_port_from_sagemaker_env(demo_store):
+    port = free_port()
+    proc = _serve("iris", env={"PALLET_HOME": str(demo_store.home), "PALLET_DB_URL": demo_store.db_url,
+                               "SAGEMAKER_BIND_TO_PORT": str(port)})
+    try:
+        _wait_ready(f"http://127.0.0.1:{port}", proc)
+        assert httpx.get(f"http://127.0.0.1:{port}/ping").status_code == 200
+    finally:
+        _stop(proc)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["nosuch"], "error: no model named 'nosuch'"),
+        ([], "error: name at least one model to serve"),
+        (["iris", "--workers", "0"], "error: --workers must be 1 or more"),
+        (["iris", "--auth"], "error: Invalid value: --auth needs the key in the PALLET_API_KEY"),
+        (["iris", "--port", "notanumber"], "error: Invalid value for '--port'"),
+    ],
+)
+def test_pallet_serve_mistakes_are_one_line(demo_store, args, message):
+    env = {k: v for k, v in os.environ.items() if k != "PALLET_API_KEY"}
+    done = subprocess.run([PALLET, "serve", *args], capture_output=True, text=True, timeout=60,
+                          env={**env, "PALLET_HOME": str(demo_store.home), "PALLET_DB_URL": demo_store.db_url})
+    assert done.returncode != 0
+    assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_pallet_serve_port_in_use(demo_store, server):
+    done = subprocess.run([PALLET, "serve", "iris", "--port", str(server.port)], capture_output=True, text=True,
+                          timeout=60, env={**os.environ, "PALLET_HOME": str(demo_store.home),
+                                           "PALLET_DB_URL": demo_store.db_url})
+    assert done.returncode == 1
+    assert f"error: cannot listen on 127.0.0.1:{server.port}: Address already in use" in done.stderr
