@@ -53,14 +53,18 @@ def test_metrics_count_requests_and_latency_per_model_version_protocol_status(cl
         return float(match.group(1)) if match else 0.0
 
     ok = 'model="iris",protocol="v1",status="200",version="1"'
-    bad = 'model="iris",protocol="v1",status="400",version=""'
+    bad = 'model="iris",protocol="v1",status="400",version="1"'
+    unknown = 'model="",protocol="v1",status="404",version=""'
     before = client.get("/metrics").text
     infer_iris(client)
     infer_iris(client)
     client.post("/v1/models/iris:predict", json={"instances": [[1]]})
+    client.post("/v1/models/random-name-1:predict", json={"instances": [[1]]})
     text = client.get("/metrics").text
     assert count(text, ok) - count(before, ok) == 2
     assert count(text, bad) - count(before, bad) == 1
+    assert count(text, unknown) - count(before, unknown) == 1
+    assert "random-name-1" not in text  # names a client makes up never become labels
     assert 'pallet_request_duration_seconds_bucket{le="0.005",model="iris",protocol="v1",version="1"}' in text
     assert re.search(r'^pallet_model_load_seconds\{model="digits",version="1"\} \d', text, re.M)
     assert "pallet_requests_in_flight" in text

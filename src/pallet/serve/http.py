@@ -10,6 +10,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from pallet.model import Model
 from pallet.serve.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 
 JSON = "application/json"
@@ -65,12 +66,15 @@ def json_response(data: Any, status: int = 200, headers: dict[str, str] | None =
     return Response(orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY), status, headers, media_type=JSON)
 
 
+def label(request: Request, model: Model) -> Model:
+    """Name the model and version this request is for, for its metrics and access log line."""
+    request.state.model, request.state.version = model.ref.name, str(model.ref.version)
+    return model
+
+
 def to_list(array: np.ndarray) -> list:
     """An output array as JSON-ready nested lists (bytes decoded as UTF-8)."""
     if array.dtype.kind in "SO":
         return np.vectorize(lambda v: v.decode("utf-8", "replace") if isinstance(v, bytes) else v,
                             otypes=[object])(array).tolist()
     return array.tolist()
-
-
-__all__ = ["json_response", "parse_json", "read_body", "require_json", "to_list"]

@@ -48,14 +48,15 @@ class RequestContext:
         finally:
             metrics.IN_FLIGHT.dec()
             seconds = time.perf_counter() - started
-            model, version = state.get("model"), state.get("version", "")
-            if model:
-                metrics.observe(model, version, state.get("protocol", ""), status, seconds)
+            # Only names of loaded models become labels: unknown names (404s) count under "".
+            model, version = state.get("model"), state.get("version")
+            if state.get("protocol"):
+                metrics.observe(model or "", version or "", state["protocol"], status, seconds)
             if self.config.access_log:
                 access_log.info(orjson.dumps({
                     "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "request_id": request_id,
                     "method": scope["method"], "path": scope["path"], "status": status,
-                    "latency_ms": round(seconds * 1000, 3), "model": model, "version": version or None,
+                    "latency_ms": round(seconds * 1000, 3), "model": model, "version": version,
                     "protocol": state.get("protocol"),
                 }).decode())
 

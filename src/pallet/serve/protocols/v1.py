@@ -11,7 +11,7 @@ from starlette.routing import Route
 
 from pallet.serve.dataplane import DataPlane
 from pallet.serve.errors import BadRequest
-from pallet.serve.http import json_response, parse_json, read_body, require_json, to_list
+from pallet.serve.http import json_response, label, parse_json, read_body, require_json, to_list
 from pallet.serve.types import InferenceRequest
 from pallet.signature import Signature
 
@@ -21,15 +21,14 @@ PROTOCOL = "v1"
 def routes(plane: DataPlane) -> list[Route]:
     async def predict(request: Request) -> Response:
         name = request.path_params["name"]
-        request.state.protocol, request.state.model = PROTOCOL, name
+        request.state.protocol = PROTOCOL
+        model = label(request, plane.get(name))
         require_json(request)
         doc = parse_json(await read_body(request, plane.config.max_body_bytes))
         if not isinstance(doc, dict) or not ({"instances", "inputs"} & set(doc)):
             raise BadRequest('request body must be a JSON object with "instances": [...]')
         key = "instances" if "instances" in doc else "inputs"
-        model = plane.get(name)
         response = await plane.infer(InferenceRequest(name, from_instances(doc[key], model.signature, key)))
-        request.state.version = response.model_version
         return json_response({"predictions": predictions(response.outputs)})
 
     async def status(request: Request) -> Response:

@@ -5,6 +5,7 @@ Translates wire format to the data plane's `InferenceRequest` and back; nothing 
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import numpy as np
@@ -17,7 +18,7 @@ import pallet
 from pallet.serve import codecs
 from pallet.serve.dataplane import DataPlane
 from pallet.serve.errors import BadRequest
-from pallet.serve.http import json_response, parse_json, read_body, require_json
+from pallet.serve.http import json_response, label, parse_json, read_body, require_json
 from pallet.serve.types import InferenceRequest, InferenceResponse
 from pallet.signature import TensorSpec
 
@@ -56,19 +57,19 @@ def routes(plane: DataPlane) -> list[Route]:
 
     async def infer(request: Request) -> Response:
         name, version = request.path_params["name"], request.path_params.get("version")
-        request.state.protocol, request.state.model = PROTOCOL, name
+        request.state.protocol = PROTOCOL
+        label(request, plane.get(name, version))  # 404 before the body is read
         require_json(request)
         body = await read_body(request, plane.config.max_body_bytes)
         parsed, binary_outputs = decode_request(body, request.headers.get(HEADER_LENGTH), name, version)
-        response = await plane.infer(parsed)
-        request.state.version = response.model_version
-        return encode_response(response, binary_outputs)
+        return encode_response(await plane.infer(parsed), binary_outputs)
 
     async def repository_index(request: Request) -> Response:
         return json_response(plane.index())
 
     async def load(request: Request) -> Response:
-        model = plane.load(request.path_params["name"])
+        loop = asyncio.get_running_loop()  # loading reads and verifies files: keep it off the event loop
+        model = await loop.run_in_executor(None, plane.load, request.path_params["name"])
         return json_response({"name": model.ref.name, "version": str(model.ref.version), "state": "READY"})
 
     async def unload(request: Request) -> Response:
