@@ -109,6 +109,7 @@ def test_openapi_describes_every_endpoint_and_docs_render(client, server):
         if path and not path.startswith("/docs") and path not in ("/", "/openapi.json"):
             assert path in paths, f"{path} is missing from the OpenAPI description"
     infer = spec["paths"]["/v2/models/{name}/infer"]["post"]
+    assert infer["parameters"][0]["schema"]["enum"] == ["digits", "digits-onnx", "iris"]
     assert infer["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith("InferenceRequest")
     docs = client.get("/docs")
     assert docs.status_code == 200 and "/openapi.json" in docs.text

@@ -63,6 +63,8 @@ def test_numpy_dtypes_map_to_datatypes():
         ("BOOL", [1], [1], "expects true/false"),
         ("BYTES", [1], [1], "BYTES expects strings"),
         ("FP128", [1], [1], "unknown datatype 'FP128'"),
+        ({}, [1], [1], "unknown datatype {}"),
+        (["FP32"], [1], [1], "unknown datatype"),
         ("FP32", [-1], [1], "'shape' must be a list of non-negative integers"),
         ("FP32", "2", [1, 2], "'shape' must be a list"),
         ("FP32", [2, 2], [[1, 2], [3]], "rows of different lengths"),

@@ -49,7 +49,7 @@ def create_app(config: ServeConfig, store: Store | None = None) -> Starlette:
                             '<p><a href="/docs">API docs</a> · <a href="/metrics">metrics</a></p>')
 
     app = Starlette(
-        routes=[*v2.routes(plane), *v1.routes(plane), *sagemaker.routes(plane), *openapi_routes(),
+        routes=[*v2.routes(plane), *v1.routes(plane), *sagemaker.routes(plane), *openapi_routes(plane),
                 Route("/metrics", serve_metrics), Route("/", index)],
         middleware=[Middleware(RequestContext, config=config), Middleware(APIKey, config=config)],
         exception_handlers={PalletError: _pallet_error, HTTPException: _http_error, Exception: _bug},

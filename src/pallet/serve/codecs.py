@@ -37,7 +37,7 @@ def datatype_of(dtype: str | np.dtype) -> str:
 
 
 def check_datatype(datatype: Any, where: str) -> str:
-    if datatype not in DATATYPES:
+    if not isinstance(datatype, str) or datatype not in DATATYPES:
         raise InvalidInput(f"{where}: unknown datatype {datatype!r}; expected one of {', '.join(DATATYPES)}")
     return DATATYPES[datatype]
 

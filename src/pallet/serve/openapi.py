@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 from swagger_ui_bundle import swagger_ui_path
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
@@ -10,6 +12,7 @@ from starlette.staticfiles import StaticFiles
 
 import pallet
 from pallet.serve.codecs import DATATYPES
+from pallet.serve.dataplane import DataPlane
 from pallet.serve.http import json_response
 
 
@@ -150,9 +153,22 @@ DOCS_PAGE = """<!doctype html>
 </body></html>"""
 
 
-def routes() -> list:
+def spec_for(models: list[str]) -> dict:
+    """The spec, with the model name parameter of inference and metadata listing the loaded models."""
+    spec = copy.deepcopy(SPEC)
+    for path, item in spec["paths"].items():
+        if path.startswith("/v2/repository"):
+            continue  # load takes any stored model
+        for operation in item.values():
+            for parameter in operation.get("parameters", []):
+                if parameter["name"] == "name" and models:
+                    parameter["schema"] = {"type": "string", "enum": models}
+    return spec
+
+
+def routes(plane: DataPlane) -> list:
     async def openapi(request: Request) -> Response:
-        return json_response(SPEC)
+        return json_response(spec_for(plane.names()))
 
     async def docs(request: Request) -> Response:
         return HTMLResponse(DOCS_PAGE)

@@ -124,7 +124,7 @@ def decode_request(body: bytes, header_length: str | None, name: str,
                 raise BadRequest(f"{where}: missing '{key}'")
         size = _parameters(tensor, where).get("binary_data_size")
         if size is not None:
-            if not isinstance(size, int) or size < 0 or offset + size > len(binary):
+            if type(size) is not int or size < 0 or offset + size > len(binary):
                 raise BadRequest(f"{where}: binary_data_size {size!r} runs past the {len(binary)} bytes of binary data")
             inputs[tensor["name"]] = codecs.decode_binary(tensor["datatype"], tensor["shape"],
                                                           binary[offset:offset + size], where)
