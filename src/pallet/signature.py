@@ -32,10 +32,6 @@ def dtype_name(dtype: np.dtype) -> str:
     return dtype.name
 
 
-def _numpy_dtype(name: str) -> np.dtype:
-    return np.dtype({"str": np.str_, "bytes": np.bytes_}.get(name, name))
-
-
 @dataclass(frozen=True)
 class TensorSpec:
     name: str
@@ -50,13 +46,17 @@ class TensorSpec:
         object.__setattr__(self, "shape", tuple(int(d) for d in self.shape))
 
     @classmethod
-    def from_array(cls, name: str, array: np.ndarray, dtype: str | None = None) -> TensorSpec:
+    def from_array(cls, name: str, array: np.ndarray, dtype: str | None = None,
+                   shape: tuple[int, ...] | None = None) -> TensorSpec:
+        """The spec of a sample batch; `dtype` and `shape` (-1 for free axes) override what it shows."""
         array = np.asarray(array)
         if array.ndim == 0:
             raise InvalidInput(f"tensor '{name}' is a scalar; a batch needs a first axis (rows)")
-        dtype = dtype or dtype_name(array.dtype)
+        if dtype is None:
+            bytes_objects = array.dtype.kind == "O" and array.size and all(isinstance(v, bytes) for v in array.flat)
+            dtype = "bytes" if bytes_objects else dtype_name(array.dtype)
         allow_nan = array.dtype.kind == "f" and bool(np.isnan(array).any())
-        return cls(name, dtype, (-1, *array.shape[1:]), allow_nan)
+        return cls(name, dtype, shape or (-1, *array.shape[1:]), allow_nan)
 
     def describe(self) -> str:
         return f"{self.dtype}[{', '.join(str(d) for d in self.shape)}]"
@@ -98,7 +98,7 @@ class TensorSpec:
             if array.ndim == len(self.shape) - 1:
                 hint = " (a single row? wrap it in a list to make a batch of one)"
             raise InvalidInput(f"{where}: {expected}{hint}")
-        for want, got in zip(self.shape[1:], array.shape[1:], strict=True):
+        for want, got in zip(self.shape, array.shape, strict=True):
             if want != -1 and want != got:
                 raise InvalidInput(f"{where}: {expected}")
         if array.shape[0] == 0:
@@ -106,40 +106,63 @@ class TensorSpec:
 
 
 def cast(array: np.ndarray, dtype: str, where: str) -> np.ndarray:
-    """`array` as `dtype`, refusing values that do not convert exactly (`InvalidInput` names `where`)."""
+    """`array` as `dtype`, refusing values that do not convert exactly (`InvalidInput` names `where`).
+
+    Text stays text and numbers stay numbers; integers must fit the target's range,
+    floats must be whole to become integers, and booleans only become booleans.
+    """
     kind = array.dtype.kind
-    target = _numpy_dtype(dtype)
     if dtype in TEXT:
-        if kind in "US" or (kind == "O" and all(isinstance(v, (str, bytes)) for v in array.flat)):
-            if dtype == "str" and kind != "U":
-                return np.vectorize(lambda v: v.decode() if isinstance(v, bytes) else v, otypes=[np.str_])(array)
-            return array.astype(target)
-        raise InvalidInput(f"{where}: expected text ({dtype}), got {_kind_name(array)}")
-    if kind == "O":  # mixed Python objects: numbers and None become floats (None -> NaN)
+        return _text(array, dtype, where)
+    if kind == "O":  # Python objects: numbers, and None for a missing value (NaN)
+        if not all(v is None or (isinstance(v, (int, float, np.number)) and not isinstance(v, bool))
+                   for v in array.flat):
+            raise InvalidInput(f"{where}: expected numbers ({dtype}), got values that are not numbers")
         try:
-            array = array.astype(np.float64)
-        except (TypeError, ValueError):
-            raise InvalidInput(f"{where}: expected numbers ({dtype}), got values that are not numbers") from None
+            array = np.array([np.nan if v is None else v for v in array.flat], dtype=np.float64).reshape(array.shape)
+        except OverflowError:
+            raise InvalidInput(f"{where}: values out of range for {dtype}") from None
         kind = "f"
     if kind not in "biuf":
         raise InvalidInput(f"{where}: expected numbers ({dtype}), got {_kind_name(array)}")
+    target = np.dtype(dtype)
     if target.kind == "b":
         if kind != "b" and not np.isin(array, (0, 1)).all():
             raise InvalidInput(f"{where}: expected booleans (true/false or 0/1)")
         return array.astype(bool)
+    if kind == "b":
+        raise InvalidInput(f"{where}: expected numbers ({dtype}), got booleans")
     if target.kind in "iu":
-        if kind == "f":
-            if not np.isfinite(array).all() or (array != np.round(array)).any():
-                raise InvalidInput(f"{where}: expected whole numbers ({dtype}), got fractions or NaN")
+        if kind == "f" and (not np.isfinite(array).all() or (array != np.round(array)).any()):
+            raise InvalidInput(f"{where}: expected whole numbers ({dtype}), got fractions or NaN")
         info = np.iinfo(target)
-        if array.size and (array.min() < info.min or array.max() > info.max):
+        # Python ints compare exactly: float(2**63 - 1) rounds up to 2**63, which must not pass.
+        if array.size and (int(array.min()) < info.min or int(array.max()) > info.max):
             raise InvalidInput(f"{where}: values out of range for {dtype} ({info.min}..{info.max})")
         return array.astype(target)
     with np.errstate(over="ignore", invalid="ignore"):
-        cast = array.astype(target)
-    if kind == "f" and cast.size and (np.isinf(cast) & np.isfinite(array)).any():
+        converted = array.astype(target)
+    if converted.size and (np.isinf(converted) & ~np.isinf(array.astype(np.float64))).any():
         raise InvalidInput(f"{where}: values out of range for {dtype}")
-    return cast
+    return converted
+
+
+def _text(array: np.ndarray, dtype: str, where: str) -> np.ndarray:
+    """str as a numpy unicode array; bytes as an object array (numpy's S type drops trailing NULs)."""
+    kind = array.dtype.kind
+    if not (kind in "US" or (kind == "O" and all(isinstance(v, (str, bytes)) for v in array.flat))):
+        raise InvalidInput(f"{where}: expected text ({dtype}), got {_kind_name(array)}")
+    flat = array.reshape(-1).tolist()
+    try:
+        if dtype == "str":
+            items = [v.decode("utf-8") if isinstance(v, bytes) else v for v in flat]
+            return np.array(items, dtype=np.str_).reshape(array.shape)
+        items = [v.encode("utf-8") if isinstance(v, str) else v for v in flat]
+    except UnicodeDecodeError:
+        raise InvalidInput(f"{where}: text is not valid UTF-8") from None
+    out = np.empty(len(items), dtype=object)
+    out[:] = items
+    return out.reshape(array.shape)
 
 
 def _kind_name(array: np.ndarray) -> str:
@@ -154,13 +177,13 @@ class Signature:
 
     @classmethod
     def infer(cls, inputs: Mapping[str, Any], outputs: Mapping[str, Any] = {},
-              dtypes: Mapping[str, str] = {}) -> Signature:
+              dtypes: Mapping[str, str] = {}, shapes: Mapping[str, tuple[int, ...]] = {}) -> Signature:
         """A signature read off a sample batch and the model's outputs on it.
 
-        `dtypes` overrides the sample's dtype per input (a runtime that knows better,
-        e.g. an ONNX graph that declares float32 while the sample is float64).
+        `dtypes` and `shapes` override the sample's per input (a runtime that knows better,
+        e.g. an ONNX graph that declares float32 and a fixed batch size of 1).
         """
-        return cls(tuple(TensorSpec.from_array(n, v, dtypes.get(n)) for n, v in inputs.items()),
+        return cls(tuple(TensorSpec.from_array(n, v, dtypes.get(n), shapes.get(n)) for n, v in inputs.items()),
                    tuple(TensorSpec.from_array(n, v) for n, v in outputs.items()))
 
     @property

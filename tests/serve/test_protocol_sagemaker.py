@@ -40,6 +40,12 @@ def test_invocations_csv_in_csv_out(client):
     assert len(lines[0].split(",")) == 4  # label, then the 3 class probabilities
 
 
+def test_accept_with_q_zero_is_skipped(client):
+    response = client.post("/invocations", json=IRIS[:1],
+                           headers={**TARGET, "Accept": "text/csv;q=0, application/json"})
+    assert response.json()["predictions"][0]["label"] == 0
+
+
 def test_csv_in_json_out(client):
     response = client.post("/invocations", content="5.1,3.5,1.4,0.2\n",
                            headers={**TARGET, "Content-Type": "text/csv"})

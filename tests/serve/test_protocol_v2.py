@@ -166,6 +166,10 @@ def body(**override):
         ("iris", {"inputs": [tensor(IRIS[:1]), tensor(IRIS[:1])]}, 400, "input 'input' is given twice"),
         ("iris", body(outputs=[{"name": "score"}]), 400, "unknown output 'score' requested"),
         ("iris", body(id=7), 400, "'id' must be a string"),
+        ("iris", {"inputs": [tensor([1.0] * 4, shape=[1] * 33)]}, 400, "at most 32 are supported"),
+        ("iris", {"inputs": [tensor([], shape=[0, 2**61, 2**61])]}, 400, "input 'input'"),
+        ("iris", body(outputs=[{"name": "label", "parameters": {"classification": 3}}]), 400,
+         "parameter 'classification' is not supported"),
         ("iris", body(parameters=[1]), 400, "'parameters' must be an object"),
     ],
 )
@@ -200,9 +204,10 @@ def test_binary_sizes_that_do_not_add_up(client):
     response = client.post("/v2/models/iris/infer", content=header + b"\x00" * 40,
                            headers={"Inference-Header-Content-Length": str(len(header))})
     assert response.status_code == 400 and "8 bytes of binary data follow" in response.json()["error"]
-    response = client.post("/v2/models/iris/infer", content=header,
-                           headers={"Inference-Header-Content-Length": "99999"})
-    assert response.status_code == 400 and "does not fit a body" in response.json()["error"]
+    for length in ("99999", "\xb2".encode("latin-1"), "-1"):
+        response = client.post("/v2/models/iris/infer", content=header,
+                               headers={"Inference-Header-Content-Length": length})
+        assert response.status_code == 400 and "does not fit a body" in response.json()["error"]
 
 
 def test_unknown_version_and_wrong_content_type(client):

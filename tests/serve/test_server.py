@@ -29,6 +29,31 @@ def test_request_id_is_echoed_or_made(client):
     assert infer_iris(client, **{"X-Request-ID": "abc-123"}).headers["x-request-id"] == "abc-123"
     made = infer_iris(client).headers["x-request-id"]
     assert re.fullmatch(r"[0-9a-f]{32}", made)
+    odd = infer_iris(client, **{"X-Request-ID": "x" * 500}).headers["x-request-id"]
+    assert re.fullmatch(r"[0-9a-f]{32}", odd)  # an unreasonable id is replaced, not echoed
+
+
+def test_a_crash_answers_json_500_and_keeps_the_connection():
+    from pallet.serve.config import ServeConfig
+    from pallet.serve.middleware import RequestContext
+    from tests.serve.conftest import RunningServer
+
+    async def app(scope, receive, send):
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            return await send({"type": "lifespan.shutdown.complete"})
+        if scope["path"] == "/boom":
+            raise ZeroDivisionError("bug")
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"fine"})
+
+    with RunningServer(RequestContext(app, ServeConfig(access_log=False))) as running:
+        with httpx.Client(base_url=running.url) as client:  # one keep-alive connection
+            boom = client.get("/boom")
+            assert boom.status_code == 500
+            assert "internal error (ZeroDivisionError)" in boom.json()["error"]
+            assert client.get("/fine").text == "fine"
 
 
 def test_access_log_is_json_lines_with_model_version_latency_status(client, caplog):
@@ -88,6 +113,14 @@ def test_gzip_bodies_are_read(client):
     response = client.post("/v1/models/iris:predict", content=packed,
                            headers={"Content-Encoding": "gzip", "Content-Type": "application/json"})
     assert response.json()["predictions"][0]["label"] == 0
+    csv = "".join(",".join(map(str, row)) + "\n" for row in IRIS[:100]).encode()
+    gz = {"Content-Encoding": "gzip", "Content-Type": "text/csv", "X-Amzn-SageMaker-Target-Model": "iris"}
+    members = gzip.compress(csv[:1000]) + gzip.compress(csv[1000:])
+    response = client.post("/invocations", content=members, headers=gz)
+    assert len(response.json()["predictions"]) == 100  # every member is read
+    truncated = gzip.compress(csv)[:-30]
+    response = client.post("/invocations", content=truncated, headers=gz)
+    assert response.status_code == 400 and "truncated gzip" in response.json()["error"]
     response = client.post("/v1/models/iris:predict", content=b"xx",
                            headers={"Content-Encoding": "br", "Content-Type": "application/json"})
     assert response.status_code == 415
@@ -141,6 +174,14 @@ def test_repository_load_and_unload_need_the_key(start_server, monkeypatch):
         assert {(m["name"], m["state"]) for m in index} == {("digits", "READY"), ("iris", "UNAVAILABLE")}
         missing = client.post("/v2/repository/models/nosuch/load", headers=key)
         assert missing.status_code == 404 and "no model named 'nosuch'" in missing.json()["error"]
+
+
+def test_repository_changes_are_refused_with_several_workers(start_server):
+    server = start_server(models=["iris"], workers=2)
+    with httpx.Client(base_url=server.url) as client:
+        response = client.post("/v2/repository/models/iris/unload")
+        assert response.status_code == 409 and "would change only one of them" in response.json()["error"]
+        assert client.get("/v2/repository/index").status_code == 200
 
 
 def test_auth_guards_every_endpoint_but_probes(start_server, monkeypatch):

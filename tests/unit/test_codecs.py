@@ -75,6 +75,21 @@ def test_json_decoding_rejects(datatype, shape, data, message):
         codecs.decode_json(datatype, shape, data, "input 'x'")
 
 
+@pytest.mark.parametrize("shape", [[1] * 40, [0, 2**61, 2**61], [2**62]])
+def test_absurd_shapes_are_refused(shape):
+    with pytest.raises(InvalidInput):
+        codecs.decode_json("FP32", shape, [], "x")
+    with pytest.raises(InvalidInput):
+        codecs.decode_binary("FP32", shape, b"", "x")
+
+
+def test_64_bit_integers_are_exact_in_json():
+    assert codecs.decode_json("UINT64", [2], [2**64 - 1, 1], "x").tolist() == [2**64 - 1, 1]
+    assert codecs.decode_json("INT64", [1], [-(2**63)], "x").tolist() == [-(2**63)]
+    with pytest.raises(InvalidInput, match="out of range for int64"):
+        codecs.decode_json("INT64", [1], [2**63], "x")
+
+
 def test_binary_decoding_rejects_wrong_sizes():
     with pytest.raises(InvalidInput, match=r"binary data has 7 bytes; shape \[2\] of FP32 needs 8"):
         codecs.decode_binary("FP32", [2], b"\x00" * 7, "x")

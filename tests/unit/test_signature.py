@@ -109,6 +109,42 @@ def test_validate_converts_compatible_values(dtype, value, expected):
     assert out.tolist() == expected
 
 
+@pytest.mark.parametrize(
+    "dtype, value, message",
+    [
+        ("int64", [2.0**63, 1.0], "out of range for int64"),       # float(2**63 - 1) rounds up to this
+        ("uint64", [2.0**64], "out of range for uint64"),
+        ("int64", [10**400], "out of range for int64"),             # Python ints too big for a float
+        ("float64", [[10**400, 1]], "out of range for float64"),
+        ("float16", [70000], "out of range for float16"),           # integers overflow small floats too
+        ("float64", [True, False], "got booleans"),
+        ("float64", [["5.1", None]], "values that are not numbers"),  # text is not parsed into numbers
+        ("str", [b"\xff"], "not valid UTF-8"),
+    ],
+)
+def test_validate_refuses_values_that_would_not_survive(dtype, value, message):
+    shape = (-1, -1) if isinstance(value[0], list) else (-1,)
+    with pytest.raises(InvalidInput, match=message):
+        sig(TensorSpec("v", dtype, shape, allow_nan=True)).validate(value)
+
+
+def test_extreme_integers_that_fit_are_exact():
+    out = sig(TensorSpec("v", "uint64", (-1,))).validate(np.array([2**64 - 1], dtype=np.uint64))["v"]
+    assert out.tolist() == [2**64 - 1]
+    out = sig(TensorSpec("v", "int64", (-1,))).validate([-(2**63), 2**63 - 1])["v"]
+    assert out.tolist() == [-(2**63), 2**63 - 1]
+
+
+def test_bytes_keep_trailing_nuls_and_text_encodes_as_utf8():
+    out = sig(TensorSpec("v", "bytes", (-1,))).validate(np.array([b"ab\x00\x00", "é"], dtype=object))["v"]
+    assert out.tolist() == [b"ab\x00\x00", "é".encode()]
+
+
+def test_a_fixed_batch_size_is_enforced():
+    with pytest.raises(InvalidInput, match=r"expected shape \[1, 2\], got \[2, 2\]"):
+        sig(TensorSpec("v", "float32", (1, 2))).validate([[1, 2], [3, 4]])
+
+
 def test_validate_names_missing_input():
     with pytest.raises(InvalidInput, match=r"missing input 'n' \(int64\[-1\]\)"):
         sig(FLOAT, TensorSpec("n", "int64", (-1,))).validate({"x": [[1, 2, 3]]})

@@ -52,7 +52,7 @@ def create_app(config: ServeConfig, store: Store | None = None) -> Starlette:
         routes=[*v2.routes(plane), *v1.routes(plane), *sagemaker.routes(plane), *openapi_routes(plane),
                 Route("/metrics", serve_metrics), Route("/", index)],
         middleware=[Middleware(RequestContext, config=config), Middleware(APIKey, config=config)],
-        exception_handlers={PalletError: _pallet_error, HTTPException: _http_error, Exception: _bug},
+        exception_handlers={PalletError: _pallet_error, HTTPException: _http_error},
         lifespan=lifespan,
     )
     app.state.plane = plane
@@ -66,11 +66,6 @@ def app_from_env() -> Starlette:
 
 async def _pallet_error(request: Request, error: Exception) -> Response:
     return json_response({"error": str(error)}, status_of(error))
-
-
-async def _bug(request: Request, error: Exception) -> Response:
-    """Anything else is a bug in pallet or the model's code: a JSON 500; uvicorn logs the traceback."""
-    return json_response({"error": f"internal error ({type(error).__name__}); see the server log"}, 500)
 
 
 async def _http_error(request: Request, error: Exception) -> Response:

@@ -42,10 +42,14 @@ def check_datatype(datatype: Any, where: str) -> str:
     return DATATYPES[datatype]
 
 
+MAX_DIMS = 32
+
+
 def check_shape(shape: Any, where: str) -> tuple[int, ...]:
-    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
-                                              for d in shape):
+    if not isinstance(shape, list) or not all(type(d) is int and 0 <= d < 2**62 for d in shape):
         raise InvalidInput(f"{where}: 'shape' must be a list of non-negative integers, got {shape!r}")
+    if len(shape) > MAX_DIMS:
+        raise InvalidInput(f"{where}: 'shape' has {len(shape)} dimensions; at most {MAX_DIMS} are supported")
     return tuple(shape)
 
 
@@ -60,11 +64,16 @@ def decode_json(datatype: str, shape: list[int], data: Any, where: str) -> np.nd
         if not all(isinstance(v, str) for v in flat):
             raise InvalidInput(f"{where}: datatype BYTES expects strings in 'data'")
         array = np.array([v.encode() for v in flat], dtype=object)
+    elif dtype[0] in "iu" and all(type(v) is int for v in _flatten(data, where)):
+        try:  # exact, even past float precision (numpy would make 2**63 a float)
+            array = np.array(list(_flatten(data, where)), dtype=dtype)
+        except OverflowError:
+            raise InvalidInput(f"{where}: values out of range for {dtype}") from None
     else:
         try:
             array = np.asarray(data)
-        except ValueError:
-            raise InvalidInput(f"{where}: 'data' has rows of different lengths") from None
+        except (ValueError, RecursionError):
+            raise InvalidInput(f"{where}: 'data' has rows of different lengths or is nested too deeply") from None
         if array.dtype.kind == "b" and dtype != "bool":
             raise InvalidInput(f"{where}: datatype {datatype} expects numbers, got booleans")
         if dtype == "bool" and array.dtype.kind != "b":
@@ -128,7 +137,10 @@ def encode_binary(array: np.ndarray) -> tuple[str, list[int], bytes]:
 def _reshape(array: np.ndarray, shape: tuple[int, ...], where: str) -> np.ndarray:
     if array.size != math.prod(shape):
         raise InvalidInput(f"{where}: shape {list(shape)} needs {math.prod(shape)} values, 'data' has {array.size}")
-    return array.reshape(shape)
+    try:
+        return array.reshape(shape)
+    except ValueError as e:  # e.g. a zero-sized shape too large for numpy to describe
+        raise InvalidInput(f"{where}: shape {list(shape)} cannot be used: {e}") from None
 
 
 def _flatten(data: list, where: str):

@@ -11,6 +11,7 @@ from pallet.errors import InvalidInput, ModelNotFound
 from pallet.model import Model
 from pallet.serve import metrics
 from pallet.serve.config import ServeConfig
+from pallet.serve.errors import ModelNotReady
 from pallet.serve.types import InferenceRequest, InferenceResponse
 from pallet.store import ModelRef, Store
 
@@ -39,9 +40,9 @@ class DataPlane:
         name, number = version.ref.name, str(version.ref.version)
         metrics.MODEL_LOAD_SECONDS.labels(name, number).set(time.perf_counter() - started)
         previous = self.models.setdefault(name, {}).get(number)
-        if previous:
-            previous.executor.shutdown(wait=False)
-        self.models[name][number] = Loaded(model, ThreadPoolExecutor(1, thread_name_prefix=f"model-{name}"))
+        # A reload keeps the version's executor, so requests already holding it still run.
+        executor = previous.executor if previous else ThreadPoolExecutor(1, thread_name_prefix=f"model-{name}")
+        self.models[name][number] = Loaded(model, executor)
         self.default.setdefault(name, number)
         self.unloaded.discard(name)
         return model
@@ -110,7 +111,10 @@ class DataPlane:
                     raise InvalidInput(f"unknown output '{name}' requested; model '{request.model}' gives: "
                                        f"{', '.join(known)}")
         loop = asyncio.get_running_loop()
-        outputs = await loop.run_in_executor(loaded.executor, model.run, arrays)
+        try:
+            outputs = await loop.run_in_executor(loaded.executor, model.run, arrays)
+        except RuntimeError:  # the executor was shut down: the model was unloaded meanwhile
+            raise ModelNotReady(f"model '{request.model}' was unloaded while this request was in flight") from None
         if request.outputs is not None:
             outputs = {name: outputs[name] for name in request.outputs}
         return InferenceResponse(model.ref.name, str(model.ref.version), outputs, request.id)

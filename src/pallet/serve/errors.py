@@ -26,6 +26,10 @@ class Unauthorized(PalletError):
     """A missing or wrong API key."""
 
 
+class Conflict(PalletError):
+    """The request cannot be carried out in the server's current set-up."""
+
+
 class ModelNotReady(PalletError):
     """The model is known but not loaded (yet, or any more)."""
 
@@ -37,6 +41,7 @@ STATUS: list[tuple[type[Exception], int]] = [
     (Unauthorized, 401),
     (ModelNotFound, 404),
     (NotAcceptable, 406),
+    (Conflict, 409),
     (PayloadTooLarge, 413),
     (UnsupportedMediaType, 415),
     (NoRuntime, 422),

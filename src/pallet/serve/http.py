@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import zlib
 from typing import Any
 
@@ -14,12 +15,13 @@ from pallet.model import Model
 from pallet.serve.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 
 JSON = "application/json"
+DIGITS = re.compile(r"[0-9]{1,18}")
 
 
 async def read_body(request: Request, limit: int) -> bytes:
     """The whole body, refused with 413 as soon as it passes `limit` bytes (before or after gzip)."""
     length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > limit:
+    if length is not None and DIGITS.fullmatch(length) and int(length) > limit:
         raise PayloadTooLarge(f"request body is {int(length)} bytes; the limit is {limit} (--max-body-mb)")
     chunks, size = [], 0
     async for chunk in request.stream():
@@ -37,14 +39,24 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 def _decompress(body: bytes, encoding: str, limit: int) -> bytes:
-    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS if encoding == "gzip" else zlib.MAX_WBITS)
-    try:
-        data = inflater.decompress(body, limit + 1)
-    except zlib.error as e:
-        raise BadRequest(f"request body is not valid {encoding} data: {e}") from None
-    if len(data) > limit or inflater.unconsumed_tail:
-        raise PayloadTooLarge(f"decompressed request body is over the limit of {limit} bytes")
-    return data
+    """The whole decompressed body: every gzip member, and refused when truncated or too large."""
+    parts, size = [], 0
+    while body:
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS if encoding == "gzip" else zlib.MAX_WBITS)
+        try:
+            data = inflater.decompress(body, limit + 1 - size)
+        except zlib.error as e:
+            raise BadRequest(f"request body is not valid {encoding} data: {e}") from None
+        size += len(data)
+        if size > limit or inflater.unconsumed_tail:
+            raise PayloadTooLarge(f"decompressed request body is over the limit of {limit} bytes")
+        if not inflater.eof:
+            raise BadRequest(f"request body is truncated {encoding} data")
+        parts.append(data)
+        body = inflater.unused_data if encoding == "gzip" else b""
+        if encoding == "deflate" and inflater.unused_data:
+            raise BadRequest("request body has data after the end of the deflate stream")
+    return b"".join(parts)
 
 
 def require_json(request: Request) -> None:

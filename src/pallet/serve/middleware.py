@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import re
 import time
 import uuid
 
@@ -13,6 +14,8 @@ from pallet.serve import metrics
 from pallet.serve.config import ServeConfig
 
 access_log = logging.getLogger("pallet.access")
+error_log = logging.getLogger("pallet.serve")
+REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")  # a client's id is echoed only when it is this tame
 
 OPEN_PATHS = ("/v2/health/", "/ping")        # probes stay open even with --auth
 ADMIN_PREFIX = "/v2/repository"               # model lifecycle: the key is required whenever one is set
@@ -29,22 +32,33 @@ class RequestContext:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        request_id = _header(scope, b"x-request-id") or uuid.uuid4().hex
+        request_id = _header(scope, b"x-request-id")
+        if request_id is None or not REQUEST_ID.fullmatch(request_id):
+            request_id = uuid.uuid4().hex
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
-        status = 500
+        status, started_response = 500, False
         started = time.perf_counter()
 
         async def send_with_id(message):
-            nonlocal status
+            nonlocal status, started_response
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, started_response = message["status"], True
                 message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
             await send(message)
 
         metrics.IN_FLIGHT.inc()
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception as error:  # a bug in pallet or in model code: answer, log, keep the connection
+            error_log.exception("request %s failed", request_id)
+            if started_response:
+                raise
+            body = orjson.dumps({"error": f"internal error ({type(error).__name__}); see the server log, "
+                                          f"request id {request_id}"})
+            await send_with_id({"type": "http.response.start", "status": 500,
+                                "headers": [(b"content-type", b"application/json")]})
+            await send_with_id({"type": "http.response.body", "body": body})
         finally:
             metrics.IN_FLIGHT.dec()
             seconds = time.perf_counter() - started

@@ -70,7 +70,12 @@ def _content_format(content_type: str) -> str:
 
 
 def _accept_format(accept: str) -> str:
-    kinds = [part.split(";")[0].strip().lower() for part in accept.split(",")]
+    kinds = []
+    for part in accept.split(","):
+        kind, *options = [item.strip().lower() for item in part.split(";")]
+        if any(option.replace(" ", "") in ("q=0", "q=0.0", "q=0.00", "q=0.000") for option in options):
+            continue  # q=0: "not this one"
+        kinds.append(kind)
     for kind in kinds:
         if kind in (JSON, "*/*", "application/*", ""):
             return "json"

@@ -17,8 +17,8 @@ from starlette.routing import Route
 import pallet
 from pallet.serve import codecs
 from pallet.serve.dataplane import DataPlane
-from pallet.serve.errors import BadRequest
-from pallet.serve.http import json_response, label, parse_json, read_body, require_json
+from pallet.serve.errors import BadRequest, Conflict
+from pallet.serve.http import DIGITS, json_response, label, parse_json, read_body, require_json
 from pallet.serve.types import InferenceRequest, InferenceResponse
 from pallet.signature import TensorSpec
 
@@ -67,12 +67,19 @@ def routes(plane: DataPlane) -> list[Route]:
     async def repository_index(request: Request) -> Response:
         return json_response(plane.index())
 
+    def single_process() -> None:
+        if plane.config.workers > 1:
+            raise Conflict(f"this server runs {plane.config.workers} worker processes and a load or unload "
+                           "would change only one of them; restart pallet serve with the models you want")
+
     async def load(request: Request) -> Response:
+        single_process()
         loop = asyncio.get_running_loop()  # loading reads and verifies files: keep it off the event loop
         model = await loop.run_in_executor(None, plane.load, request.path_params["name"])
         return json_response({"name": model.ref.name, "version": str(model.ref.version), "state": "READY"})
 
     async def unload(request: Request) -> Response:
+        single_process()
         plane.unload(request.path_params["name"])
         return json_response({"name": request.path_params["name"], "state": "UNAVAILABLE"})
 
@@ -101,7 +108,7 @@ def decode_request(body: bytes, header_length: str | None, name: str,
     """The request, and which outputs to send as binary (True: all of them)."""
     binary = b""
     if header_length is not None:
-        if not header_length.isdigit() or int(header_length) > len(body):
+        if not DIGITS.fullmatch(header_length) or int(header_length) > len(body):
             raise BadRequest(f"Inference-Header-Content-Length {header_length!r} does not fit a body of "
                              f"{len(body)} bytes")
         body, binary = body[:int(header_length)], body[int(header_length):]
@@ -147,7 +154,12 @@ def decode_request(body: bytes, header_length: str | None, name: str,
             if not isinstance(output, dict) or not isinstance(output.get("name"), str):
                 raise BadRequest(f"outputs[{i}] must be an object with a string 'name'")
             requested.append(output["name"])
-            if _parameters(output, f"output '{output['name']}'").get("binary_data", binary_outputs is True):
+            options = _parameters(output, f"output '{output['name']}'")
+            unsupported = set(options) - {"binary_data"}
+            if unsupported:
+                raise BadRequest(f"output '{output['name']}': parameter '{sorted(unsupported)[0]}' is not "
+                                 "supported (only binary_data is)")
+            if options.get("binary_data", binary_outputs is True):
                 wanted_binary.add(output["name"])
         binary_outputs = wanted_binary
     request_id = doc.get("id")
