@@ -29,7 +29,7 @@ def parse_inputs(text: str, signature: Signature, fmt: str) -> Any:
 def _from_json(text: str, signature: Signature) -> Any:
     try:
         data = json.loads(text)
-    except ValueError as e:
+    except (ValueError, RecursionError) as e:
         raise InvalidInput(f"input is not valid JSON: {e}") from None
     if isinstance(data, dict) and len(data) == 1:
         (key, value), = data.items()
@@ -37,8 +37,8 @@ def _from_json(text: str, signature: Signature) -> Any:
             data = value
         elif key == "dataframe_split":
             data = _from_split(value, signature)
-    if isinstance(data, list) and data and all(isinstance(row, dict) for row in data):  # records
-        return {spec.name: [row.get(spec.name) for row in data] for spec in signature.inputs}
+    if isinstance(data, list) and data and all(isinstance(row, dict) for row in data):
+        return from_records(data, signature)
     if isinstance(data, list) and len(signature.inputs) == 1:
         spec = signature.inputs[0]
         depth, probe = 0, data
@@ -49,35 +49,74 @@ def _from_json(text: str, signature: Signature) -> Any:
     return data
 
 
+def from_instances(instances: Any, signature: Signature, what: str = "instances") -> dict[str, Any]:
+    """Named inputs from instances: rows of features (one-input models), or objects keyed by input name."""
+    if not isinstance(instances, list) or not instances:
+        raise InvalidInput(f'"{what}" must be a non-empty list, one entry per row')
+    if all(isinstance(row, dict) for row in instances):
+        return from_records(instances, signature, what)
+    if any(isinstance(row, dict) for row in instances):
+        raise InvalidInput(f'"{what}" mixes objects and rows; use one form for every instance')
+    if len(signature.inputs) != 1:
+        raise InvalidInput(f"this model takes {len(signature.inputs)} inputs ({', '.join(signature.input_names)}): "
+                           "send each instance as an object keyed by input name")
+    return {signature.inputs[0].name: instances}
+
+
+def from_records(records: list[dict], signature: Signature, what: str = "records") -> dict[str, Any]:
+    """Named inputs from objects keyed by input name, one per row; every key must be an input."""
+    names = signature.input_names
+    for i, row in enumerate(records):
+        for name in names:
+            if name not in row:
+                raise InvalidInput(f"{what}[{i}] has no '{name}'; each one needs {', '.join(names)}")
+        for key in row:
+            if key not in names:
+                raise InvalidInput(f"unknown input '{key}' in {what}[{i}]; this model takes: {', '.join(names)}")
+    return {name: [row[name] for row in records] for name in names}
+
+
 def _from_split(split: Any, signature: Signature) -> Any:
     if not isinstance(split, dict) or not isinstance(split.get("data"), list):
         raise InvalidInput('"dataframe_split" must be an object with "data" (rows) and optional "columns"')
-    columns = split.get("columns")
+    columns, rows = split.get("columns"), split["data"]
     names = signature.input_names
-    if columns and len(names) > 1:
-        if set(columns) != set(names):
-            raise InvalidInput(f"dataframe_split columns {columns} do not match the inputs {names}")
-        return {name: [row[columns.index(name)] for row in split["data"]] for name in names}
-    return split["data"]
+    if not columns or len(names) == 1:
+        return rows
+    if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns) or set(columns) != set(names):
+        raise InvalidInput(f"dataframe_split columns {columns!r} do not match the inputs {names}")
+    for i, row in enumerate(rows):
+        if not isinstance(row, list) or len(row) != len(columns):
+            raise InvalidInput(f"dataframe_split data[{i}] must be a list of {len(columns)} values")
+    return {name: [row[columns.index(name)] for row in rows] for name in names}
 
 
 def _from_csv(text: str, signature: Signature) -> Any:
-    rows = [row for row in csv.reader(io.StringIO(text)) if row]
+    try:
+        rows = [row for row in csv.reader(io.StringIO(text)) if row]
+    except csv.Error as e:
+        raise InvalidInput(f"the CSV input cannot be read: {e}") from None
     if not rows:
         raise InvalidInput("the CSV input has no rows")
     names = signature.input_names
     header = None
-    if not any(_is_number(cell) for cell in rows[0]):
-        header, rows = [cell.strip() for cell in rows[0]], rows[1:]
-    width = len(header or rows[0])
+    first = [cell.strip() for cell in rows[0]]
+    text_only = all(spec.dtype in ("str", "bytes") for spec in signature.inputs)
+    if (set(first) == set(names) or not text_only) and not any(_is_number(cell) for cell in first):
+        header, rows = first, rows[1:]
+        if len(set(header)) != len(header):
+            raise InvalidInput(f"the CSV header names a column twice: {', '.join(header)}")
+    width = len(header or rows[0]) if (header or rows) else 0
     for number, row in enumerate(rows, start=2 if header else 1):
         if len(row) != width:
             raise InvalidInput(f"CSV line {number} has {len(row)} fields; expected {width}")
-    values = [[_value(cell) for cell in row] for row in rows]
+    values = [[_value(cell, text_only) for cell in row] for row in rows]
     if header and set(header) == set(names) and len(names) > 1:
         return {name: [row[header.index(name)] for row in values] for name in names}
     if len(names) != 1:
         raise InvalidInput(f"this model takes inputs {', '.join(names)}: give the CSV a header naming them")
+    if len(signature.inputs[0].shape) == 1 and width == 1:  # a 1-D input: one value per line
+        return [row[0] for row in values]
     return values
 
 
@@ -89,7 +128,9 @@ def _is_number(cell: str) -> bool:
     return True
 
 
-def _value(cell: str) -> Any:
+def _value(cell: str, text: bool = False) -> Any:
+    if text:
+        return cell
     cell = cell.strip()
     if cell == "":
         return None  # a missing value: numeric inputs turn it into NaN, which the signature judges

@@ -77,6 +77,11 @@ def test_azure_score(client):
         ({**TARGET, "Content-Type": "application/json"}, b"{bad", 400, "input is not valid JSON"),
         ({"X-Amzn-SageMaker-Target-Model": "nosuch"}, b"[[1,2,3,4]]", 404, "model 'nosuch' is not loaded"),
         ({**TARGET, "Content-Type": "text/csv"}, b"\xff\xfe", 400, "not UTF-8 text"),
+        ({**TARGET, "Content-Type": "text/csv"}, b"a,a,b,c\n1,2,3,4\n", 400, "names a column twice"),
+        ({**TARGET, "Content-Type": "text/csv"}, b"1,2,3," + b"9" * 140000 + b"\n", 400, "cannot be read"),
+        (TARGET, b"[" * 100000 + b"]" * 100000, 400, "not valid JSON"),
+        (TARGET, b'[{"input": [1, 2, 3, 4], "extra": 1}]', 400, "unknown input 'extra' in records[0]"),
+        (TARGET, b'{"dataframe_split": {"data": 5}}', 400, '"dataframe_split" must be an object with "data"'),
     ],
 )
 def test_bad_invocations(client, headers, body, status, message):

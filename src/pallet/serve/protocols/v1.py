@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from pallet.inputs import from_instances
 from pallet.serve.dataplane import DataPlane
 from pallet.serve.errors import BadRequest
 from pallet.serve.http import json_response, label, parse_json, read_body, require_json, to_list
 from pallet.serve.types import InferenceRequest
-from pallet.signature import Signature
 
 PROTOCOL = "v1"
 
@@ -44,31 +42,6 @@ def routes(plane: DataPlane) -> list[Route]:
         Route("/v1/models/{name}:predict", predict, methods=["POST"]),
         Route("/v1/models/{name}", status),
     ]
-
-
-def from_instances(instances: Any, signature: Signature, key: str = "instances") -> dict[str, Any]:
-    """Named inputs from instances: rows of features, or objects keyed by input name."""
-    if not isinstance(instances, list) or not instances:
-        raise BadRequest(f'"{key}" must be a non-empty list, one entry per row')
-    if all(isinstance(row, dict) for row in instances):
-        inputs = {}
-        for spec in signature.inputs:
-            missing = [i for i, row in enumerate(instances) if spec.name not in row]
-            if missing:
-                raise BadRequest(f"{key}[{missing[0]}] has no '{spec.name}'; each instance needs "
-                                 f"{', '.join(signature.input_names)}")
-            inputs[spec.name] = [row[spec.name] for row in instances]
-        extra = {k for row in instances for k in row} - set(signature.input_names)
-        if extra:
-            raise BadRequest(f"unknown input '{sorted(extra)[0]}' in {key}; this model takes: "
-                             f"{', '.join(signature.input_names)}")
-        return inputs
-    if any(isinstance(row, dict) for row in instances):
-        raise BadRequest(f'"{key}" mixes objects and rows; use one form for every instance')
-    if len(signature.inputs) != 1:
-        raise BadRequest(f"this model takes {len(signature.inputs)} inputs ({', '.join(signature.input_names)}): "
-                         "send each instance as an object keyed by input name")
-    return {signature.inputs[0].name: instances}
 
 
 def predictions(outputs: dict[str, np.ndarray]) -> list:
