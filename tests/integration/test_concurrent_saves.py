@@ -21,8 +21,7 @@ def _save_one(home: str, db_url: str, seed: int, start, results) -> None:
 
 
 def test_concurrent_saves_get_distinct_versions(tmp_path, db_url):
-    home = str(tmp_path / "home")
-    Store(home, db_url)  # create the tables once, as a first `pallet` call would
+    home = str(tmp_path / "home")  # a new store: the processes also race to create its tables
     ctx = mp.get_context("spawn")
     start, results = ctx.Barrier(SAVERS), ctx.Queue()
     procs = [ctx.Process(target=_save_one, args=(home, db_url, seed, start, results)) for seed in range(SAVERS)]

@@ -96,7 +96,23 @@ def test_remove_deletes_folder_row_and_aliases(store, digits_model, digits):
     assert [row.version for row, _ in store.list("digits")] == [1]
     with pytest.raises(ModelNotFound, match="no alias 'production'"):
         store.resolve("digits@production")
-    assert save(store, digits_model, x).version == 2  # the number is free again
+    assert save(store, digits_model, x).version == 3  # a removed number is never handed out again
+
+
+def test_a_broken_version_can_still_be_removed(store, digits_model, digits):
+    import shutil
+
+    save(store, digits_model, digits[0])
+    shutil.rmtree(store.home / "models" / "digits" / "1")
+    assert store.remove("digits:1") == ModelRef("digits", 1)
+    assert store.list() == []
+
+
+def test_tagging_a_removed_version_is_refused(store, digits_model, digits):
+    save(store, digits_model, digits[0])
+    store.index.remove("digits", 1)
+    with pytest.raises(ModelNotFound, match="has no version 1 \\(it was removed\\)"):
+        store.index.set_alias("digits", "production", 1)
 
 
 def test_a_changed_pickle_is_never_deserialized(store, digits_model, digits, tmp_path):
@@ -176,3 +192,6 @@ def test_unreachable_database_is_one_clear_error(tmp_path):
         Store(tmp_path, "postgresql+psycopg://postgres@127.0.0.1:1/none?connect_timeout=2")
     with pytest.raises(PalletError, match="is not a database URL"):
         Store(tmp_path, "not a url")
+    (tmp_path / "broken.db").write_bytes(b"this is not a database" * 100)
+    with pytest.raises(PalletError, match="cannot be used|cannot reach"):
+        Store(tmp_path, f"sqlite:///{tmp_path / 'broken.db'}")

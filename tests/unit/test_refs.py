@@ -29,6 +29,8 @@ def test_str_round_trips(text):
     [
         ("digits:0", "bad version"),
         ("digits:x", "bad version"),
+        ("digits:²", "bad version"),
+        ("digits:99999999999999999999", "bad version"),
         ("digits@", "bad alias"),
         ("digits@9x", "bad alias"),
         ("", "bad model name"),

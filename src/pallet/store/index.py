@@ -8,9 +8,9 @@ from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError as RowExists
-from sqlalchemy.exc import OperationalError, ProgrammingError
+from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 
-from pallet.errors import PalletError
+from pallet.errors import ModelNotFound, PalletError
 
 metadata = sa.MetaData()
 
@@ -24,6 +24,13 @@ versions = sa.Table(
     sa.Column("size_bytes", sa.BigInteger, nullable=False),
     sa.Column("metrics", sa.Text, nullable=False, default="{}"),
     sa.Column("tags", sa.Text, nullable=False, default="{}"),
+)
+
+# Removed versions keep their number taken, so `name:3` never names two different models.
+removed = sa.Table(
+    "pallet_removed_versions", metadata,
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
 )
 
 aliases = sa.Table(
@@ -62,12 +69,19 @@ def make_engine(url: str) -> sa.Engine:
 class Index:
     def __init__(self, engine: sa.Engine):
         self.engine = engine
-        try:
-            metadata.create_all(engine)
-        except (RowExists, ProgrammingError):  # another process created the tables at the same moment
-            metadata.create_all(engine)
-        except OperationalError as e:
-            raise PalletError(f"cannot reach the model index at {engine.url.render_as_string()}: {e.orig}") from None
+        where = engine.url.render_as_string(hide_password=True)
+        for attempt in range(3):
+            try:
+                metadata.create_all(engine)
+                return
+            except (RowExists, ProgrammingError, OperationalError) as e:
+                # Another process created the tables at the same moment: look again.
+                if "already exists" in str(e.orig) or isinstance(e, (RowExists, ProgrammingError)):
+                    if attempt < 2:
+                        continue
+                raise PalletError(f"cannot reach the model index at {where}: {e.orig}") from None
+            except DBAPIError as e:
+                raise PalletError(f"the model index at {where} cannot be used: {e.orig}") from None
 
     def add(self, row: VersionRow) -> bool:
         """Insert a version row; False when that version number is already taken."""
@@ -92,21 +106,35 @@ class Index:
         return self._select(*where, order=(versions.c.name, versions.c.version))
 
     def max_version(self, name: str) -> int:
+        """The highest number `name` ever had, removed versions included."""
         with self.engine.connect() as conn:
-            return conn.execute(sa.select(sa.func.max(versions.c.version)).where(versions.c.name == name)).scalar() or 0
+            return max(conn.execute(sa.select(sa.func.max(table.c.version)).where(table.c.name == name)).scalar() or 0
+                       for table in (versions, removed))
 
     def remove(self, name: str, version: int) -> None:
         with self.engine.begin() as conn:
             conn.execute(aliases.delete().where(aliases.c.name == name, aliases.c.version == version))
             conn.execute(versions.delete().where(versions.c.name == name, versions.c.version == version))
+            conn.execute(removed.insert().values(name=name, version=version))
 
     def set_alias(self, name: str, alias: str, version: int) -> None:
+        """Point `alias` at a version that exists when the change commits (`ModelNotFound` otherwise)."""
         now = datetime.now().astimezone().isoformat(timespec="seconds")
-        with self.engine.begin() as conn:
-            changed = conn.execute(aliases.update().where(aliases.c.name == name, aliases.c.alias == alias)
-                                   .values(version=version, updated=now)).rowcount
-            if not changed:
-                conn.execute(aliases.insert().values(name=name, alias=alias, version=version, updated=now))
+        for attempt in range(2):
+            try:
+                with self.engine.begin() as conn:
+                    exists = conn.execute(sa.select(versions.c.version).where(
+                        versions.c.name == name, versions.c.version == version)).scalar()
+                    if exists is None:
+                        raise ModelNotFound(f"model '{name}' has no version {version} (it was removed)")
+                    changed = conn.execute(aliases.update().where(aliases.c.name == name, aliases.c.alias == alias)
+                                           .values(version=version, updated=now)).rowcount
+                    if not changed:
+                        conn.execute(aliases.insert().values(name=name, alias=alias, version=version, updated=now))
+                return
+            except RowExists:  # another process inserted the same alias first: update it instead
+                if attempt:
+                    raise
 
     def remove_alias(self, name: str, alias: str) -> bool:
         with self.engine.begin() as conn:

@@ -9,6 +9,7 @@ from pallet.errors import InvalidReference
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 ALIAS = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
+VERSION = re.compile(r"[0-9]{1,9}")
 LATEST = "latest"  # `name@latest` is the same as `name`
 
 
@@ -32,7 +33,7 @@ class ModelRef:
                 alias = None
         elif ":" in text:
             name, number = text.split(":", 1)
-            if not number.isdigit() or int(number) < 1:
+            if not VERSION.fullmatch(number) or int(number) < 1:
                 raise InvalidReference(f"bad version in '{text}': a version is a whole number from 1, as in {name}:3")
             version = int(number)
         check_name(name, text)

@@ -152,17 +152,23 @@ class Store:
             raise ModelNotFound(f"model '{name}' has no alias '{alias}'")
 
     def remove(self, ref: str | ModelRef) -> ModelRef:
-        """Delete one version: its index row and aliases, then its folder."""
-        version = self.resolve(ref)
-        self.index.remove(version.ref.name, version.ref.version)
-        shutil.rmtree(version.path)
-        return version.ref
+        """Delete one version: its index row and aliases, then its folder (whatever state it is in)."""
+        row = self._row(ModelRef.parse(ref))
+        self.index.remove(row.name, row.version)
+        shutil.rmtree(self.home / "models" / row.name / str(row.version), ignore_errors=True)
+        return ModelRef(row.name, row.version)
 
     # -- reading ---------------------------------------------------------------------------
 
     def resolve(self, ref: str | ModelRef) -> ModelVersion:
         """The stored version a reference names, or `ModelNotFound`."""
-        ref = ModelRef.parse(ref)
+        row = self._row(ModelRef.parse(ref))
+        path = self.home / "models" / row.name / str(row.version)
+        aliases = self.index.aliases(row.name).get((row.name, row.version), [])
+        return ModelVersion(ModelRef(row.name, row.version), path, Manifest.read(path), tuple(aliases))
+
+    def _row(self, ref: ModelRef) -> VersionRow:
+        """The index row a reference names."""
         if ref.version is not None:
             row = self.index.get(ref.name, ref.version)
             if row is None:
@@ -178,13 +184,13 @@ class Store:
                 raise ModelNotFound(f"model '{ref.name}' has no alias '{ref.alias}'"
                                     + (f"; its aliases are {', '.join(known)}" if known else "; it has no aliases yet"))
             row = self.index.get(ref.name, number)
+            if row is None:  # removed between the two reads
+                raise ModelNotFound(f"{ref} points at version {number}, which was just removed")
         else:
             row = self.index.latest(ref.name)
             if row is None:
                 raise ModelNotFound(f"no model named '{ref.name}'{self._no_model_hint(ref.name)}")
-        path = self.home / "models" / row.name / str(row.version)
-        aliases = self.index.aliases(row.name).get((row.name, row.version), [])
-        return ModelVersion(ModelRef(row.name, row.version), path, Manifest.read(path), tuple(aliases))
+        return row
 
     def list(self, name: str | None = None) -> list[tuple[VersionRow, list[str]]]:
         """Every indexed version (of `name`, if given) with its aliases."""
