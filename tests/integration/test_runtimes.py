@@ -7,7 +7,7 @@ from sklearn.linear_model import LinearRegression
 
 import pallet
 from pallet.demo import _to_onnx
-from pallet.errors import NoRuntime, PredictionError
+from pallet.errors import InvalidInput, NoRuntime, PredictionError
 from pallet.runtimes import get_runtime, runtime_for
 
 USER_MODULE = '''
@@ -102,6 +102,27 @@ def test_onnx_model_from_file_bytes_or_proto(store, digits_model, digits, tmp_pa
     out = model.predict(x[:20])  # float64 rows are converted to the declared float32
     assert (out["label"] == digits_model.predict(x[:20])).mean() >= 0.95
     assert out["probabilities"].shape == (20, 10)
+
+
+def test_onnx_graph_shapes_are_the_signature(store, tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    # y = sum(x) over a free sequence axis, for a batch of exactly one
+    graph = helper.make_graph(
+        [helper.make_node("ReduceSum", ["x", "axes"], ["y"], keepdims=0)], "sum",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, "sequence"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+        initializer=[helper.make_tensor("axes", TensorProto.INT64, [1], [1])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    store.save(model, "summer", sample=np.ones((1, 3), np.float32))
+    loaded = pallet.load("summer", store=store)
+    assert loaded.signature.inputs[0].shape == (1, -1)
+    assert loaded.predict([[1.0, 2.0, 3.0, 4.0, 5.0]])["y"].tolist() == [15.0]  # any sequence length
+    with pytest.raises(InvalidInput, match=r"expected shape \[1, -1\], got \[2, 2\]"):
+        loaded.predict([[1.0, 2.0], [3.0, 4.0]])  # a 400, not a failure inside onnxruntime
 
 
 def test_onnx_thread_counts_are_configurable(store, digits_model, digits):

@@ -265,7 +265,11 @@ def test_pallet_serve_port_from_sagemaker_env(demo_store):
     [
         (["nosuch"], "error: no model named 'nosuch'"),
         ([], "error: name at least one model to serve"),
-        (["iris", "--workers", "0"], "error: --workers must be 1 or more"),
+        (["iris", "--workers", "0"], "error: Invalid value for '--workers'"),
+        (["iris", "--port", "70000"], "error: Invalid value for '--port'"),
+        (["iris", "--max-rows", "0"], "error: Invalid value for '--max-rows'"),
+        (["iris", "--max-body-mb", "-1"], "error: Invalid value for '--max-body-mb'"),
+        (["iris", "--host", "999.1.1.1"], "error: cannot listen on 999.1.1.1"),
         (["iris", "--auth"], "error: Invalid value: --auth needs the key in the PALLET_API_KEY"),
         (["iris", "--port", "notanumber"], "error: Invalid value for '--port'"),
     ],
@@ -276,6 +280,17 @@ def test_pallet_serve_mistakes_are_one_line(demo_store, args, message):
                           env={**env, "PALLET_HOME": str(demo_store.home), "PALLET_DB_URL": demo_store.db_url})
     assert done.returncode != 0
     assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_a_bad_sagemaker_port_is_one_line(demo_store):
+    done = subprocess.run([PALLET, "serve", "iris"], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PALLET_HOME": str(demo_store.home), "SAGEMAKER_BIND_TO_PORT": "abc"})
+    assert done.returncode != 0
+    assert "error: Invalid value: SAGEMAKER_BIND_TO_PORT must be a port number, got 'abc'" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    listing = subprocess.run([PALLET, "models", "list"], capture_output=True, text=True, timeout=60,
+                             env={**os.environ, "PALLET_HOME": str(demo_store.home), "SAGEMAKER_BIND_TO_PORT": "abc"})
+    assert listing.returncode == 0  # other commands do not care
 
 
 def test_pallet_serve_port_in_use(demo_store, server):

@@ -18,7 +18,10 @@ app = typer.Typer(help="List, inspect, tag and remove stored models.", no_args_i
 def list_(name: str = typer.Argument(None, help="Only this model's versions."),
           as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
     """List stored models and their versions, newest last."""
-    rows = default_store().list(ModelRef.parse(name).name if name else None)
+    store = default_store()
+    rows = store.list(ModelRef.parse(name).name if name else None)
+    if name and not rows:
+        store.resolve(name)  # raises the "no model named ..." error with what the store has
     if as_json:
         typer.echo(json.dumps([{"name": r.name, "version": r.version, "created": r.created,
                                 "framework": r.framework, "size_bytes": r.size_bytes, "aliases": aliases,

@@ -38,9 +38,12 @@ def _read(source: str) -> str:
     if source == "-":
         return sys.stdin.read()
     path = Path(source)
-    if not path.is_file():
-        raise InvalidInput(f"input file {source} does not exist")
-    return path.read_text()
+    if not path.exists() or path.is_dir():
+        raise InvalidInput(f"input file {source} does not exist" if not path.exists() else f"{source} is a folder")
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise InvalidInput(f"input file {source} is not UTF-8 text (JSON or CSV)") from None
 
 
 def _jsonable(array: np.ndarray) -> list:

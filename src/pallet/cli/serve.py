@@ -15,17 +15,26 @@ from pallet.serve.server import serve as run_server
 def serve(
     models: list[str] = typer.Argument(None, help="Models to serve: name, name:VERSION or name@ALIAS."),
     host: str = typer.Option("127.0.0.1", help="Address to bind (0.0.0.0 for every interface)."),
-    port: int = typer.Option(int(os.environ.get("SAGEMAKER_BIND_TO_PORT", 8000)),
+    port: int = typer.Option(None, min=1, max=65535,
                              help="Port (default 8000, or SAGEMAKER_BIND_TO_PORT when set)."),
-    workers: int = typer.Option(1, help="Worker processes sharing the port."),
-    max_body_mb: float = typer.Option(16, help="Largest request body, in MiB (bigger gets 413)."),
-    max_rows: int = typer.Option(100_000, help="Most rows in one request."),
+    workers: int = typer.Option(1, min=1, help="Worker processes sharing the port."),
+    max_body_mb: float = typer.Option(16, min=0.001, help="Largest request body, in MiB (bigger gets 413)."),
+    max_rows: int = typer.Option(100_000, min=1, help="Most rows in one request."),
     auth: bool = typer.Option(False, "--auth", help="Require PALLET_API_KEY on every endpoint, not only admin ones."),
     access_log: bool = typer.Option(True, "--access-log/--no-access-log", help="One JSON line per request."),
 ) -> None:
     """Serve models over KServe V2 (and Triton clients), KServe V1, SageMaker and MLflow protocols."""
+    if port is None:
+        port = _sagemaker_port()
     if auth and not os.environ.get("PALLET_API_KEY"):
         raise typer.BadParameter("--auth needs the key in the PALLET_API_KEY environment variable")
     run_server(ServeConfig(models=models or [], host=host, port=port, workers=workers,
                            max_body_bytes=int(max_body_mb * 1024 * 1024), max_rows=max_rows, auth=auth,
                            access_log=access_log), echo=typer.echo)
+
+
+def _sagemaker_port() -> int:
+    value = os.environ.get("SAGEMAKER_BIND_TO_PORT", "8000")
+    if not value.isascii() or not value.isdigit() or not 1 <= int(value) <= 65535:
+        raise typer.BadParameter(f"SAGEMAKER_BIND_TO_PORT must be a port number, got {value!r}")
+    return int(value)

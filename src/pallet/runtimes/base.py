@@ -17,6 +17,7 @@ class Runtime(ABC):
     # Names and dtypes the model itself declares; None / {} means "take them from the sample".
     input_names: list[str] | None = None
     input_dtypes: dict[str, str] = {}
+    input_shapes: dict[str, tuple[int, ...]] = {}   # -1 for a free axis
     # What the columns of an output mean, e.g. {"probabilities": [0, 1, ..., 9]}.
     output_labels: dict[str, list] = {}
 

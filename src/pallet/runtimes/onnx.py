@@ -35,6 +35,9 @@ class OnnxRuntime(Runtime):
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.input_dtypes = {i.name: ONNX_DTYPES[i.type] for i in self.session.get_inputs() if i.type in ONNX_DTYPES}
+        # Fixed axes stay fixed; symbolic or unknown ones (None, "batch") are free.
+        self.input_shapes = {i.name: tuple(d if isinstance(d, int) and d > 0 else -1 for d in i.shape)
+                             for i in self.session.get_inputs() if i.shape}
         self.output_names = [o.name for o in self.session.get_outputs()]
 
     @classmethod

@@ -75,8 +75,9 @@ def _check_port(host: str, port: int) -> None:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
-        except OSError as e:
-            raise PalletError(f"cannot listen on {host}:{port}: {e.strerror}; pick another --port or --host") from None
+        except (OSError, OverflowError) as e:
+            reason = getattr(e, "strerror", None) or str(e)
+            raise PalletError(f"cannot listen on {host}:{port}: {reason}; pick another --port or --host") from None
 
 
 def _url_host(host: str) -> str:

@@ -88,7 +88,7 @@ class Store:
                 _copy_into(Path(artifacts), tmp / "artifacts")
             runtime = runtime_cls.load(tmp, options)
             inputs = _sample_inputs(sample, runtime.input_names)
-            signature = Signature.infer(inputs, dtypes=runtime.input_dtypes)
+            signature = Signature.infer(inputs, dtypes=runtime.input_dtypes, shapes=runtime.input_shapes)
             inputs = signature.validate(inputs)
             try:
                 outputs = runtime.predict(inputs)
