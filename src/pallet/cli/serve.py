@@ -20,6 +20,9 @@ def serve(
     workers: int = typer.Option(1, min=1, help="Worker processes sharing the port."),
     max_body_mb: float = typer.Option(16, min=0.001, help="Largest request body, in MiB (bigger gets 413)."),
     max_rows: int = typer.Option(100_000, min=1, help="Most rows in one request."),
+    max_batch_size: int = typer.Option(32, min=1, help="Rows per predict call when batching (1: off)."),
+    max_latency_ms: float = typer.Option(5.0, min=0, help="Longest a request waits to share a batch."),
+    max_queue: int = typer.Option(1024, min=1, help="Requests waiting per model before 503 + Retry-After."),
     auth: bool = typer.Option(False, "--auth", help="Require PALLET_API_KEY on every endpoint, not only admin ones."),
     access_log: bool = typer.Option(True, "--access-log/--no-access-log", help="One JSON line per request."),
 ) -> None:
@@ -30,7 +33,8 @@ def serve(
         raise typer.BadParameter("--auth needs the key in the PALLET_API_KEY environment variable")
     run_server(ServeConfig(models=models or [], host=host, port=port, workers=workers,
                            max_body_bytes=int(max_body_mb * 1024 * 1024), max_rows=max_rows, auth=auth,
-                           access_log=access_log), echo=typer.echo)
+                           access_log=access_log, max_batch_size=max_batch_size, max_latency_ms=max_latency_ms,
+                           max_queue=max_queue), echo=typer.echo)
 
 
 def _sagemaker_port() -> int:

@@ -20,6 +20,8 @@ class Runtime(ABC):
     input_shapes: dict[str, tuple[int, ...]] = {}   # -1 for a free axis
     # What the columns of an output mean, e.g. {"probabilities": [0, 1, ..., 9]}.
     output_labels: dict[str, list] = {}
+    # Whether rows are independent, so requests may share one predict call (adaptive batching).
+    batchable: bool = True
 
     @classmethod
     @abstractmethod

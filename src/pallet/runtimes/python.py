@@ -4,7 +4,8 @@ The source file that defines the class is copied into the version (`code/`), so 
 version keeps working when the user's module changes. State goes into `artifacts/`:
 the instance's own `save(path)` writes it, or `pallet.save(..., artifacts=PATH)` copies
 a file or folder there. `predict` receives a dict of named numpy arrays and returns a
-dict of arrays, or one array (named `output`).
+dict of arrays, or one array (named `output`). A class whose rows are independent says
+`batchable = True` to let the server group concurrent requests into one call.
 """
 
 from __future__ import annotations
@@ -28,9 +29,11 @@ CODE, ARTIFACTS = "code", "artifacts"
 class PythonRuntime(Runtime):
     name = "python"
     framework = "python"
+    batchable = False  # a user's predict may not treat rows independently; batching is opted into
 
     def __init__(self, model: Any):
         self.model = model
+        self.batchable = bool(getattr(model, "batchable", False))  # the class says `batchable = True`
 
     @classmethod
     def accepts(cls, model: Any) -> bool:

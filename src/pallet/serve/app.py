@@ -16,7 +16,7 @@ from pallet.errors import PalletError
 from pallet.serve import metrics
 from pallet.serve.config import ServeConfig
 from pallet.serve.dataplane import DataPlane
-from pallet.serve.errors import status_of
+from pallet.serve.errors import Overloaded, status_of
 from pallet.serve.http import json_response
 from pallet.serve.middleware import APIKey, RequestContext
 from pallet.serve.openapi import routes as openapi_routes
@@ -65,7 +65,8 @@ def app_from_env() -> Starlette:
 
 
 async def _pallet_error(request: Request, error: Exception) -> Response:
-    return json_response({"error": str(error)}, status_of(error))
+    headers = {"Retry-After": str(error.retry_after_seconds)} if isinstance(error, Overloaded) else None
+    return json_response({"error": str(error)}, status_of(error), headers)
 
 
 async def _http_error(request: Request, error: Exception) -> Response:

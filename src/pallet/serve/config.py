@@ -17,6 +17,9 @@ class ServeConfig:
     workers: int = 1
     max_body_bytes: int = 16 * 1024 * 1024
     max_rows: int = 100_000
+    max_batch_size: int = 32      # rows per predict call when batching; 1 turns batching off
+    max_latency_ms: float = 5.0   # longest a request waits for others to share its batch
+    max_queue: int = 1024         # requests waiting or running per model before 503 + Retry-After
     auth: bool = False          # require the API key on every endpoint, not only admin ones
     access_log: bool = True
 

@@ -11,7 +11,8 @@ from pallet.errors import InvalidInput, ModelNotFound
 from pallet.model import Model
 from pallet.serve import metrics
 from pallet.serve.config import ServeConfig
-from pallet.serve.errors import ModelNotReady
+from pallet.serve.batcher import Batcher
+from pallet.serve.errors import ModelNotReady, Overloaded
 from pallet.serve.types import InferenceRequest, InferenceResponse
 from pallet.store import ModelRef, Store
 
@@ -20,6 +21,8 @@ from pallet.store import ModelRef, Store
 class Loaded:
     model: Model
     executor: ThreadPoolExecutor   # model code runs here, never on the event loop
+    batcher: Batcher | None        # None: each request is its own predict call
+    in_flight: int = 0             # requests waiting or running, for load shedding
 
 
 class DataPlane:
@@ -40,9 +43,13 @@ class DataPlane:
         name, number = version.ref.name, str(version.ref.version)
         metrics.MODEL_LOAD_SECONDS.labels(name, number).set(time.perf_counter() - started)
         previous = self.models.setdefault(name, {}).get(number)
-        # A reload keeps the version's executor, so requests already holding it still run.
-        executor = previous.executor if previous else ThreadPoolExecutor(1, thread_name_prefix=f"model-{name}")
-        self.models[name][number] = Loaded(model, executor)
+        if previous:  # a reload: requests already queued or running keep their executor and batcher
+            previous.model = model
+            if previous.batcher:
+                previous.batcher.run = model.run
+        else:
+            executor = ThreadPoolExecutor(1, thread_name_prefix=f"model-{name}")
+            self.models[name][number] = Loaded(model, executor, self._batcher(model, executor))
         self.default.setdefault(name, number)
         self.unloaded.discard(name)
         return model
@@ -54,7 +61,22 @@ class DataPlane:
         self.default.pop(name, None)
         self.unloaded.add(name)
         for loaded in versions.values():
+            if loaded.batcher:
+                loaded.batcher.close()
             loaded.executor.shutdown(wait=False)
+
+    def _batcher(self, model: Model, executor: ThreadPoolExecutor) -> Batcher | None:
+        size = self.config.max_batch_size
+        if size <= 1 or not model.runtime.batchable:
+            return None
+        name, number = model.ref.name, str(model.ref.version)
+        sizes, waits = metrics.BATCH_SIZE.labels(name, number), metrics.BATCH_WAIT.labels(name, number)
+
+        def observe(rows: int, wait: float) -> None:
+            sizes.observe(rows)
+            waits.observe(wait)
+
+        return Batcher(model.run, executor, size, self.config.max_latency_ms, observe)
 
     def close(self) -> None:
         for name in list(self.models):
@@ -110,11 +132,20 @@ class DataPlane:
                 if name not in known:
                     raise InvalidInput(f"unknown output '{name}' requested; model '{request.model}' gives: "
                                        f"{', '.join(known)}")
-        loop = asyncio.get_running_loop()
+        if loaded.in_flight >= self.config.max_queue:
+            raise Overloaded(f"model '{request.model}' has {loaded.in_flight} requests waiting or running, "
+                             f"its limit (--max-queue {self.config.max_queue}); retry shortly")
+        loaded.in_flight += 1
         try:
-            outputs = await loop.run_in_executor(loaded.executor, model.run, arrays)
+            if loaded.batcher is not None:
+                outputs = await loaded.batcher.submit(arrays)
+            else:
+                loop = asyncio.get_running_loop()
+                outputs = await loop.run_in_executor(loaded.executor, model.run, arrays)
         except RuntimeError:  # the executor was shut down: the model was unloaded meanwhile
             raise ModelNotReady(f"model '{request.model}' was unloaded while this request was in flight") from None
+        finally:
+            loaded.in_flight -= 1
         if request.outputs is not None:
             outputs = {name: outputs[name] for name in request.outputs}
         return InferenceResponse(model.ref.name, str(model.ref.version), outputs, request.id)

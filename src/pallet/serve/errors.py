@@ -34,6 +34,12 @@ class ModelNotReady(PalletError):
     """The model is known but not loaded (yet, or any more)."""
 
 
+class Overloaded(PalletError):
+    """More requests wait for a model than its queue holds: shed the load, ask to retry."""
+
+    retry_after_seconds = 1
+
+
 STATUS: list[tuple[type[Exception], int]] = [
     (BadRequest, 400),
     (InvalidInput, 400),
@@ -47,6 +53,7 @@ STATUS: list[tuple[type[Exception], int]] = [
     (NoRuntime, 422),
     (PredictionError, 500),
     (ModelNotReady, 503),
+    (Overloaded, 503),
     (PalletError, 500),
 ]
 

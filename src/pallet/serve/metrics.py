@@ -14,6 +14,11 @@ LATENCY = Histogram("pallet_request_duration_seconds", "Inference request latenc
                     ["model", "version", "protocol"],
                     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
 IN_FLIGHT = Gauge("pallet_requests_in_flight", "HTTP requests being handled", multiprocess_mode="livesum")
+BATCH_SIZE = Histogram("pallet_batch_rows", "Rows in each predict call the batcher made", ["model", "version"],
+                       buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024))
+BATCH_WAIT = Histogram("pallet_batch_queue_seconds", "How long a batch's oldest request waited in the queue",
+                       ["model", "version"],
+                       buckets=(0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1))
 MODEL_LOAD_SECONDS = Gauge("pallet_model_load_seconds", "Time to load a model version",
                            ["model", "version"], multiprocess_mode="max")
 
