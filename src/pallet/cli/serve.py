@@ -23,6 +23,8 @@ def serve(
     max_batch_size: int = typer.Option(32, min=1, help="Rows per predict call when batching (1: off)."),
     max_latency_ms: float = typer.Option(5.0, min=0, help="Longest a request waits to share a batch."),
     max_queue: int = typer.Option(1024, min=1, help="Requests waiting per model before 503 + Retry-After."),
+    cache: str = typer.Option(None, help="Cache outputs: memory, memory:N (entries) or redis://host:6379/0."),
+    cache_ttl: float = typer.Option(3600, min=1, help="Seconds a Redis cache entry lives."),
     auth: bool = typer.Option(False, "--auth", help="Require PALLET_API_KEY on every endpoint, not only admin ones."),
     access_log: bool = typer.Option(True, "--access-log/--no-access-log", help="One JSON line per request."),
 ) -> None:
@@ -34,7 +36,7 @@ def serve(
     run_server(ServeConfig(models=models or [], host=host, port=port, workers=workers,
                            max_body_bytes=int(max_body_mb * 1024 * 1024), max_rows=max_rows, auth=auth,
                            access_log=access_log, max_batch_size=max_batch_size, max_latency_ms=max_latency_ms,
-                           max_queue=max_queue), echo=typer.echo)
+                           max_queue=max_queue, cache=cache, cache_ttl_seconds=cache_ttl), echo=typer.echo)
 
 
 def _sagemaker_port() -> int:

@@ -20,6 +20,8 @@ class ServeConfig:
     max_batch_size: int = 32      # rows per predict call when batching; 1 turns batching off
     max_latency_ms: float = 5.0   # longest a request waits for others to share its batch
     max_queue: int = 1024         # requests waiting or running per model before 503 + Retry-After
+    cache: str | None = None      # None, "memory[:N]" or "redis://host:port/db"
+    cache_ttl_seconds: float = 3600
     auth: bool = False          # require the API key on every endpoint, not only admin ones
     access_log: bool = True
 

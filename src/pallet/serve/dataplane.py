@@ -12,6 +12,7 @@ from pallet.model import Model
 from pallet.serve import metrics
 from pallet.serve.config import ServeConfig
 from pallet.serve.batcher import Batcher
+from pallet.serve.cache import cache_key, make_cache
 from pallet.serve.errors import ModelNotReady, Overloaded
 from pallet.serve.types import InferenceRequest, InferenceResponse
 from pallet.store import ModelRef, Store
@@ -32,6 +33,7 @@ class DataPlane:
         self.models: dict[str, dict[str, Loaded]] = {}   # name -> version -> loaded model
         self.default: dict[str, str] = {}                 # name -> version served under the bare name
         self.unloaded: set[str] = set()
+        self.cache = make_cache(config.cache, config.cache_ttl_seconds)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -132,23 +134,33 @@ class DataPlane:
                 if name not in known:
                     raise InvalidInput(f"unknown output '{name}' requested; model '{request.model}' gives: "
                                        f"{', '.join(known)}")
+        name, number = model.ref.name, str(model.ref.version)
+        key = cache_key(name, number, arrays) if self.cache is not None else None
+        outputs = await self.cache.get(key) if key else None
+        if key:
+            metrics.CACHE.labels(name, number, "hit" if outputs is not None else "miss").inc()
+        if outputs is None:
+            outputs = await self._run(loaded, request.model, arrays)
+            if key:
+                await self.cache.set(key, outputs)
+        if request.outputs is not None:
+            outputs = {name: outputs[name] for name in request.outputs}
+        return InferenceResponse(name, number, outputs, request.id)
+
+    async def _run(self, loaded: Loaded, name: str, arrays: dict) -> dict:
         if loaded.in_flight >= self.config.max_queue:
-            raise Overloaded(f"model '{request.model}' has {loaded.in_flight} requests waiting or running, "
+            raise Overloaded(f"model '{name}' has {loaded.in_flight} requests waiting or running, "
                              f"its limit (--max-queue {self.config.max_queue}); retry shortly")
         loaded.in_flight += 1
         try:
             if loaded.batcher is not None:
-                outputs = await loaded.batcher.submit(arrays)
-            else:
-                loop = asyncio.get_running_loop()
-                outputs = await loop.run_in_executor(loaded.executor, model.run, arrays)
+                return await loaded.batcher.submit(arrays)
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(loaded.executor, loaded.model.run, arrays)
         except RuntimeError:  # the executor was shut down: the model was unloaded meanwhile
-            raise ModelNotReady(f"model '{request.model}' was unloaded while this request was in flight") from None
+            raise ModelNotReady(f"model '{name}' was unloaded while this request was in flight") from None
         finally:
             loaded.in_flight -= 1
-        if request.outputs is not None:
-            outputs = {name: outputs[name] for name in request.outputs}
-        return InferenceResponse(model.ref.name, str(model.ref.version), outputs, request.id)
 
     def _loaded_names(self) -> str:
         return ", ".join(self.names()) or "none"

@@ -19,6 +19,7 @@ BATCH_SIZE = Histogram("pallet_batch_rows", "Rows in each predict call the batch
 BATCH_WAIT = Histogram("pallet_batch_queue_seconds", "How long a batch's oldest request waited in the queue",
                        ["model", "version"],
                        buckets=(0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1))
+CACHE = Counter("pallet_cache_lookups", "Output cache lookups", ["model", "version", "result"])
 MODEL_LOAD_SECONDS = Gauge("pallet_model_load_seconds", "Time to load a model version",
                            ["model", "version"], multiprocess_mode="max")
 

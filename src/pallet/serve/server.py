@@ -14,6 +14,7 @@ import uvicorn
 
 import pallet
 from pallet.errors import PalletError
+from pallet.serve.cache import make_cache
 from pallet.serve.config import ENV, ServeConfig
 from pallet.store import Store, default_store
 
@@ -34,6 +35,7 @@ def serve(config: ServeConfig, store: Store | None = None, echo: Callable[[str],
     if config.workers < 1:
         raise PalletError(f"--workers must be 1 or more, got {config.workers}")
     versions = [store.resolve(ref) for ref in config.models]
+    make_cache(config.cache, config.cache_ttl_seconds)  # a bad --cache is a clear error here
     _check_port(config.host, config.port)
 
     # Worker processes rebuild the app from the environment: same store, same config.
