@@ -176,6 +176,12 @@ def test_repository_load_and_unload_need_the_key(start_server, monkeypatch):
         assert missing.status_code == 404 and "no model named 'nosuch'" in missing.json()["error"]
 
 
+def test_the_thread_plan_reaches_onnxruntime(start_server):
+    server = start_server(models=["digits-onnx"], threads=1)
+    session = server.app.state.plane.get("digits-onnx").runtime.session
+    assert session.get_session_options().intra_op_num_threads == 1
+
+
 def test_repository_changes_are_refused_with_several_workers(start_server):
     server = start_server(models=["iris"], workers=2)
     with httpx.Client(base_url=server.url) as client:
@@ -245,6 +251,10 @@ def test_pallet_serve_with_two_workers_aggregates_metrics(demo_store, tmp_path):
     finally:
         out, err = _stop(proc)
     assert f"serving on {url} with 2 workers" in out
+    from pallet.serve.threads import available_cores
+
+    per_worker = max(1, available_cores() // 2)
+    assert f"threads   2 workers x {per_worker} thread" in out  # the cores shared between the workers
     assert f"{url}/v2/models/{{model}}/infer" in out and f"{url}/invocations" in out
     assert "Traceback" not in err
 

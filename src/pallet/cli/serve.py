@@ -18,6 +18,7 @@ def serve(
     port: int = typer.Option(None, min=1, max=65535,
                              help="Port (default 8000, or SAGEMAKER_BIND_TO_PORT when set)."),
     workers: int = typer.Option(1, min=1, help="Worker processes sharing the port."),
+    threads: int = typer.Option(None, min=1, help="Native threads per worker (default: cores / workers)."),
     max_body_mb: float = typer.Option(16, min=0.001, help="Largest request body, in MiB (bigger gets 413)."),
     max_rows: int = typer.Option(100_000, min=1, help="Most rows in one request."),
     max_batch_size: int = typer.Option(32, min=1, help="Rows per predict call when batching (1: off)."),
@@ -36,7 +37,8 @@ def serve(
     run_server(ServeConfig(models=models or [], host=host, port=port, workers=workers,
                            max_body_bytes=int(max_body_mb * 1024 * 1024), max_rows=max_rows, auth=auth,
                            access_log=access_log, max_batch_size=max_batch_size, max_latency_ms=max_latency_ms,
-                           max_queue=max_queue, cache=cache, cache_ttl_seconds=cache_ttl), echo=typer.echo)
+                           max_queue=max_queue, cache=cache, cache_ttl_seconds=cache_ttl,
+                           threads=threads), echo=typer.echo)
 
 
 def _sagemaker_port() -> int:

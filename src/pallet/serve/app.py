@@ -13,7 +13,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from pallet.errors import PalletError
-from pallet.serve import metrics
+from pallet.serve import metrics, threads
 from pallet.serve.config import ServeConfig
 from pallet.serve.dataplane import DataPlane
 from pallet.serve.errors import Overloaded, status_of
@@ -32,6 +32,7 @@ def create_app(config: ServeConfig, store: Store | None = None) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
         configure_access_log(config.access_log)
+        threads.apply(plane.threads)
         for ref in config.models:
             plane.load(ref)
         yield

@@ -22,6 +22,7 @@ class ServeConfig:
     max_queue: int = 1024         # requests waiting or running per model before 503 + Retry-After
     cache: str | None = None      # None, "memory[:N]" or "redis://host:port/db"
     cache_ttl_seconds: float = 3600
+    threads: int | None = None    # native threads per worker; None: cores // workers
     auth: bool = False          # require the API key on every endpoint, not only admin ones
     access_log: bool = True
 

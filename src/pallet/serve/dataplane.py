@@ -14,6 +14,7 @@ from pallet.serve.config import ServeConfig
 from pallet.serve.batcher import Batcher
 from pallet.serve.cache import cache_key, make_cache
 from pallet.serve.errors import ModelNotReady, Overloaded
+from pallet.serve.threads import plan_threads
 from pallet.serve.types import InferenceRequest, InferenceResponse
 from pallet.store import ModelRef, Store
 
@@ -34,6 +35,7 @@ class DataPlane:
         self.default: dict[str, str] = {}                 # name -> version served under the bare name
         self.unloaded: set[str] = set()
         self.cache = make_cache(config.cache, config.cache_ttl_seconds)
+        self.threads = plan_threads(config.workers, config.threads)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -41,7 +43,7 @@ class DataPlane:
         """Load a stored version; the first version loaded under a name answers for the bare name."""
         version = self.store.resolve(ref)
         started = time.perf_counter()
-        model = Model(version)
+        model = Model(version, **self.threads.runtime_options())
         name, number = version.ref.name, str(version.ref.version)
         metrics.MODEL_LOAD_SECONDS.labels(name, number).set(time.perf_counter() - started)
         previous = self.models.setdefault(name, {}).get(number)

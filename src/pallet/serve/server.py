@@ -14,6 +14,7 @@ import uvicorn
 
 import pallet
 from pallet.errors import PalletError
+from pallet.serve import threads
 from pallet.serve.cache import make_cache
 from pallet.serve.config import ENV, ServeConfig
 from pallet.store import Store, default_store
@@ -46,10 +47,16 @@ def serve(config: ServeConfig, store: Store | None = None, echo: Callable[[str],
     if config.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="pallet-metrics-")
 
+    plan = threads.plan_threads(config.workers, config.threads)
+    threads.export(plan)  # before any worker starts its native libraries
     base = f"http://{_url_host(config.host)}:{config.port}"
     workers = f" with {config.workers} workers" if config.workers > 1 else ""
     echo(f"pallet {pallet.__version__} serving on {base}{workers}")
     echo("  models    " + ", ".join(f"{v.ref.name} (version {v.ref.version})" for v in versions))
+    echo(f"  threads   {plan.describe()}")
+    batching = (f"up to {config.max_batch_size} rows, waiting at most {config.max_latency_ms:g} ms"
+                if config.max_batch_size > 1 else "off")
+    echo(f"  batching  {batching}; queue limit {config.max_queue} per model; cache {config.cache or 'off'}")
     for label, path in ENDPOINTS:
         echo(f"  {label:<22}{base}{path}")
     try:

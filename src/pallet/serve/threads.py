@@ -1,0 +1,58 @@
+"""The thread plan: workers x threads per worker <= cores, unless the user says otherwise.
+
+Each worker process limits the native thread pools a model uses: BLAS and OpenMP
+(through threadpoolctl and the usual environment variables, which spawned workers
+inherit) and onnxruntime's intra-op pool. Without a plan, N workers each start one
+thread per core and fight over the cores.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
+              "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
+_limits = []  # keeps threadpoolctl's limiter alive for the life of the process
+
+
+@dataclass(frozen=True)
+class ThreadPlan:
+    workers: int
+    cores: int
+    threads: int          # per worker
+    chosen: bool          # True when the user gave --threads
+
+    def describe(self) -> str:
+        how = "as asked (--threads)" if self.chosen else f"so workers x threads <= {self.cores} cores"
+        return (f"{self.workers} worker{'s' if self.workers > 1 else ''} x {self.threads} "
+                f"thread{'s' if self.threads > 1 else ''} (BLAS, OpenMP, onnxruntime), {how}")
+
+    def runtime_options(self) -> dict[str, int]:
+        return {"intra_op_threads": self.threads, "inter_op_threads": 1}
+
+
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def plan_threads(workers: int, threads: int | None = None) -> ThreadPlan:
+    cores = available_cores()
+    return ThreadPlan(workers, cores, threads or max(1, cores // workers), threads is not None)
+
+
+def export(plan: ThreadPlan) -> None:
+    """Set the environment variables native libraries read when they start (inherited by workers)."""
+    for name in THREAD_ENV:
+        os.environ[name] = str(plan.threads)
+
+
+def apply(plan: ThreadPlan) -> None:
+    """Limit the thread pools already loaded in this process."""
+    from threadpoolctl import threadpool_limits
+
+    export(plan)
+    _limits.append(threadpool_limits(limits=plan.threads))
