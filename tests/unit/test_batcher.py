@@ -137,12 +137,24 @@ def test_a_partial_batch_runs_when_the_window_ends(executor):
 
     async def main():
         batcher = Batcher(model, executor, max_batch_size=32, max_latency_ms=50)
-        batcher.gap = 0.0  # requests are arriving back to back: worth waiting for company
+        batcher.gap, batcher.last_batch = 0.0, 8  # concurrent traffic: worth waiting for company
         return await asyncio.gather(batcher.submit(rows(1)), batcher.submit(rows(2)))
 
     results = run(main())
     assert model.calls == [2]  # not full, yet run once the oldest had waited its window
     assert [r["total"].tolist() for r in results] == [[2], [4]]
+
+
+def test_a_closed_loop_client_is_never_held(executor):
+    model = Model()
+
+    async def main():
+        batcher = Batcher(model, executor, max_batch_size=32, max_latency_ms=60_000)
+        for i in range(20):  # one caller, back to back: arrivals are close, but nobody shares a batch
+            await asyncio.wait_for(batcher.submit(rows(i)), timeout=10)
+
+    run(main())
+    assert model.calls == [1] * 20
 
 
 def test_a_lone_request_is_not_held_for_the_window(executor):
@@ -167,7 +179,7 @@ def test_outputs_without_a_row_each_fall_back_to_single_runs(executor):
 
     async def main():
         batcher = Batcher(summary, executor, max_batch_size=32, max_latency_ms=5)
-        batcher.gap = 0.0
+        batcher.gap, batcher.last_batch = 0.0, 8
         return await asyncio.gather(batcher.submit(rows(1)), batcher.submit(rows(3)))
 
     results = run(main())

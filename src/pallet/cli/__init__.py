@@ -45,7 +45,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-from pallet.cli import demo, models, predict, serve  # noqa: E402  (commands register on `app`)
+from pallet.cli import bench, demo, models, predict, serve  # noqa: E402  (commands register on `app`)
 
 app.add_typer(models.app, name="models")
 
@@ -54,4 +54,4 @@ def main() -> None:
     app()
 
 
-__all__ = ["app", "main", "demo", "predict", "serve"]
+__all__ = ["app", "main", "bench", "demo", "predict", "serve"]

@@ -1,9 +1,10 @@
 """Adaptive batching: concurrent requests for one model become one `predict` call on axis 0.
 
-A batch runs as soon as it is full, or when its oldest request has waited
-`max_latency_ms`. While a batch computes, the next one fills, so batches grow with
-load by themselves. When requests arrive further apart than the window, nobody is
-coming to share a batch, and a lone request runs at once instead of waiting.
+While a batch computes, the next one fills, so batches grow with load by themselves.
+When the model is free, the waiting requests run at once, unless the traffic is
+concurrent (the last batch had company and requests arrive closer together than the
+window): then the batch runs as soon as it is full, or when its oldest request has
+waited `max_latency_ms`. A lone request is never held for the window.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class Batcher:
         self.wakeup = asyncio.Event()
         self.gap = float("inf")           # moving average of the time between arrivals
         self.last_arrival: float | None = None
+        self.last_batch = 1               # requests in the previous batch
         self.task: asyncio.Task | None = None
         self.closed = False
 
@@ -93,14 +95,16 @@ class Batcher:
                 await self._run(batch)
 
     async def _fill(self) -> None:
-        """Wait for more requests while the batch is not full, others are arriving, and time is left."""
-        while self._queued_rows() < self.max_batch_size and self.gap < self.max_latency:
+        """Wait for more requests while the batch is not full, traffic is concurrent, and time is left."""
+        await asyncio.sleep(0)  # requests that have already arrived join without any wait
+        while (self._queued_rows() < self.max_batch_size and self.last_batch > 1
+               and self.gap < self.max_latency):
             left = self.queue[0].arrived + self.max_latency - time.perf_counter()
             if left <= 0:
                 return
             self.wakeup.clear()
-            try:
-                await asyncio.wait_for(self.wakeup.wait(), left)
+            try:  # stop as soon as arrivals pause: a closed loop of N clients sends N, then waits for us
+                await asyncio.wait_for(self.wakeup.wait(), min(left, max(2 * self.gap, 0.0002)))
             except TimeoutError:
                 return
 
@@ -121,6 +125,7 @@ class Batcher:
 
     async def _run(self, batch: list[Pending]) -> None:
         loop = asyncio.get_running_loop()
+        self.last_batch = len(batch)
         self.observe(sum(p.rows for p in batch), time.perf_counter() - batch[0].arrived)
         if len(batch) == 1:
             await self._run_alone(batch[0])
