@@ -1,4 +1,7 @@
+import json
 import os
+import subprocess
+import sys
 
 from pallet.serve import threads
 
@@ -19,14 +22,17 @@ def test_runtime_options_reach_onnxruntime():
     assert plan.runtime_options() == {"intra_op_threads": 1, "inter_op_threads": 1}
 
 
-def test_apply_limits_blas_and_sets_the_environment(monkeypatch):
-    from threadpoolctl import threadpool_info
-
-    for name in threads.THREAD_ENV:
-        monkeypatch.delenv(name, raising=False)
-    threads.apply(threads.ThreadPlan(workers=2, cores=2, threads=1, chosen=False))
-    try:
-        assert os.environ["OMP_NUM_THREADS"] == "1" and os.environ["OPENBLAS_NUM_THREADS"] == "1"
-        assert all(pool["num_threads"] == 1 for pool in threadpool_info())
-    finally:
-        threads._limits.pop().restore_original_limits()
+def test_apply_limits_blas_and_sets_the_environment():
+    # In a fresh process: thread limits are process-wide state.
+    code = (
+        "import json, os, scipy.linalg\n"
+        "from threadpoolctl import threadpool_info\n"
+        "from pallet.serve import threads\n"
+        "threads.apply(threads.ThreadPlan(workers=2, cores=2, threads=1, chosen=False))\n"
+        "print(json.dumps([os.environ['OMP_NUM_THREADS'], [p['num_threads'] for p in threadpool_info()]]))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in threads.THREAD_ENV}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 0, done.stderr
+    omp, pools = json.loads(done.stdout)
+    assert omp == "1" and pools and all(n == 1 for n in pools)
