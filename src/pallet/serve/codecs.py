@@ -24,11 +24,15 @@ DATATYPES = {
 }
 # signature dtype -> V2 datatype
 V2_NAMES = {dtype: name for name, dtype in DATATYPES.items()} | {"str": "BYTES"}
+_BY_NUMPY = {np.dtype(dtype): name for name, dtype in DATATYPES.items() if dtype != "bytes"}
 
 
 def datatype_of(dtype: str | np.dtype) -> str:
     """The V2 datatype for a signature dtype name or a numpy dtype."""
     if isinstance(dtype, np.dtype):
+        known = _BY_NUMPY.get(dtype)
+        if known is not None:
+            return known
         dtype = "bytes" if dtype.kind in "USO" else dtype.name
     try:
         return V2_NAMES[dtype]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import itertools
 import logging
 import re
 import time
@@ -15,6 +16,8 @@ from pallet.serve.config import ServeConfig
 
 access_log = logging.getLogger("pallet.access")
 error_log = logging.getLogger("pallet.serve")
+PROCESS_ID = uuid.uuid4().hex[:22]  # with a counter: ids unique across workers, without a uuid per request
+_counter = itertools.count()
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")  # a client's id is echoed only when it is this tame
 
 OPEN_PATHS = ("/v2/health/", "/ping")        # probes stay open even with --auth
@@ -34,7 +37,7 @@ class RequestContext:
             return await self.app(scope, receive, send)
         request_id = _header(scope, b"x-request-id")
         if request_id is None or not REQUEST_ID.fullmatch(request_id):
-            request_id = uuid.uuid4().hex
+            request_id = f"{PROCESS_ID}{next(_counter):010x}"
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
         status, started_response = 500, False
@@ -84,9 +87,10 @@ class APIKey:
     def __init__(self, app, config: ServeConfig):
         self.app = app
         self.config = config
+        self.key = config.api_key  # read once: the environment is not consulted per request
 
     async def __call__(self, scope, receive, send):
-        key = self.config.api_key
+        key = self.key
         if scope["type"] != "http" or key is None or not self._guarded(scope["path"]):
             return await self.app(scope, receive, send)
         given = _header(scope, b"x-api-key")
