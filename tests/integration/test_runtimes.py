@@ -69,6 +69,26 @@ def user_module(tmp_path, monkeypatch):
     sys.modules.pop("mymodels", None)
 
 
+@pytest.mark.parametrize("make", ["logistic", "forest", "svc", "pipeline"])
+def test_sklearn_labels_match_predict(store, digits, make):
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
+
+    x, y = digits
+    estimator = {"logistic": lambda: LogisticRegression(max_iter=300),
+                 "forest": lambda: RandomForestClassifier(20, random_state=0),
+                 "svc": lambda: SVC(probability=True, random_state=0),  # predict is not argmax(proba) here
+                 "pipeline": lambda: make_pipeline(StandardScaler(), LogisticRegression(max_iter=300))}[make]()
+    estimator.fit(x[:400], y[:400])
+    store.save(estimator, "clf", sample=x[:3])
+    out = pallet.load("clf", store=store).predict(x[400:700])
+    assert out["label"].tolist() == estimator.predict(x[400:700]).tolist()
+    assert out["label"].dtype == estimator.predict(x[:1]).dtype
+
+
 def test_sklearn_regressor_gives_prediction(store):
     x = np.random.default_rng(0).normal(size=(50, 3))
     store.save(LinearRegression().fit(x, x @ [1.0, 2.0, 3.0]), "reg", sample=x[:4])

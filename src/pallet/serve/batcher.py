@@ -42,6 +42,7 @@ class Batcher:
         self.gap = float("inf")           # moving average of the time between arrivals
         self.last_arrival: float | None = None
         self.last_batch = 1               # requests in the previous batch
+        self.busy = False                 # the model is computing (a batch, or a lone request)
         self.task: asyncio.Task | None = None
         self.closed = False
 
@@ -56,6 +57,16 @@ class Batcher:
             return await loop.run_in_executor(self.executor, self.run, inputs)
         pending = Pending(inputs, rows, loop.create_future())
         self._note_arrival(pending.arrived)
+        if not self.busy and not self.queue and self.last_batch <= 1:
+            # The model is free and nobody waits: run now, without a hand-over to the batch task.
+            self.busy = True
+            self.observe(rows, 0.0)
+            try:
+                return await loop.run_in_executor(self.executor, self.run, inputs)
+            finally:
+                self.busy = False
+                if self.queue:
+                    self.wakeup.set()
         self.queue.append(pending)
         self.wakeup.set()
         if self.task is None or self.task.done():
@@ -84,7 +95,7 @@ class Batcher:
 
     async def _serve(self) -> None:
         while not self.closed:
-            while not self.queue:
+            while not self.queue or self.busy:
                 if self.closed:
                     return
                 self.wakeup.clear()
@@ -124,6 +135,13 @@ class Batcher:
         return [p for p in batch if not p.future.done()]
 
     async def _run(self, batch: list[Pending]) -> None:
+        self.busy = True
+        try:
+            await self._run_batch(batch)
+        finally:
+            self.busy = False
+
+    async def _run_batch(self, batch: list[Pending]) -> None:
         loop = asyncio.get_running_loop()
         self.last_batch = len(batch)
         self.observe(sum(p.rows for p in batch), time.perf_counter() - batch[0].arrived)
