@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run demo test clean
+.PHONY: install run demo test bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,14 @@ run: demo
 
 test: install
 	$(BIN)/python -m pytest
+
+# Benchmarks: wrk from Debian, each peer in its own venv, results in benchmarks/results/.
+bench: install
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	PYTHON=$(PYTHON) bash benchmarks/peers.sh
+	$(BIN)/python benchmarks/run.py
+	$(BIN)/python benchmarks/chart.py
 
 clean:
 	rm -rf $(VENV) .pallet .pytest_cache

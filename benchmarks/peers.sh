@@ -14,5 +14,6 @@ install() {
 install mlserver 'mlserver==1.7.1' 'mlserver-sklearn==1.7.1' scikit-learn &
 install litserve 'litserve==0.2.19' scikit-learn joblib &
 install bentoml 'bentoml==1.4.40' scikit-learn joblib &
+install rayserve "ray[serve]==${RAY_VERSION:-2.60.0}" scikit-learn joblib &
 wait
 echo "peers installed in benchmarks/.venvs"

@@ -46,6 +46,7 @@ class Target:
     env: dict[str, str] = field(default_factory=dict)
     cores: str = "0"
     cwd: Path = ROOT
+    cleanup: list[str] = field(default_factory=list)   # run after the server stops
 
 
 def free_port() -> int:
@@ -86,7 +87,12 @@ class Running:
             os.killpg(self.process.pid, signal.SIGTERM)
             self.process.wait(timeout=20)
         except (ProcessLookupError, subprocess.TimeoutExpired):
-            os.killpg(self.process.pid, signal.SIGKILL)
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if self.target.cleanup:
+            subprocess.run(self.target.cleanup, capture_output=True, timeout=120)
 
 
 def wrk(port: int, target: Target, connections: int, seconds: float, cores: str = "1") -> dict:
@@ -182,13 +188,18 @@ def peer_targets(artifact: Path, row: list[float]) -> list[Target]:
         peers.append(Target("bentoml", [str(VENVS / "bentoml" / "bin" / "bentoml"), "serve", "bentoml_service:Digits",
                                         "--port", "{port}"], "/predict", json.dumps({"rows": [row]}).encode(),
                             ready="/readyz", env={"DIGITS_MODEL": str(artifact)}, cwd=HERE / "apps"))
+    if (VENVS / "rayserve" / "bin" / "python").exists():
+        peers.append(Target("rayserve", [str(VENVS / "rayserve" / "bin" / "python"), str(HERE / "apps" / "rayserve_app.py"),
+                                         str(artifact), "{port}"], "/predict", json.dumps({"rows": [row]}).encode(),
+                            ready="/-/healthz", cleanup=[str(VENVS / "rayserve" / "bin" / "ray"), "stop", "--force"]))
     return peers
 
 
 def versions() -> dict:
     names = ["pallet", "numpy", "scikit-learn", "starlette", "uvicorn", "onnxruntime"]
     found = {n: metadata.version(n) for n in names}
-    for peer, package in (("mlserver", "mlserver"), ("litserve", "litserve"), ("bentoml", "bentoml")):
+    for peer, package in (("mlserver", "mlserver"), ("litserve", "litserve"), ("bentoml", "bentoml"),
+                          ("rayserve", "ray")):
         pip = VENVS / peer / "bin" / "python"
         if pip.exists():
             out = subprocess.run([str(pip), "-c", f"from importlib.metadata import version; print(version('{package}'))"],

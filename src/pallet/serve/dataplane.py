@@ -146,7 +146,7 @@ class DataPlane:
             if key:
                 await self.cache.set(key, outputs)
         if request.outputs is not None:
-            outputs = {name: outputs[name] for name in request.outputs}
+            outputs = {wanted: outputs[wanted] for wanted in request.outputs}
         return InferenceResponse(name, number, outputs, request.id)
 
     async def _run(self, loaded: Loaded, name: str, arrays: dict) -> dict:
