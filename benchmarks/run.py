@@ -28,6 +28,9 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+from pallet.bench import wait_ready
+from pallet.errors import PalletError
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 WORK = HERE / ".work"
@@ -63,19 +66,11 @@ class Running:
         env = {**os.environ, **{k: v.replace("{port}", str(port)) for k, v in target.env.items()}}
         self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=target.cwd,
                                         env=env, start_new_session=True)
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{target.name} exited; see {log.name}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}{target.ready}", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        else:
+        try:
+            wait_ready(f"http://127.0.0.1:{port}", self.process, 180, target.ready)
+        except PalletError as e:
             self.stop()
-            raise RuntimeError(f"{target.name} did not become ready")
+            raise RuntimeError(f"{target.name}: {e}; see {log.name}") from None
         check = httpx.post(f"http://127.0.0.1:{port}{target.path}", content=target.body,
                            headers={"Content-Type": "application/json"}, timeout=30)
         if check.status_code != 200:

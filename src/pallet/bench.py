@@ -141,6 +141,24 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_ready(url: str, process: subprocess.Popen, seconds: float = 60, path: str = "/v2/health/ready") -> None:
+    """Return once `url + path` answers 200; `PalletError` if `process` exits or time runs out."""
+    import httpx
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            error = process.stderr.read().strip() if process.stderr else ""
+            raise PalletError(f"the server exited before it was ready: {error}")
+        try:
+            if httpx.get(f"{url}{path}", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise PalletError(f"the server did not become ready within {seconds:g}s")
+
+
 class LocalServer:
     """`pallet serve REF` in a subprocess, pinned to the first core when there are two or more."""
 
@@ -158,21 +176,12 @@ class LocalServer:
             os.sched_setaffinity(0, self.cores - {first})
         self._wait_ready()
 
-    def _wait_ready(self, seconds: float = 60) -> None:
-        import httpx
-
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise PalletError(f"the server did not start: {self.process.stderr.read().strip()}")
-            try:
-                if httpx.get(f"{self.url}/v2/health/ready", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        self.close()
-        raise PalletError("the server did not become ready within a minute")
+    def _wait_ready(self) -> None:
+        try:
+            wait_ready(self.url, self.process)
+        except PalletError:
+            self.close()
+            raise
 
     def close(self) -> None:
         if len(self.cores) >= 2:

@@ -69,6 +69,7 @@ def user_module(tmp_path, monkeypatch):
     sys.modules.pop("mymodels", None)
 
 
+@pytest.mark.filterwarnings("ignore:The `probability` parameter was deprecated:FutureWarning")
 @pytest.mark.parametrize("make", ["logistic", "forest", "svc", "pipeline"])
 def test_sklearn_labels_match_predict(store, digits, make):
     from sklearn.ensemble import RandomForestClassifier

@@ -15,6 +15,7 @@ import httpx
 import pytest
 from sklearn.datasets import load_iris
 
+from pallet.bench import wait_ready
 from tests.serve.conftest import free_port
 
 IRIS = load_iris().data.tolist()
@@ -206,18 +207,8 @@ def _serve(*args, env=None):
                             env={**os.environ, **(env or {})})
 
 
-def _wait_ready(url, proc, seconds=60):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"pallet serve exited: {proc.stderr.read()}")
-        try:
-            if httpx.get(f"{url}/v2/health/ready", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError("pallet serve did not become ready")
+def _wait_ready(url, proc):
+    wait_ready(url, proc)  # raises, with the server's stderr, when it exits first
 
 
 def _stop(proc):
