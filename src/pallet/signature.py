@@ -115,16 +115,21 @@ def cast(array: np.ndarray, dtype: str, where: str) -> np.ndarray:
     if dtype in TEXT:
         return _text(array, dtype, where)
     if kind == "O":  # Python objects: numbers, and None for a missing value (NaN)
-        if not all(v is None or (isinstance(v, (int, float, np.number)) and not isinstance(v, bool))
-                   for v in array.flat):
-            raise InvalidInput(f"{where}: expected numbers ({dtype}), got values that are not numbers")
+        for index, v in enumerate(array.flat):
+            if not (v is None or (isinstance(v, (int, float, np.number)) and not isinstance(v, bool))):
+                raise InvalidInput(f"{where}: expected numbers ({dtype}), got {_value(v)} at "
+                                   f"{_position(array, index)}")
         try:
             array = np.array([np.nan if v is None else v for v in array.flat], dtype=np.float64).reshape(array.shape)
         except OverflowError:
             raise InvalidInput(f"{where}: values out of range for {dtype}") from None
         kind = "f"
     if kind not in "biuf":
-        raise InvalidInput(f"{where}: expected numbers ({dtype}), got {_kind_name(array)}")
+        first = ""
+        if kind in "US" and array.size:
+            index = next((i for i, v in enumerate(array.flat) if not _numeric_text(v)), 0)
+            first = f" ({_value(array.flat[index])} at {_position(array, index)})"
+        raise InvalidInput(f"{where}: expected numbers ({dtype}), got {_kind_name(array)}{first}")
     target = np.dtype(dtype)
     if target.kind == "b":
         if kind != "b" and not np.isin(array, (0, 1)).all():
@@ -163,6 +168,25 @@ def _text(array: np.ndarray, dtype: str, where: str) -> np.ndarray:
     out = np.empty(len(items), dtype=object)
     out[:] = items
     return out.reshape(array.shape)
+
+
+def _numeric_text(value: Any) -> bool:
+    """Whether text reads as a number (numpy turns [1, "a"] into the text array ["1", "a"])."""
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _value(value: Any) -> str:
+    text = repr(value.item() if isinstance(value, np.generic) else value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _position(array: np.ndarray, index: int) -> str:
+    """Where the `index`-th value of `array` sits, as [row, column, ...]."""
+    return f"position {list(int(i) for i in np.unravel_index(index, array.shape))}"
 
 
 def _kind_name(array: np.ndarray) -> str:

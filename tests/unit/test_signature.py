@@ -56,7 +56,8 @@ def test_validate_accepts_dict_by_name():
         ([[[1, 2, 3]]], r"expected shape \[-1, 3\], got \[1, 1, 3\]"),
         ([[1, 2, 3], [4, 5]], "rows have different lengths"),
         ([["a", "b", "c"]], r"input 'x': expected numbers \(float32\), got text"),
-        ([[1, None, {}]], "values that are not numbers"),
+        ([[1, None, {}]], r"got \{\} at position \[0, 2\]"),
+        ([[1, 2, "three"]], r"got text \('three' at position \[0, 2\]\)"),
         ([[1, float("nan"), 3]], r"input 'x' contains NaN or infinity \(row 0\)"),
         ([[1, 2, 3], [1, float("inf"), 3]], r"NaN or infinity \(row 1\)"),
         ([[1, None, 3]], "NaN or infinity"),
@@ -118,7 +119,7 @@ def test_validate_converts_compatible_values(dtype, value, expected):
         ("float64", [[10**400, 1]], "out of range for float64"),
         ("float16", [70000], "out of range for float16"),           # integers overflow small floats too
         ("float64", [True, False], "got booleans"),
-        ("float64", [["5.1", None]], "values that are not numbers"),  # text is not parsed into numbers
+        ("float64", [["5.1", None]], r"got '5.1' at position \[0, 0\]"),  # text is not parsed into numbers
         ("str", [b"\xff"], "not valid UTF-8"),
     ],
 )

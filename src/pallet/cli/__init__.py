@@ -45,13 +45,14 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-from pallet.cli import bench, demo, models, predict, serve  # noqa: E402  (commands register on `app`)
+from pallet.cli import bench, demo, feedback, models, predict, serve  # noqa: E402  (commands register on `app`)
 
 app.add_typer(models.app, name="models")
+app.add_typer(feedback.app, name="feedback")
 
 
 def main() -> None:
     app()
 
 
-__all__ = ["app", "main", "bench", "demo", "predict", "serve"]
+__all__ = ["app", "main", "bench", "demo", "feedback", "predict", "serve"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 
 import typer
 
@@ -28,6 +29,10 @@ def serve(
     cache_ttl: float = typer.Option(3600, min=1, help="Seconds a Redis cache entry lives."),
     auth: bool = typer.Option(False, "--auth", help="Require PALLET_API_KEY on every endpoint, not only admin ones."),
     access_log: bool = typer.Option(True, "--access-log/--no-access-log", help="One JSON line per request."),
+    share_token: str = typer.Option(None, envvar="PALLET_SHARE_TOKEN",
+                                    help="Require this token in the URL (?token=) for the pages and the API; "
+                                         "'new' makes one."),
+    ui: str = typer.Option(None, "--ui", help="Serve your own static page from this folder at / instead of the index."),
 ) -> None:
     """Serve models over KServe V2 (and Triton clients), KServe V1, SageMaker and MLflow protocols."""
     if port is None:
@@ -38,7 +43,8 @@ def serve(
                            max_body_bytes=int(max_body_mb * 1024 * 1024), max_rows=max_rows, auth=auth,
                            access_log=access_log, max_batch_size=max_batch_size, max_latency_ms=max_latency_ms,
                            max_queue=max_queue, cache=cache, cache_ttl_seconds=cache_ttl,
-                           threads=threads), echo=typer.echo)
+                           threads=threads, share_token=secrets.token_urlsafe(16) if share_token == "new"
+                           else share_token, ui_dir=ui), echo=typer.echo)
 
 
 def _sagemaker_port() -> int:

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-import html
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from pallet.errors import PalletError
@@ -18,16 +18,19 @@ from pallet.serve.config import ServeConfig
 from pallet.serve.dataplane import DataPlane
 from pallet.serve.errors import Overloaded, status_of
 from pallet.serve.http import json_response
-from pallet.serve.middleware import APIKey, RequestContext
+from pallet.serve.middleware import APIKey, RequestContext, ShareToken
 from pallet.serve.openapi import routes as openapi_routes
 from pallet.serve.protocols import sagemaker, v1, v2
 from pallet.serve.server import configure_access_log
 from pallet.store import Store, default_store
+from pallet.ui import routes as ui
+from pallet.ui.stats import Stats
 
 
 def create_app(config: ServeConfig, store: Store | None = None) -> Starlette:
     """The server for `config.models`, loaded from `store` (the default store if none)."""
     plane = DataPlane(store or default_store(), config)
+    stats = Stats()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
@@ -35,24 +38,20 @@ def create_app(config: ServeConfig, store: Store | None = None) -> Starlette:
         threads.apply(plane.threads)
         for ref in config.models:
             plane.load(ref)
+        sampler = asyncio.create_task(stats.run())  # the dashboard's history
         yield
+        sampler.cancel()
         plane.close()
 
     async def serve_metrics(request: Request) -> Response:
         body, content_type = metrics.exposition()
         return Response(body, media_type=content_type)
 
-    async def index(request: Request) -> Response:
-        items = "".join(
-            f'<li><a href="/v2/models/{html.escape(name)}">{html.escape(name)}</a> '
-            f'(versions {", ".join(plane.versions(name))})</li>' for name in plane.names())
-        return HTMLResponse(f"<!doctype html><title>pallet</title><h1>pallet</h1><ul>{items}</ul>"
-                            '<p><a href="/docs">API docs</a> · <a href="/metrics">metrics</a></p>')
-
     app = Starlette(
         routes=[*v2.routes(plane), *v1.routes(plane), *sagemaker.routes(plane), *openapi_routes(plane),
-                Route("/metrics", serve_metrics), Route("/", index)],
-        middleware=[Middleware(RequestContext, config=config), Middleware(APIKey, config=config)],
+                Route("/metrics", serve_metrics), *ui.routes(plane, stats, config.ui_dir)],
+        middleware=[Middleware(RequestContext, config=config), Middleware(ShareToken, config=config),
+                    Middleware(APIKey, config=config)],
         exception_handlers={PalletError: _pallet_error, HTTPException: _http_error},
         lifespan=lifespan,
     )

@@ -24,6 +24,8 @@ class ServeConfig:
     cache_ttl_seconds: float = 3600
     threads: int | None = None    # native threads per worker; None: cores // workers
     auth: bool = False          # require the API key on every endpoint, not only admin ones
+    share_token: str | None = None  # required in the URL (?token=), a cookie or X-Share-Token, but by probes
+    ui_dir: str | None = None       # a team's own static page, served at / in place of the index
     access_log: bool = True
 
     @property

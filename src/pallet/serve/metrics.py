@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram,
+from prometheus_client import (CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Gauge, Histogram,
                                disable_created_metrics, generate_latest, multiprocess)
 
 disable_created_metrics()
@@ -29,10 +29,53 @@ def observe(model: str, version: str, protocol: str, status: int, seconds: float
     LATENCY.labels(model, version, protocol).observe(seconds)
 
 
-def exposition() -> tuple[bytes, str]:
-    """The metrics text of this process, or of every worker in multiprocess mode."""
+def _registry() -> CollectorRegistry:
+    """This process's metrics, or every worker's in multiprocess mode."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
-        return generate_latest(registry), CONTENT_TYPE_LATEST
-    return generate_latest(), CONTENT_TYPE_LATEST
+        return registry
+    return REGISTRY
+
+
+def exposition() -> tuple[bytes, str]:
+    return generate_latest(_registry()), CONTENT_TYPE_LATEST
+
+
+def totals() -> dict[str, dict]:
+    """Per model, everything counted so far: requests and errors, latency and batch-size histograms
+    (cumulative bucket counts by upper bound), cache hits and misses. The dashboard's raw data."""
+    models: dict[str, dict] = {}
+
+    def entry(model: str) -> dict:
+        return models.setdefault(model, {"requests": 0, "client_errors": 0, "server_errors": 0,
+                                         "latency": {}, "batch_rows": {}, "batches": 0, "batch_rows_sum": 0.0,
+                                         "cache_hit": 0, "cache_miss": 0})
+
+    for family in _registry().collect():
+        for sample in family.samples:
+            model = sample.labels.get("model")
+            if not model:  # requests for unknown models carry no name
+                continue
+            name, value = sample.name, sample.value
+            if name == "pallet_requests_total":
+                e = entry(model)
+                e["requests"] += value
+                status = sample.labels["status"]
+                if status.startswith("4"):
+                    e["client_errors"] += value
+                elif status.startswith("5"):
+                    e["server_errors"] += value
+            elif name == "pallet_request_duration_seconds_bucket":
+                buckets = entry(model)["latency"]
+                buckets[sample.labels["le"]] = buckets.get(sample.labels["le"], 0) + value
+            elif name == "pallet_batch_rows_bucket":
+                buckets = entry(model)["batch_rows"]
+                buckets[sample.labels["le"]] = buckets.get(sample.labels["le"], 0) + value
+            elif name == "pallet_batch_rows_count":
+                entry(model)["batches"] += value
+            elif name == "pallet_batch_rows_sum":
+                entry(model)["batch_rows_sum"] += value
+            elif name == "pallet_cache_lookups_total":
+                entry(model)["cache_" + sample.labels["result"]] += value
+    return models

@@ -8,6 +8,7 @@ import logging
 import re
 import time
 import uuid
+from urllib.parse import parse_qs
 
 import orjson
 
@@ -22,6 +23,8 @@ REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")  # a client's id is echoed on
 
 OPEN_PATHS = ("/v2/health/", "/ping")        # probes stay open even with --auth
 ADMIN_PREFIX = "/v2/repository"               # model lifecycle: the key is required whenever one is set
+FEEDBACK_SUFFIX = "/feedback"                 # reading feedback back is an admin action too
+SHARE_COOKIE = "pallet_token"
 
 
 class RequestContext:
@@ -91,7 +94,7 @@ class APIKey:
 
     async def __call__(self, scope, receive, send):
         key = self.key
-        if scope["type"] != "http" or key is None or not self._guarded(scope["path"]):
+        if scope["type"] != "http" or key is None or not self._guarded(scope["method"], scope["path"]):
             return await self.app(scope, receive, send)
         given = _header(scope, b"x-api-key")
         bearer = _header(scope, b"authorization")
@@ -105,10 +108,53 @@ class APIKey:
                     "headers": [(b"content-type", b"application/json"), (b"www-authenticate", b"Bearer")]})
         await send({"type": "http.response.body", "body": body})
 
-    def _guarded(self, path: str) -> bool:
-        if path.startswith(ADMIN_PREFIX):
+    def _guarded(self, method: str, path: str) -> bool:
+        if path.startswith(ADMIN_PREFIX) or (method == "GET" and path.endswith(FEEDBACK_SUFFIX)):
             return True
         return self.config.auth and not path.startswith(OPEN_PATHS)
+
+
+class ShareToken:
+    """With --share-token, every path but the probes needs the token: `?token=` in the URL (the
+    answer then sets a cookie, so the page's own requests carry it), that cookie, or `X-Share-Token`."""
+
+    def __init__(self, app, config: ServeConfig):
+        self.app = app
+        self.token = config.share_token
+
+    async def __call__(self, scope, receive, send):
+        token = self.token
+        if scope["type"] != "http" or token is None or scope["path"].startswith(OPEN_PATHS):
+            return await self.app(scope, receive, send)
+        in_url = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("token", [None])[0]
+        given = in_url or _header(scope, b"x-share-token") or _cookie(scope, SHARE_COOKIE)
+        if given is None or not hmac.compare_digest(given.encode(), token.encode()):
+            message = ("this server is shared by link: open the URL pallet serve printed, with its ?token="
+                       if given is None else "wrong share token")
+            body = orjson.dumps({"error": message})
+            await send({"type": "http.response.start", "status": 401,
+                        "headers": [(b"content-type", b"application/json")]})
+            await send({"type": "http.response.body", "body": body})
+            return
+        if in_url is None:
+            return await self.app(scope, receive, send)
+        cookie = f"{SHARE_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict".encode()
+
+        async def send_with_cookie(message):
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), (b"set-cookie", cookie)]
+            await send(message)
+
+        await self.app(scope, receive, send_with_cookie)
+
+
+def _cookie(scope, name: str) -> str | None:
+    header = _header(scope, b"cookie")
+    for part in (header or "").split(";"):
+        key, _, value = part.strip().partition("=")
+        if key == name:
+            return value
+    return None
 
 
 def _header(scope, name: bytes) -> str | None:

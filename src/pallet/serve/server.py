@@ -5,10 +5,13 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import re
 import socket
+import struct
 import sys
 import tempfile
 from collections.abc import Callable
+from pathlib import Path
 
 import uvicorn
 
@@ -20,12 +23,17 @@ from pallet.serve.config import ENV, ServeConfig
 from pallet.store import Store, default_store
 
 ENDPOINTS = [
+    ("prototype pages", "/"),
+    ("dashboard", "/dashboard"),
     ("V2 / KServe / Triton", "/v2/models/{model}/infer"),
     ("V1 / Vertex AI", "/v1/models/{model}:predict"),
     ("SageMaker / MLflow", "/invocations"),
     ("metrics", "/metrics"),
     ("API docs", "/docs"),
 ]
+
+
+SHARE_TOKEN = re.compile(r"[A-Za-z0-9_-]{8,128}")
 
 
 def serve(config: ServeConfig, store: Store | None = None, echo: Callable[[str], None] = print) -> None:
@@ -37,6 +45,10 @@ def serve(config: ServeConfig, store: Store | None = None, echo: Callable[[str],
         raise PalletError(f"--workers must be 1 or more, got {config.workers}")
     versions = [store.resolve(ref) for ref in config.models]
     make_cache(config.cache, config.cache_ttl_seconds)  # a bad --cache is a clear error here
+    if config.ui_dir is not None and not (Path(config.ui_dir) / "index.html").is_file():
+        raise PalletError(f"--ui {config.ui_dir}: no index.html there; the folder is served at / as it is")
+    if config.share_token is not None and not SHARE_TOKEN.fullmatch(config.share_token):
+        raise PalletError("--share-token must be 8 to 128 letters, digits, '-' or '_' (it goes in URLs)")
     _check_port(config.host, config.port)
 
     # Worker processes rebuild the app from the environment: same store, same config.
@@ -49,7 +61,8 @@ def serve(config: ServeConfig, store: Store | None = None, echo: Callable[[str],
 
     plan = threads.plan_threads(config.workers, config.threads)
     threads.export(plan)  # before any worker starts its native libraries
-    base = f"http://{_url_host(config.host)}:{config.port}"
+    bases = [f"http://{_url_host(host)}:{config.port}" for host in reachable_hosts(config.host)]
+    base = bases[0]
     workers = f" with {config.workers} workers" if config.workers > 1 else ""
     echo(f"pallet {pallet.__version__} serving on {base}{workers}")
     echo("  models    " + ", ".join(f"{v.ref.name} (version {v.ref.version})" for v in versions))
@@ -57,8 +70,11 @@ def serve(config: ServeConfig, store: Store | None = None, echo: Callable[[str],
     batching = (f"up to {config.max_batch_size} rows, waiting at most {config.max_latency_ms:g} ms"
                 if config.max_batch_size > 1 else "off")
     echo(f"  batching  {batching}; queue limit {config.max_queue} per model; cache {config.cache or 'off'}")
+    token = f"?token={config.share_token}" if config.share_token else ""
     for label, path in ENDPOINTS:
-        echo(f"  {label:<22}{base}{path}")
+        echo(f"  {label:<22}{base}{path}{token if path in ('/', '/dashboard') else ''}")
+    for other in bases[1:]:
+        echo(f"  {'also reachable at':<22}{other}/{token}")
     try:
         uvicorn.run("pallet.serve.app:app_from_env", factory=True, host=config.host, port=config.port,
                     workers=config.workers, log_level="warning", access_log=False, timeout_graceful_shutdown=5)
@@ -87,6 +103,31 @@ def _check_port(host: str, port: int) -> None:
         except (OSError, OverflowError) as e:
             reason = getattr(e, "strerror", None) or str(e)
             raise PalletError(f"cannot listen on {host}:{port}: {reason}; pick another --port or --host") from None
+
+
+def reachable_hosts(host: str) -> list[str]:
+    """Where a browser reaches a server bound to `host`: every local IPv4 address for 0.0.0.0 or ::."""
+    if host not in ("0.0.0.0", "::", ""):
+        return [host]
+    found = []
+    for _, name in socket.if_nameindex():
+        address = _interface_address(name)
+        if address and address not in found:
+            found.append(address)
+    found.sort(key=lambda a: (a.startswith("127."), a))  # the addresses colleagues can use come first
+    return found or ["127.0.0.1"]
+
+
+def _interface_address(name: str) -> str | None:
+    """The IPv4 address of a network interface (Linux), or None."""
+    try:
+        import fcntl
+
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            packed = fcntl.ioctl(s.fileno(), 0x8915, struct.pack("256s", name.encode()[:15]))  # SIOCGIFADDR
+        return socket.inet_ntoa(packed[20:24])
+    except (OSError, ImportError):
+        return None
 
 
 def _url_host(host: str) -> str:

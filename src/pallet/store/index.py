@@ -66,22 +66,27 @@ def make_engine(url: str) -> sa.Engine:
         raise PalletError(f"PALLET_DB_URL '{url}' is not a database URL SQLAlchemy can use: {e}") from None
 
 
+def create_tables(engine: sa.Engine, tables: sa.MetaData, what: str = "model index") -> None:
+    """Create `tables` where missing; several processes may race to do it at once."""
+    where = engine.url.render_as_string(hide_password=True)
+    for attempt in range(3):
+        try:
+            tables.create_all(engine)
+            return
+        except (RowExists, ProgrammingError, OperationalError) as e:
+            # Another process created the tables at the same moment: look again.
+            if "already exists" in str(e.orig) or isinstance(e, (RowExists, ProgrammingError)):
+                if attempt < 2:
+                    continue
+            raise PalletError(f"cannot reach the {what} at {where}: {e.orig}") from None
+        except DBAPIError as e:
+            raise PalletError(f"the {what} at {where} cannot be used: {e.orig}") from None
+
+
 class Index:
     def __init__(self, engine: sa.Engine):
         self.engine = engine
-        where = engine.url.render_as_string(hide_password=True)
-        for attempt in range(3):
-            try:
-                metadata.create_all(engine)
-                return
-            except (RowExists, ProgrammingError, OperationalError) as e:
-                # Another process created the tables at the same moment: look again.
-                if "already exists" in str(e.orig) or isinstance(e, (RowExists, ProgrammingError)):
-                    if attempt < 2:
-                        continue
-                raise PalletError(f"cannot reach the model index at {where}: {e.orig}") from None
-            except DBAPIError as e:
-                raise PalletError(f"the model index at {where} cannot be used: {e.orig}") from None
+        create_tables(engine, metadata)
 
     def add(self, row: VersionRow) -> bool:
         """Insert a version row; False when that version number is already taken."""

@@ -1,0 +1,1 @@
+"""The prototype pages, the dashboard and feedback capture."""

@@ -1,0 +1,167 @@
+"""The prototype pages, the dashboard and feedback capture, on the inference server's port.
+
+The pages are static files (shipped inside the package) that read `/ui/api/...` and call the
+same V2 endpoints as any client; nothing here touches a framework.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import time
+from pathlib import Path
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import FileResponse, HTMLResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+import pallet
+from pallet.errors import ModelNotFound, PalletError
+from pallet.serve.dataplane import DataPlane
+from pallet.serve.errors import BadRequest
+from pallet.serve.http import json_response, parse_json, read_body, require_json, to_list
+from pallet.serve.middleware import REQUEST_ID
+from pallet.ui.describe import describe
+from pallet.ui.feedback import RATINGS, FeedbackLog
+from pallet.ui.stats import INTERVAL_SECONDS, Stats
+
+STATIC = Path(__file__).parent / "static"
+MAX_TEXT = 4000  # characters in a correct answer or a comment
+
+
+def routes(plane: DataPlane, stats: Stats, ui_dir: str | None = None) -> list[BaseRoute]:
+    feedback = FeedbackLog(plane.store.index.engine)
+    started = time.time()
+
+    def page(name: str) -> FileResponse:
+        return FileResponse(STATIC / name, headers={"Cache-Control": "no-cache"})
+
+    async def index(request: Request) -> Response:
+        return page("index.html")
+
+    async def model_page(request: Request) -> Response:
+        name = request.path_params["name"]
+        try:
+            plane.get(name)
+        except ModelNotFound as e:
+            return HTMLResponse(f'<!doctype html><title>pallet: not found</title><link rel="stylesheet" '
+                                f'href="/ui/static/pallet.css"><main><h1>Not found</h1><p>{html.escape(str(e))}</p>'
+                                '<p><a href="/">All models</a></p></main>', 404)
+        return page("model.html")
+
+    async def dashboard(request: Request) -> Response:
+        return page("dashboard.html")
+
+    async def models(request: Request) -> Response:
+        counts = await _off_loop(feedback.counts)
+        return json_response([_summary(plane, name, counts.get(name)) for name in plane.names()])
+
+    async def model_description(request: Request) -> Response:
+        name = request.path_params["name"]
+        model = plane.get(name, request.query_params.get("version"))
+        return json_response(await _off_loop(describe, model, plane.versions(name)))
+
+    async def dashboard_data(request: Request) -> Response:
+        counts = await _off_loop(feedback.counts)
+        figures = stats.summary()
+        rows = []
+        for name in plane.names():
+            row = _summary(plane, name, counts.get(name))
+            row["figures"] = figures.get(name)
+            rows.append(row)
+        return json_response({"server": {"version": pallet.__version__, "started": started,
+                                          "uptime_seconds": round(time.time() - started, 1),
+                                          "workers": plane.config.workers,
+                                          "interval_seconds": INTERVAL_SECONDS},
+                              "models": rows})
+
+    async def add_feedback(request: Request) -> Response:
+        name, version = request.path_params["name"], request.path_params.get("version")
+        require_json(request)
+        body = parse_json(await read_body(request, plane.config.max_body_bytes))
+        model = plane.get(name, version if version is not None else _version_field(body))
+        record = _feedback_record(model, body)
+        record_id = await _off_loop(lambda: feedback.add(model=model.ref.name, version=model.ref.version, **record))
+        return json_response({"id": record_id, "model": model.ref.name, "version": str(model.ref.version)}, 201)
+
+    async def list_feedback(request: Request) -> Response:
+        name, version = request.path_params["name"], request.path_params.get("version")
+        limit = request.query_params.get("limit", "1000")
+        if not limit.isdigit() or int(limit) < 1:
+            raise BadRequest(f"limit must be a positive whole number, got {limit!r}")
+        if version is not None and not version.isdigit():
+            raise BadRequest(f"version must be a number, got {version!r}")
+        if name not in plane.names():
+            plane.get(name)  # a clear 404 naming what is loaded
+        records = await _off_loop(feedback.records, name, int(version) if version else None, int(limit))
+        return json_response({"model": name, "feedback": records})
+
+    routes: list[BaseRoute] = [
+        Route("/ui/{name}", model_page),
+        Route("/dashboard", dashboard),
+        Route("/ui/api/models", models),
+        Route("/ui/api/models/{name}", model_description),
+        Route("/ui/api/dashboard", dashboard_data),
+        Route("/v2/models/{name}/feedback", add_feedback, methods=["POST"]),
+        Route("/v2/models/{name}/versions/{version}/feedback", add_feedback, methods=["POST"]),
+        Route("/v2/models/{name}/feedback", list_feedback, methods=["GET"]),
+        Route("/v2/models/{name}/versions/{version}/feedback", list_feedback, methods=["GET"]),
+        Mount("/ui/static", StaticFiles(directory=STATIC), name="ui-static"),
+    ]
+    # A team's own page replaces the index; it calls the same API.
+    routes.append(Mount("/", StaticFiles(directory=ui_dir, html=True)) if ui_dir else Route("/", index))
+    return routes
+
+
+def _summary(plane: DataPlane, name: str, counts: dict | None) -> dict[str, Any]:
+    model = plane.get(name)
+    manifest = model.version.manifest
+    return {"name": name, "version": str(model.ref.version), "versions": plane.versions(name),
+            "description": manifest.description, "framework": manifest.framework, "metrics": manifest.metrics,
+            "size_bytes": manifest.size_bytes,
+            "feedback": counts or {"total": 0, "up": 0, "down": 0}}
+
+
+def _version_field(body: Any) -> str | None:
+    version = body.get("version") if isinstance(body, dict) else None
+    return None if version is None else str(version)
+
+
+def _feedback_record(model, body: Any) -> dict[str, Any]:
+    """The fields of a feedback body, checked: what the caller sent, what the model answered, the rating."""
+    if not isinstance(body, dict):
+        raise BadRequest("feedback must be a JSON object with request_id, inputs, outputs and a rating, "
+                         "correct answer or comment")
+    request_id = body.get("request_id")
+    if not isinstance(request_id, str) or not REQUEST_ID.fullmatch(request_id):
+        raise BadRequest("feedback needs 'request_id': the X-Request-ID of the prediction it is about")
+    rating = body.get("rating")
+    if rating is not None and rating not in RATINGS:
+        raise BadRequest(f"'rating' must be 'up', 'down' or null, not {rating!r}")
+    texts = {}
+    for field in ("correct", "comment"):
+        value = body.get(field)
+        if value is not None and not isinstance(value, (str, int, float)):
+            raise BadRequest(f"'{field}' must be text")
+        value = None if value is None else str(value).strip()
+        if value and len(value) > MAX_TEXT:
+            raise BadRequest(f"'{field}' is {len(value)} characters; at most {MAX_TEXT}")
+        texts[field] = value or None
+    if rating is None and not texts["correct"] and not texts["comment"]:
+        raise BadRequest("feedback needs a 'rating' ('up' or 'down'), a 'correct' answer or a 'comment'")
+    if "inputs" not in body:
+        raise BadRequest("feedback needs 'inputs': what was sent for the prediction")
+    arrays = model.signature.validate(body["inputs"])  # 400 naming the input when it does not fit
+    outputs = body.get("outputs")
+    known = {spec.name for spec in model.signature.outputs}
+    if not isinstance(outputs, dict) or not outputs or not set(outputs) <= known:
+        raise BadRequest(f"feedback needs 'outputs': the prediction, by output name ({', '.join(sorted(known))})")
+    return {"request_id": request_id, "rating": rating, **texts,
+            "inputs": {name: to_list(array) for name, array in arrays.items()}, "outputs": outputs}
+
+
+async def _off_loop(function, *args):
+    """Database reads and writes run on a thread, never on the event loop."""
+    return await asyncio.get_running_loop().run_in_executor(None, function, *args)

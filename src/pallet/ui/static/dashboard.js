@@ -1,0 +1,100 @@
+// The dashboard: polls GET /ui/api/dashboard (the server's own metrics) and draws plain SVG charts.
+"use strict";
+
+const COLORS = ["#2f6fec", "#e8743b", "#19a979", "#945ecf", "#ed4a7b", "#13a4b4", "#525df4", "#bf399e"];
+const $ = (id) => document.getElementById(id);
+
+document.body.prepend(header());
+refresh();
+
+async function refresh() {
+  let data;
+  try {
+    data = (await api("/ui/api/dashboard")).body;
+    $("error").classList.add("hidden");
+  } catch (error) {
+    $("error").textContent = error.message;
+    $("error").classList.remove("hidden");
+    setTimeout(refresh, 5000);
+    return;
+  }
+  render(data);
+  setTimeout(refresh, data.server.interval_seconds * 1000);
+}
+
+function render(data) {
+  const s = data.server;
+  $("server").textContent = `pallet ${s.version} · up ${duration(s.uptime_seconds)} · ${s.workers} worker${s.workers > 1 ? "s" : ""} · ` +
+    `updated ${new Date().toLocaleTimeString()}`;
+  const models = data.models;
+  const sum = (f) => models.reduce((a, m) => a + (f(m) || 0), 0);
+  const feedback = sum((m) => m.feedback.total), up = sum((m) => m.feedback.up), down = sum((m) => m.feedback.down);
+  const kpi = (label, value, id) => el("div", { class: "card kpi", "data-testid": id },
+    el("div", { class: "muted small" }, label), el("div", { class: "value" }, value));
+  $("kpis").replaceChildren(
+    kpi("models loaded", models.length, "kpi-models"),
+    kpi("requests", fmt(sum((m) => m.figures && m.figures.requests), 0), "kpi-requests"),
+    kpi("req/s, last minute", fmt(sum((m) => m.figures && m.figures.last_minute.rps), 1), "kpi-rps"),
+    kpi("errors", fmt(sum((m) => m.figures && m.figures.client_errors + m.figures.server_errors), 0), "kpi-errors"),
+    kpi("feedback", up + down ? `${feedback} · ${percent(up / (up + down))} up` : fmt(feedback, 0), "kpi-feedback"));
+  $("rows").replaceChildren(...models.map((m) => {
+    const f = m.figures, minute = f ? f.last_minute : null;
+    const rated = m.feedback.up + m.feedback.down;
+    return el("tr", { "data-model": m.name },
+      el("td", {}, el("a", { href: `/ui/${encodeURIComponent(m.name)}` }, m.name)),
+      el("td", {}, m.versions.join(", ")),
+      el("td", { class: "num", "data-testid": "requests" }, fmt(f ? f.requests : 0, 0)),
+      el("td", { class: "num" }, fmt(minute ? minute.rps : 0, 2)),
+      el("td", { class: "num" }, fmt(minute && minute.p50_ms, 2)),
+      el("td", { class: "num" }, fmt(minute && minute.p90_ms, 2)),
+      el("td", { class: "num" }, fmt(minute && minute.p99_ms, 2)),
+      el("td", { class: "num" }, fmt(f ? f.client_errors + f.server_errors : 0, 0)),
+      el("td", { class: "num" }, fmt(f && f.mean_batch_rows, 2)),
+      el("td", { class: "num" }, percent(f && f.cache_hit_rate)),
+      el("td", { class: "num", "data-testid": "feedback" }, fmt(m.feedback.total, 0)),
+      el("td", { class: "num" }, rated ? percent(m.feedback.up / rated) : "–"));
+  }));
+  chart("rps", models, (p) => p.rps);
+  chart("p99", models, (p) => p.p99_ms);
+}
+
+function chart(id, models, value) {
+  const W = 600, H = 180, L = 44, B = 20, T = 8;
+  const series = models.map((m, i) => ({ name: m.name, color: COLORS[i % COLORS.length],
+    points: ((m.figures && m.figures.series) || []).map((p) => [p.time, value(p)]).filter(([, v]) => v !== null) }));
+  const all = series.flatMap((s) => s.points);
+  const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+  svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
+  svg.setAttribute("role", "img");
+  svg.setAttribute("aria-label", id === "rps" ? "requests per second over time" : "p99 latency over time");
+  const add = (tag, attrs, text) => {
+    const node = document.createElementNS("http://www.w3.org/2000/svg", tag);
+    for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+    if (text !== undefined) node.textContent = text;
+    svg.append(node);
+  };
+  const now = Date.now() / 1000, t0 = now - 300;
+  const top = Math.max(1e-9, ...all.map(([, v]) => v)) * 1.15;
+  const x = (t) => L + (W - L - 4) * (t - t0) / 300, y = (v) => H - B - (H - B - T) * v / top;
+  for (const frac of [0, 0.5, 1]) {
+    add("line", { x1: L, x2: W - 4, y1: y(top * frac), y2: y(top * frac), stroke: "#e1e5eb" });
+    add("text", { x: L - 6, y: y(top * frac) + 4, "text-anchor": "end", "font-size": 11, fill: "#5d6778" }, fmt(top * frac, 1));
+  }
+  for (const [label, t] of [["5 min ago", t0], ["now", now]]) {
+    add("text", { x: x(t), y: H - 4, "text-anchor": t === now ? "end" : "start", "font-size": 11, fill: "#5d6778" }, label);
+  }
+  if (!all.length) add("text", { x: W / 2, y: H / 2, "text-anchor": "middle", fill: "#5d6778", "font-size": 13 }, "no requests in the last 5 minutes");
+  for (const s of series) {
+    const pts = s.points.filter(([t]) => t >= t0);
+    if (pts.length) add("polyline", { points: pts.map(([t, v]) => `${x(t).toFixed(1)},${y(v).toFixed(1)}`).join(" "),
+      fill: "none", stroke: s.color, "stroke-width": 2 });
+  }
+  $(`chart-${id}`).replaceChildren(svg);
+  $(`legend-${id}`).replaceChildren(...series.map((s) => el("span", {}, el("i", { style: `background:${s.color}` }), s.name)));
+}
+
+function duration(seconds) {
+  if (seconds < 60) return `${Math.round(seconds)} s`;
+  if (seconds < 3600) return `${Math.floor(seconds / 60)} min`;
+  return `${Math.floor(seconds / 3600)} h ${Math.floor((seconds % 3600) / 60)} min`;
+}

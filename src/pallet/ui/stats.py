@@ -1,0 +1,99 @@
+"""The dashboard's figures: snapshots of the server's own metrics, a few seconds apart, turned into
+requests per second, latency percentiles, error counts, batch sizes and cache hit rates over time."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections import deque
+from collections.abc import Callable
+
+from pallet.serve import metrics
+
+INTERVAL_SECONDS = 2.0
+HISTORY = 150  # snapshots kept: five minutes at the interval above
+
+
+def quantile(buckets: dict[str, float], q: float) -> float | None:
+    """The q-quantile of a cumulative histogram ({upper bound: count}), interpolated within its bucket."""
+    bounds = sorted((math.inf if le == "+Inf" else float(le), count) for le, count in buckets.items())
+    total = bounds[-1][1] if bounds else 0
+    if total <= 0:
+        return None
+    target, lower, below = q * total, 0.0, 0.0
+    for upper, count in bounds:
+        if count >= target:
+            if math.isinf(upper):
+                return lower
+            inside = count - below
+            return lower + (upper - lower) * ((target - below) / inside if inside else 1.0)
+        lower, below = upper, count
+    return lower
+
+
+def _minus(now: dict[str, float], then: dict[str, float]) -> dict[str, float]:
+    return {le: count - then.get(le, 0) for le, count in now.items()}
+
+
+class Stats:
+    def __init__(self, read: Callable[[], dict[str, dict]] = metrics.totals, history: int = HISTORY):
+        self.read = read
+        self.snapshots: deque[tuple[float, dict[str, dict]]] = deque(maxlen=history)
+
+    def sample(self) -> tuple[float, dict[str, dict]]:
+        snapshot = (time.time(), self.read())
+        self.snapshots.append(snapshot)
+        return snapshot
+
+    async def run(self, interval: float = INTERVAL_SECONDS) -> None:
+        while True:
+            self.sample()
+            await asyncio.sleep(interval)
+
+    def summary(self) -> dict[str, dict]:
+        """Per model: totals now, figures over the last minute, and a series point per snapshot interval."""
+        now_time, now = time.time(), self.read()
+        history = [*self.snapshots, (now_time, now)]
+        minute_ago = next(((t, s) for t, s in history if t >= now_time - 60), history[0])
+        models = {}
+        for model, current in now.items():
+            models[model] = {
+                "requests": current["requests"],
+                "client_errors": current["client_errors"],
+                "server_errors": current["server_errors"],
+                "last_minute": _window(minute_ago, (now_time, now), model),
+                "series": [_window(a, b, model) for a, b in zip(history, history[1:]) if b[0] - a[0] > 0.5],
+                "mean_batch_rows": current["batch_rows_sum"] / current["batches"] if current["batches"] else None,
+                "cache_hit_rate": _rate(current["cache_hit"], current["cache_miss"]),
+            }
+        return models
+
+
+def _window(start: tuple[float, dict], end: tuple[float, dict], model: str) -> dict:
+    (t0, before), (t1, after) = start, end
+    zero = {"requests": 0, "client_errors": 0, "server_errors": 0, "latency": {}, "batch_rows_sum": 0.0,
+            "batches": 0, "cache_hit": 0, "cache_miss": 0}
+    a, b = before.get(model, zero), after.get(model, zero)
+    seconds = max(t1 - t0, 1e-9)
+    latency = _minus(b["latency"], a["latency"])
+    batches = b["batches"] - a["batches"]
+
+    def ms(q: float) -> float | None:
+        value = quantile(latency, q)
+        return None if value is None else round(value * 1000, 3)
+
+    return {
+        "time": round(t1, 3),
+        "seconds": round(seconds, 3),
+        "requests": b["requests"] - a["requests"],
+        "rps": round((b["requests"] - a["requests"]) / seconds, 3) if t1 > t0 else 0.0,
+        "errors": (b["client_errors"] + b["server_errors"]) - (a["client_errors"] + a["server_errors"]),
+        "p50_ms": ms(0.5), "p90_ms": ms(0.9), "p99_ms": ms(0.99),
+        "mean_batch_rows": (b["batch_rows_sum"] - a["batch_rows_sum"]) / batches if batches else None,
+        "cache_hit_rate": _rate(b["cache_hit"] - a["cache_hit"], b["cache_miss"] - a["cache_miss"]),
+    }
+
+
+def _rate(hits: float, misses: float) -> float | None:
+    return hits / (hits + misses) if hits + misses else None

@@ -1,0 +1,102 @@
+"""Headless Debian Chromium, driven by Playwright, against a real pallet server on a free port."""
+
+import shutil
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pallet.demo import train_demo_models
+from pallet.serve.app import create_app
+from pallet.serve.config import ServeConfig
+from pallet.store import Store
+from tests.serve.conftest import RunningServer
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync"]
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+MODELS = ["digits@production", "iris@production", "digits-onnx@production", "shout"]
+
+TEXT_MODEL = '''
+import numpy as np
+
+class Shout:
+    """Text in, text out: the string inputs of the prototype page."""
+
+    @classmethod
+    def load(cls, path):
+        return cls()
+
+    def predict(self, inputs):
+        return {"reply": np.array([t.upper() + "!" for t in inputs["text"]], dtype=object)}
+'''
+
+
+@pytest.fixture(scope="session")
+def ui_store(tmp_path_factory):
+    store = Store(tmp_path_factory.mktemp("ui") / "home")
+    train_demo_models(store)
+    code = tmp_path_factory.mktemp("code")
+    (code / "shout_model.py").write_text(textwrap.dedent(TEXT_MODEL))
+    sys.path.insert(0, str(code))
+    try:
+        import shout_model
+        store.save(shout_model.Shout, "shout", sample={"text": np.array(["hello", "pallet"], dtype=object)},
+                   description="Answers in capitals")
+    finally:
+        sys.path.remove(str(code))
+    return store
+
+
+@pytest.fixture(scope="session")
+def ui_server(ui_store):
+    with RunningServer(create_app(ServeConfig(models=MODELS, access_log=False), ui_store)) as running:
+        yield running
+
+
+@pytest.fixture
+def start_ui_server(ui_store):
+    running = []
+
+    def start(**config):
+        instance = RunningServer(create_app(ServeConfig(**{"models": MODELS, "access_log": False, **config}), ui_store))
+        running.append(instance.__enter__())
+        return instance
+
+    yield start
+    for instance in running:
+        instance.__exit__(None, None, None)
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not shutil.which(CHROMIUM):
+        pytest.fail(f"{CHROMIUM} is missing: 'make test' installs it (apt-get install -y chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        instance = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        yield instance
+        instance.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    errors = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.set_default_timeout(15_000)
+    yield page
+    context.close()
+    assert not errors, f"the page raised JavaScript errors: {errors}"
+
+
+def screenshot(page, name: str) -> Path:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
