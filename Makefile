@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run demo test bench clean
+.PHONY: install run demo test bench clean chromium
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,7 +20,11 @@ demo: install
 run: demo
 	$(BIN)/pallet serve digits@production iris@production digits-onnx@production --port 8000
 
-test: install
+# The browser tests drive Debian's Chromium (no browser download); install it when missing.
+chromium:
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
+
+test: install chromium
 	$(BIN)/python -m pytest
 
 # Benchmarks: wrk from Debian, each peer in its own venv, results in benchmarks/results/.

@@ -140,7 +140,7 @@ def test_openapi_describes_every_endpoint_and_docs_render(client, server):
     paths = set(spec["paths"])
     for route in server.app.routes:
         path = getattr(route, "path", "")
-        if path and not path.startswith("/docs") and path not in ("/", "/openapi.json"):
+        if path and not path.startswith(("/docs", "/ui/static")) and path not in ("/", "/openapi.json"):
             assert path in paths, f"{path} is missing from the OpenAPI description"
     infer = spec["paths"]["/v2/models/{name}/infer"]["post"]
     assert infer["parameters"][0]["schema"]["enum"] == ["digits", "digits-onnx", "iris"]
@@ -148,12 +148,6 @@ def test_openapi_describes_every_endpoint_and_docs_render(client, server):
     docs = client.get("/docs")
     assert docs.status_code == 200 and "/openapi.json" in docs.text
     assert client.get("/docs/assets/swagger-ui-bundle.js").status_code == 200
-
-
-def test_index_page_lists_models(client):
-    page = client.get("/")
-    assert page.status_code == 200
-    assert all(name in page.text for name in ("digits", "iris", "digits-onnx"))
 
 
 def test_repository_load_and_unload_need_the_key(start_server, monkeypatch):
@@ -273,6 +267,8 @@ def test_pallet_serve_port_from_sagemaker_env(demo_store):
         (["iris", "--host", "999.1.1.1"], "error: cannot listen on 999.1.1.1"),
         (["iris", "--auth"], "error: Invalid value: --auth needs the key in the PALLET_API_KEY"),
         (["iris", "--port", "notanumber"], "error: Invalid value for '--port'"),
+        (["iris", "--ui", "/nonexistent"], "error: --ui /nonexistent: no index.html there"),
+        (["iris", "--share-token", "short"], "error: --share-token must be 8 to 128 letters"),
     ],
 )
 def test_pallet_serve_mistakes_are_one_line(demo_store, args, message):
@@ -300,3 +296,19 @@ def test_pallet_serve_port_in_use(demo_store, server):
                                            "PALLET_DB_URL": demo_store.db_url})
     assert done.returncode == 1
     assert f"error: cannot listen on 127.0.0.1:{server.port}: Address already in use" in done.stderr
+
+
+def test_pallet_serve_on_every_interface_prints_shareable_urls(demo_store):
+    port = free_port()
+    proc = _serve("iris", "--host", "0.0.0.0", "--port", str(port), "--share-token", "new", "--no-access-log",
+                  env={"PALLET_HOME": str(demo_store.home), "PALLET_DB_URL": demo_store.db_url})
+    try:
+        _wait_ready(f"http://127.0.0.1:{port}", proc)
+        assert httpx.get(f"http://127.0.0.1:{port}/ui/iris").status_code == 401
+    finally:
+        out, err = _stop(proc)
+    urls = re.findall(rf"(http://[0-9.]+:{port}/\?token=([A-Za-z0-9_-]+))", out)
+    assert urls and any("127.0.0.1" in url for url, _ in urls), out
+    assert len({token for _, token in urls}) == 1  # one token, made by 'new', on every printed address
+    assert f"dashboard             http://" in out and "/dashboard?token=" in out
+    assert "Traceback" not in err

@@ -29,9 +29,14 @@ def observe(model: str, version: str, protocol: str, status: int, seconds: float
     LATENCY.labels(model, version, protocol).observe(seconds)
 
 
+def shared() -> bool:
+    """Whether the metrics are every worker's (multiprocess mode) rather than this process's."""
+    return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+
+
 def _registry() -> CollectorRegistry:
     """This process's metrics, or every worker's in multiprocess mode."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    if shared():
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
         return registry

@@ -77,6 +77,17 @@ SCHEMAS = {
                       "items": {"description": "a row of features, or an object keyed by input name"}}}},
     "Predictions": {"type": "object", "required": ["predictions"],
                     "properties": {"predictions": {"type": "array", "items": {}}}},
+    "Feedback": {"type": "object", "required": ["request_id", "inputs", "outputs"], "properties": {
+        "request_id": {"type": "string", "description": "X-Request-ID of the prediction"},
+        "version": {"type": "string"},
+        "inputs": {"description": "what was sent: rows, or rows by input name"},
+        "outputs": {"type": "object", "description": "the prediction, by output name"},
+        "rating": {"type": ["string", "null"], "enum": ["up", "down", None]},
+        "correct": {"type": ["string", "null"]}, "comment": {"type": ["string", "null"]}}},
+    "FeedbackSaved": {"type": "object", "properties": {
+        "id": {"type": "integer"}, "model": {"type": "string"}, "version": {"type": "string"}}},
+    "FeedbackList": {"type": "object", "properties": {
+        "model": {"type": "string"}, "feedback": {"type": "array", "items": {"type": "object"}}}},
 }
 
 
@@ -93,12 +104,25 @@ def _post(summary: str, body: dict | None, schema: dict, *params: dict, tag: str
     return {"post": operation}
 
 
+def _feedback(*params: dict) -> dict:
+    return {**_post("Record feedback on a prediction", _ref("Feedback"), _ref("FeedbackSaved"), *params, tag=UI),
+            **_get("List feedback, oldest first (API key when set)", _ref("FeedbackList"), *params, LIMIT, tag=UI)}
+
+
+def _page(summary: str, *params: dict) -> dict:
+    return {"get": {"summary": summary, "tags": [UI], "parameters": list(params),
+                    "responses": {"200": {"description": "HTML page", "content": {"text/html": {}}}}}}
+
+
 def _infer(*params: dict) -> dict:
     return _post("Run inference (JSON, or the binary tensor data extension)", _ref("InferenceRequest"),
                  _ref("InferenceResponse"), *params, tag="Open Inference Protocol (V2)")
 
 
 V2, V1, SM = "Open Inference Protocol (V2)", "KServe V1 / Vertex AI", "SageMaker / MLflow / Azure ML"
+UI = "Pages, dashboard and feedback"
+LIMIT = {"name": "limit", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 1}}
+MODEL_VERSION = {"name": "version", "in": "query", "required": False, "schema": {"type": "string"}}
 SAGEMAKER_BODY = {"application/json": {"schema": {"oneOf": [_ref("Instances"), {"type": "array", "items": {}},
                                                             {"type": "object"}]}},
                   "text/csv": {"schema": {"type": "string"}}}
@@ -137,6 +161,15 @@ SPEC = {
                                "schema": {"type": "string"}}, tag=SM, content=SAGEMAKER_BODY),
         "/score": _post("Azure ML scoring (same bodies as /invocations)", {}, _ref("Predictions"), tag=SM,
                         content=SAGEMAKER_BODY),
+        "/v2/models/{name}/feedback": _feedback(NAME),
+        "/v2/models/{name}/versions/{version}/feedback": _feedback(NAME, VERSION),
+        "/ui/{name}": _page("The model's prototype page", NAME),
+        "/dashboard": _page("The dashboard"),
+        "/ui/api/models": _get("Loaded models with their description, metrics and feedback counts",
+                               {"type": "array", "items": {"type": "object"}}, tag=UI),
+        "/ui/api/models/{name}": _get("What the prototype page shows: inputs and outputs from the signature",
+                                      {"type": "object"}, NAME, MODEL_VERSION, tag=UI),
+        "/ui/api/dashboard": _get("The dashboard's figures per model", {"type": "object"}, tag=UI),
         "/metrics": {"get": {"summary": "Prometheus metrics", "tags": ["Operations"],
                              "responses": {"200": {"description": "Prometheus text format",
                                                    "content": {"text/plain": {"schema": {"type": "string"}}}}}}},

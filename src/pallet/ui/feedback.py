@@ -59,7 +59,7 @@ class FeedbackLog:
         if limit:
             query = query.limit(limit)
         with self.engine.connect() as conn:
-            rows = [dict(r._mapping) for r in conn.execute(query)]
+            rows = [{str(key): value for key, value in r._mapping.items()} for r in conn.execute(query)]  # plain str keys
         for row in rows:
             row["inputs"], row["outputs"] = json.loads(row["inputs"]), json.loads(row["outputs"])
         return rows[::-1]

@@ -36,10 +36,27 @@ def _minus(now: dict[str, float], then: dict[str, float]) -> dict[str, float]:
     return {le: count - then.get(le, 0) for le, count in now.items()}
 
 
+def _since(now: dict[str, dict], start: dict[str, dict]) -> dict[str, dict]:
+    """Each model's totals less what they were at `start`."""
+    out = {}
+    for model, figures in now.items():
+        before = start.get(model, {})
+        out[model] = {key: _minus(value, before.get(key, {})) if isinstance(value, dict) else value - before.get(key, 0)
+                      for key, value in figures.items()}
+    return out
+
+
 class Stats:
+    """Figures since the server started. One process's metrics may predate this app (an app made in
+    a process that served before), so they count from its start; several workers share fresh files."""
+
     def __init__(self, read: Callable[[], dict[str, dict]] = metrics.totals, history: int = HISTORY):
-        self.read = read
+        self._read = read
+        self.start: dict[str, dict] = {}
         self.snapshots: deque[tuple[float, dict[str, dict]]] = deque(maxlen=history)
+
+    def read(self) -> dict[str, dict]:
+        return _since(self._read(), self.start)
 
     def sample(self) -> tuple[float, dict[str, dict]]:
         snapshot = (time.time(), self.read())
@@ -47,6 +64,8 @@ class Stats:
         return snapshot
 
     async def run(self, interval: float = INTERVAL_SECONDS) -> None:
+        if not metrics.shared():
+            self.start = self._read()
         while True:
             self.sample()
             await asyncio.sleep(interval)

@@ -45,7 +45,7 @@ function render(data) {
       el("td", {}, m.versions.join(", ")),
       el("td", { class: "num", "data-testid": "requests" }, fmt(f ? f.requests : 0, 0)),
       el("td", { class: "num" }, fmt(minute ? minute.rps : 0, 2)),
-      el("td", { class: "num" }, fmt(minute && minute.p50_ms, 2)),
+      el("td", { class: "num", "data-testid": "p50" }, fmt(minute && minute.p50_ms, 2)),
       el("td", { class: "num" }, fmt(minute && minute.p90_ms, 2)),
       el("td", { class: "num" }, fmt(minute && minute.p99_ms, 2)),
       el("td", { class: "num" }, fmt(f ? f.client_errors + f.server_errors : 0, 0)),

@@ -1,0 +1,129 @@
+"""The JSON behind the prototype pages and the dashboard, and the feedback endpoints, over real HTTP."""
+
+import httpx
+import pytest
+
+from pallet.ui.feedback import FeedbackLog
+
+ROW = [0.0] * 64
+
+
+def _feedback(**fields):
+    return {"request_id": "req-1", "inputs": [ROW], "outputs": {"label": [3]}, "rating": "up", **fields}
+
+
+def test_index_and_pages_are_html_with_their_assets(client):
+    for path in ("/", "/ui/digits", "/dashboard"):
+        response = client.get(path)
+        assert response.status_code == 200 and response.headers["content-type"].startswith("text/html")
+        for asset in ("/ui/static/pallet.css", "/ui/static/common.js"):
+            assert asset in response.text
+            assert client.get(asset).status_code == 200
+    assert client.get("/ui/static/model.js").headers["content-type"].startswith(("text/javascript",
+                                                                                  "application/javascript"))
+    missing = client.get("/ui/nope")
+    assert missing.status_code == 404 and "model &#x27;nope&#x27; is not loaded" in missing.text
+
+
+def test_model_description_comes_from_the_signature(client):
+    d = client.get("/ui/api/models/digits").json()
+    assert (d["name"], d["version"], d["versions"]) == ("digits", "1", ["1"])
+    (spec,) = d["inputs"]
+    assert spec["kind"] == "image" and spec["image"] == {"height": 8, "width": 8, "channels": 1}
+    assert (spec["min"], spec["max"]) == (0.0, 16.0) and len(spec["sample"]) == 5 and len(spec["sample"][0]) == 64
+    outputs = {o["name"]: o for o in d["outputs"]}
+    assert outputs["label"]["kind"] == "label"
+    assert outputs["probabilities"]["kind"] == "probabilities" and outputs["probabilities"]["labels"] == list(range(10))
+    iris = client.get("/ui/api/models/iris").json()
+    assert iris["inputs"][0]["kind"] == "numbers" and "image" not in iris["inputs"][0]
+    assert client.get("/ui/api/models/nope").status_code == 404
+
+
+def test_models_summary_lists_loaded_models(client):
+    rows = {m["name"]: m for m in client.get("/ui/api/models").json()}
+    assert set(rows) == {"digits", "iris", "digits-onnx"}
+    assert rows["digits"]["metrics"]["accuracy"] > 0.9 and rows["digits"]["size_bytes"] > 0
+    assert set(rows["digits"]["feedback"]) == {"total", "up", "down"}
+
+
+def test_feedback_is_stored_and_listed(client, demo_store):
+    response = client.post("/v2/models/digits/feedback", json=_feedback(rating="down", correct=7, comment=" no "))
+    assert response.status_code == 201
+    record_id = response.json()["id"]
+    records = client.get("/v2/models/digits/feedback").json()["feedback"]
+    mine = next(r for r in records if r["id"] == record_id)
+    assert (mine["rating"], mine["correct"], mine["comment"], mine["version"]) == ("down", "7", "no", 1)
+    assert mine["inputs"] == {"input": [ROW]} and mine["outputs"] == {"label": [3]}
+    stored = FeedbackLog(demo_store.index.engine).records("digits")
+    assert any(r["id"] == record_id and r["request_id"] == "req-1" for r in stored)
+    by_version = client.post("/v2/models/digits/versions/1/feedback", json=_feedback())
+    assert by_version.status_code == 201 and by_version.json()["version"] == "1"
+    assert client.get("/v2/models/digits/versions/1/feedback?limit=1").json()["feedback"][0]["id"] == by_version.json()["id"]
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ([1, 2], "feedback must be a JSON object"),
+        (_feedback(request_id=None), "feedback needs 'request_id'"),
+        (_feedback(request_id="bad id with spaces"), "feedback needs 'request_id'"),
+        (_feedback(rating="meh"), "'rating' must be 'up', 'down' or null"),
+        (_feedback(rating=None), "needs a 'rating' ('up' or 'down'), a 'correct' answer or a 'comment'"),
+        (_feedback(comment="x" * 4001), "'comment' is 4001 characters; at most 4000"),
+        (_feedback(correct={"a": 1}), "'correct' must be text"),
+        ({"request_id": "r", "rating": "up", "outputs": {"label": [1]}}, "feedback needs 'inputs'"),
+        (_feedback(inputs=[[1, 2]]), "input 'input': expected shape [-1, 64], got [1, 2]"),
+        (_feedback(outputs={"nope": [1]}), "feedback needs 'outputs'"),
+        (_feedback(version="9"), "model 'digits' has no version '9' loaded"),
+    ],
+)
+def test_bad_feedback_is_a_400_naming_the_field(client, body, message):
+    response = client.post("/v2/models/digits/feedback", json=body)
+    assert response.status_code in (400, 404), response.text
+    assert message in response.json()["error"]
+
+
+def test_feedback_for_an_unknown_model_is_404(client):
+    assert client.post("/v2/models/nope/feedback", json=_feedback()).status_code == 404
+    assert client.get("/v2/models/nope/feedback").status_code == 404
+    assert client.get("/v2/models/digits/feedback?limit=0").status_code == 400
+
+
+def test_reading_feedback_needs_the_admin_key_writing_does_not(start_server, monkeypatch):
+    monkeypatch.setenv("PALLET_API_KEY", "s3cret")
+    server = start_server()
+    with httpx.Client(base_url=server.url) as client:
+        assert client.post("/v2/models/iris/feedback", json={
+            "request_id": "r1", "inputs": [[1, 2, 3, 4]], "outputs": {"label": [0]}, "rating": "up"}).status_code == 201
+        assert client.get("/v2/models/iris/feedback").status_code == 401
+        listed = client.get("/v2/models/iris/feedback", headers={"Authorization": "Bearer s3cret"})
+        assert listed.status_code == 200 and listed.json()["feedback"][-1]["request_id"] == "r1"
+
+
+def test_dashboard_data_counts_requests_latency_and_feedback(start_server):
+    server = start_server()
+    with httpx.Client(base_url=server.url) as client:
+        for _ in range(3):
+            client.post("/v2/models/iris/infer", json={"inputs": [
+                {"name": "input", "shape": [1, 4], "datatype": "FP64", "data": [1, 2, 3, 4]}]}).raise_for_status()
+        assert client.post("/v2/models/iris/infer", json={"inputs": []}).status_code == 400
+        data = client.get("/ui/api/dashboard").json()
+    rows = {m["name"]: m for m in data["models"]}
+    figures = rows["iris"]["figures"]
+    assert figures["requests"] == 4 and figures["client_errors"] == 1 and figures["server_errors"] == 0
+    minute = figures["last_minute"]
+    assert minute["requests"] == 4 and minute["errors"] == 1 and minute["p50_ms"] > 0
+    assert rows["digits"]["figures"] is None or rows["digits"]["figures"]["requests"] == 0
+    assert data["server"]["workers"] == 1
+
+
+def test_share_token_in_the_url_sets_a_cookie_for_the_pages_calls(start_server):
+    server = start_server(share_token="token-1234")
+    with httpx.Client(base_url=server.url) as client:
+        refused = client.get("/ui/api/models")
+        assert refused.status_code == 401 and "?token=" in refused.json()["error"]
+        assert client.get("/ui/api/models", headers={"X-Share-Token": "nope-nope"}).json()["error"] == "wrong share token"
+        opened = client.get("/?token=token-1234")
+        assert opened.status_code == 200 and "pallet_token=token-1234" in opened.headers["set-cookie"]
+        assert client.get("/ui/api/models").status_code == 200  # the cookie now carries it
+        assert client.get("/ping").status_code == 200
