@@ -71,7 +71,9 @@ def start_ui_server(ui_store):
         instance.__exit__(None, None, None)
 
 
-@pytest.fixture(scope="session")
+# Per module: Playwright's sync API keeps an event loop running on the main thread while it is
+# open, and later tests call asyncio.run.
+@pytest.fixture(scope="module")
 def browser():
     if not shutil.which(CHROMIUM):
         pytest.fail(f"{CHROMIUM} is missing: 'make test' installs it (apt-get install -y chromium)")

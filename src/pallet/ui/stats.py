@@ -4,6 +4,7 @@ requests per second, latency percentiles, error counts, batch sizes and cache hi
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import time
 from collections import deque
@@ -13,6 +14,7 @@ from pallet.serve import metrics
 
 INTERVAL_SECONDS = 2.0
 HISTORY = 150  # snapshots kept: five minutes at the interval above
+log = logging.getLogger("pallet.serve")
 
 
 def quantile(buckets: dict[str, float], q: float) -> float | None:
@@ -67,7 +69,10 @@ class Stats:
         if not metrics.shared():
             self.start = self._read()
         while True:
-            self.sample()
+            try:
+                self.sample()
+            except Exception:  # the dashboard loses a point; serving goes on
+                log.exception("could not read the metrics for the dashboard")
             await asyncio.sleep(interval)
 
     def summary(self) -> dict[str, dict]:
