@@ -29,14 +29,15 @@ function render(data) {
   const models = data.models;
   const sum = (f) => models.reduce((a, m) => a + (f(m) || 0), 0);
   const feedback = sum((m) => m.feedback.total), up = sum((m) => m.feedback.up), down = sum((m) => m.feedback.down);
-  const kpi = (label, value, id) => el("div", { class: "card kpi", "data-testid": id },
-    el("div", { class: "muted small" }, label), el("div", { class: "value" }, value));
+  const kpi = (label, value, id, note) => el("div", { class: "card kpi", "data-testid": id },
+    el("div", { class: "muted small" }, label), el("div", { class: "value" }, value),
+    note ? el("div", { class: "muted small" }, note) : null);
   $("kpis").replaceChildren(
     kpi("models loaded", models.length, "kpi-models"),
     kpi("requests", fmt(sum((m) => m.figures && m.figures.requests), 0), "kpi-requests"),
     kpi("req/s, last minute", fmt(sum((m) => m.figures && m.figures.last_minute.rps), 1), "kpi-rps"),
     kpi("errors", fmt(sum((m) => m.figures && m.figures.client_errors + m.figures.server_errors), 0), "kpi-errors"),
-    kpi("feedback", up + down ? `${feedback} · ${percent(up / (up + down))} up` : fmt(feedback, 0), "kpi-feedback"));
+    kpi("feedback", fmt(feedback, 0), "kpi-feedback", up + down ? `${percent(up / (up + down))} thumbs up` : null));
   $("rows").replaceChildren(...models.map((m) => {
     const f = m.figures, minute = f ? f.last_minute : null;
     const rated = m.feedback.up + m.feedback.down;
