@@ -45,14 +45,15 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-from pallet.cli import bench, demo, feedback, models, predict, serve  # noqa: E402  (commands register on `app`)
+from pallet.cli import batch, bench, demo, feedback, models, predict, serve  # noqa: E402  (commands register on `app`)
 
 app.add_typer(models.app, name="models")
 app.add_typer(feedback.app, name="feedback")
+app.add_typer(batch.app, name="batch")
 
 
 def main() -> None:
     app()
 
 
-__all__ = ["app", "main", "bench", "demo", "feedback", "predict", "serve"]
+__all__ = ["app", "main", "batch", "bench", "demo", "feedback", "predict", "serve"]

@@ -1,0 +1,113 @@
+"""Batch runs as records: one row per run in `batch_runs`, in the store's database."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import sqlalchemy as sa
+
+from pallet.errors import PalletError
+from pallet.store.index import create_tables
+
+metadata = sa.MetaData()
+
+batch_runs = sa.Table(
+    "batch_runs", metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("model_ref", sa.String(200), nullable=False),     # as asked, e.g. digits@production
+    sa.Column("model", sa.String(128), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),           # what it resolved to
+    sa.Column("input", sa.Text, nullable=False),
+    sa.Column("output", sa.Text, nullable=False, index=True),
+    sa.Column("started", sa.String(40), nullable=False),
+    sa.Column("finished", sa.String(40)),
+    sa.Column("status", sa.String(16), nullable=False),         # running, succeeded, failed
+    sa.Column("rows_read", sa.BigInteger, nullable=False, default=0),
+    sa.Column("rows_written", sa.BigInteger, nullable=False, default=0),
+    sa.Column("rows_rejected", sa.BigInteger, nullable=False, default=0),
+    sa.Column("error", sa.Text),
+    sa.Column("options", sa.Text, nullable=False, default="{}"),  # JSON: what resume needs to run it again
+    sa.Column("summary", sa.Text, nullable=False, default="{}"),  # JSON: output distributions, for drift checks
+)
+
+STATUSES = ("running", "succeeded", "failed")
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass
+class RunRecord:
+    id: str
+    model_ref: str
+    model: str
+    version: int
+    input: str
+    output: str
+    started: str
+    status: str = "running"
+    finished: str | None = None
+    rows_read: int = 0
+    rows_written: int = 0
+    rows_rejected: int = 0
+    error: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class RunLog:
+    def __init__(self, engine: sa.Engine):
+        self.engine = engine
+        create_tables(engine, metadata, "batch run records")
+
+    @staticmethod
+    def new_id() -> str:
+        return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+
+    def start(self, record: RunRecord) -> RunRecord:
+        with self.engine.begin() as conn:
+            conn.execute(batch_runs.insert().values(**self._row(record)))
+        return record
+
+    def update(self, record: RunRecord) -> None:
+        values = self._row(record)
+        values.pop("id")
+        with self.engine.begin() as conn:
+            conn.execute(batch_runs.update().where(batch_runs.c.id == record.id).values(**values))
+
+    def get(self, run_id: str) -> RunRecord:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(batch_runs).where(batch_runs.c.id == run_id)).first()
+        if row is None:
+            raise PalletError(f"no batch run '{run_id}'; 'pallet batch runs' lists them")
+        return self._record(row)
+
+    def list(self, output: str | None = None, status: str | None = None, limit: int | None = None) -> list[RunRecord]:
+        """Runs, newest first."""
+        query = sa.select(batch_runs).order_by(batch_runs.c.started.desc(), batch_runs.c.id.desc())
+        if output is not None:
+            query = query.where(batch_runs.c.output == output)
+        if status is not None:
+            query = query.where(batch_runs.c.status == status)
+        if limit:
+            query = query.limit(limit)
+        with self.engine.connect() as conn:
+            return [self._record(row) for row in conn.execute(query)]
+
+    @staticmethod
+    def _row(record: RunRecord) -> dict[str, Any]:
+        return {**record.to_dict(), "options": json.dumps(record.options), "summary": json.dumps(record.summary)}
+
+    @staticmethod
+    def _record(row) -> RunRecord:
+        values = {str(k): v for k, v in row._mapping.items()}
+        values["options"], values["summary"] = json.loads(values["options"]), json.loads(values["summary"])
+        return RunRecord(**values)

@@ -1,0 +1,210 @@
+"""`pallet batch run`: a model over a data set, into a table, in resumable committed chunks."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from pallet.batch.convert import Plan, arrow_column, keys_of, output_columns, plan_columns, raw_rows, to_inputs, validate
+from pallet.batch.records import RunLog, RunRecord, now
+from pallet.batch.sinks import Checkpoint, Sink, open_sink
+from pallet.batch.sources import Source, normalize, open_source
+from pallet.batch.summary import Summary
+from pallet.errors import PalletError, PredictionError
+from pallet.model import Model
+from pallet.serve import threads
+from pallet.store import ModelVersion, Store, default_store
+
+Progress = Callable[[int, int | None], None]   # rows done, rows in all (None when unknown)
+
+
+@dataclass
+class Job:
+    record: RunRecord
+    version: ModelVersion
+    source: Source
+    sink: Sink
+    plan: Plan
+
+
+def run(ref: str, input: str, output: str, *, key: list[str] | tuple[str, ...] = (), batch_size: int = 10_000,
+        workers: int = 1, max_reject_rate: float = 0.01, store: Store | None = None,
+        progress: Progress | None = None) -> RunRecord:
+    """Predict with `ref` on every row of `input` and write the predictions to `output`; the run record.
+
+    Everything that can be checked is checked before any work: the model, the input, the output,
+    and that the input's columns fit the model. A failure leaves a resumable run (`resume`).
+    """
+    if batch_size < 1:
+        raise PalletError(f"--batch-size must be 1 or more, got {batch_size}")
+    if workers < 1:
+        raise PalletError(f"--workers must be 1 or more, got {workers}")
+    if not 0 <= max_reject_rate <= 1:
+        raise PalletError(f"--max-reject-rate is a fraction from 0 to 1, got {max_reject_rate}")
+    store = store or default_store()
+    runs = RunLog(store.index.engine)
+    version = store.resolve(ref)
+    input, output = normalize(input), normalize(output)
+    source = open_source(input, list(key))
+    if source.total_rows == 0:
+        raise PalletError(f"input {source.description} has no rows")
+    sink = open_sink(output)
+    plan = plan_columns(version.signature, source.columns, list(key), version.ref.name)
+    options = {"key": list(key), "batch_size": batch_size, "workers": workers, "max_reject_rate": max_reject_rate}
+    record = runs.start(RunRecord(id=RunLog.new_id(), model_ref=str(ref), model=version.ref.name,
+                                  version=version.ref.version, input=input, output=output, started=now(),
+                                  options=options))
+    return _execute(Job(record, version, source, sink, plan), runs, progress)
+
+
+def resume(run_id: str, *, store: Store | None = None, progress: Progress | None = None) -> RunRecord:
+    """Finish a run that failed or was killed, from its last committed chunk, with the same model version."""
+    store = store or default_store()
+    runs = RunLog(store.index.engine)
+    record = runs.get(run_id)
+    if record.status == "succeeded":
+        raise PalletError(f"run {run_id} already succeeded; start a new run to predict again")
+    version = store.resolve(f"{record.model}:{record.version}")
+    key = record.options.get("key", [])
+    source, sink = open_source(record.input, key), open_sink(record.output)
+    plan = plan_columns(version.signature, source.columns, key, version.ref.name)
+    plan.key_types = dict(record.options.get("key_types", {}))
+    record.status, record.error, record.finished = "running", None, None
+    runs.update(record)
+    return _execute(Job(record, version, source, sink, plan), runs, progress)
+
+
+def latest_unfinished(input: str, output: str, ref: str, store: Store | None = None) -> RunRecord | None:
+    """The newest run of the same job that did not succeed (for `--resume`)."""
+    store = store or default_store()
+    version = store.resolve(ref)
+    input, output = normalize(input), normalize(output)
+    for record in RunLog(store.index.engine).list(output=output):
+        if record.status == "succeeded":
+            return None
+        if (record.input, record.model, record.version) == (input, version.ref.name, version.ref.version):
+            return record
+    return None
+
+
+def _execute(job: Job, runs: RunLog, progress: Progress | None) -> RunRecord:
+    record, options = job.record, job.record.options
+    state = job.sink.checkpoint(record.id)
+    record.rows_read, record.rows_written, record.rows_rejected = state.rows_read, state.rows_written, state.rows_rejected
+    summary = Summary.from_dict(record.summary)
+    workers = options.get("workers", 1)
+    threads.apply(threads.plan_threads(workers))
+    model = Model(job.version)
+    total = job.source.total_rows
+    allowed = options.get("max_reject_rate", 0.01)
+    if progress:
+        progress(record.rows_read, total)
+    try:
+        chunks = job.source.chunks(options.get("batch_size", 10_000), skip=state.rows_read)
+        with ThreadPoolExecutor(workers, thread_name_prefix="pallet-batch") as pool:
+            pending: deque = deque()
+            for chunk in chunks:
+                pending.append(pool.submit(_predict_chunk, chunk, job, model, record.rows_read + _queued(pending)))
+                pending[-1].rows = chunk.num_rows
+                if len(pending) > workers:
+                    _commit(pending.popleft(), job, state, summary, runs, progress, total, allowed)
+            while pending:
+                _commit(pending.popleft(), job, state, summary, runs, progress, total, allowed)
+        if record.rows_read and record.rows_rejected / record.rows_read > allowed:
+            raise PalletError(_too_many_rejects(record, allowed))
+        job.sink.finish(record.id)
+    except (Exception, KeyboardInterrupt) as e:
+        record.status, record.finished = "failed", now()
+        record.error = str(e) if isinstance(e, PalletError) else ("interrupted" if isinstance(e, KeyboardInterrupt)
+                                                                   else f"{type(e).__name__}: {e}")
+        runs.update(record)
+        raise PalletError(f"batch run {record.id} failed: {record.error} (resume it with "
+                          f"'pallet batch resume {record.id}')") from None
+    record.status, record.finished = "succeeded", now()
+    runs.update(record)
+    return record
+
+
+def _queued(pending: deque) -> int:
+    return sum(f.rows for f in pending)
+
+
+def _commit(future, job: Job, state: Checkpoint, summary: "Summary", runs: RunLog, progress, total, allowed) -> None:
+    predictions, rejects, read, outputs = future.result()
+    record = job.record
+    state.chunks += 1
+    state.rows_read += read
+    state.rows_written += predictions.num_rows
+    state.rows_rejected += rejects.num_rows if rejects is not None else 0
+    job.sink.write(record.id, predictions, rejects, state)
+    record.rows_read, record.rows_written, record.rows_rejected = state.rows_read, state.rows_written, state.rows_rejected
+    summary.add(outputs)
+    record.summary = summary.to_dict()
+    record.options["key_types"] = job.plan.key_types
+    runs.update(record)
+    if total and record.rows_rejected > allowed * total:
+        raise PalletError(_too_many_rejects(record, allowed))
+    if progress:
+        progress(record.rows_read, total)
+
+
+def _too_many_rejects(record: RunRecord, allowed: float) -> str:
+    return (f"{record.rows_rejected} of {record.rows_read} rows rejected, over --max-reject-rate {allowed:g}; "
+            f"the reasons are in the rejects of {record.output}")
+
+
+def _predict_chunk(table: pa.Table, job: Job, model: Model, first_row: int):
+    """Predictions and rejects of one chunk (runs on a worker thread)."""
+    signature = job.version.signature
+    arrays, bad = to_inputs(table, job.plan, signature)
+    keys = keys_of(table, job.plan, bad)
+    rows = np.array([i for i in range(table.num_rows) if i not in bad], dtype=np.int64)
+    rows, valid = validate(arrays, rows, signature, bad) if len(rows) else (rows, None)
+    outputs = {}
+    if valid is not None:
+        try:
+            outputs = model.run(valid)
+        except PredictionError:  # find the rows the model refuses; the others keep their predictions
+            keep, parts = [], []
+            for i in rows:
+                try:
+                    parts.append(model.run({name: a[i:i + 1] for name, a in arrays.items()}))
+                    keep.append(i)
+                except PredictionError as e:
+                    bad[int(i)] = str(e)
+            rows = np.array(keep, dtype=np.int64)
+            outputs = {name: np.concatenate([p[name] for p in parts]) for name in parts[0]} if parts else {}
+    record = job.record
+    columns = {name: column.take(pa.array(rows)) for name, column in keys.items()}
+    for name, values in output_columns(outputs, signature).items():
+        columns[name] = arrow_column(values)
+    n = len(rows)
+    columns["model"] = pa.array([record.model] * n, pa.string())
+    columns["version"] = pa.array([record.version] * n, pa.int64())
+    columns["run_id"] = pa.array([record.id] * n, pa.string())
+    predictions = pa.table(columns) if outputs else _empty_predictions(keys, n, record)
+    rejects = None
+    if bad:
+        order = sorted(bad)
+        rejects = pa.table({
+            **{name: column.take(pa.array(order)).cast(pa.string()) for name, column in keys.items()},
+            "row": pa.array([first_row + i for i in order], pa.int64()),
+            "reason": pa.array([bad[i] for i in order], pa.string()),
+            "input": pa.array(raw_rows(table, order), pa.string()),
+            "run_id": pa.array([record.id] * len(order), pa.string()),
+        })
+    return predictions, rejects, table.num_rows, outputs
+
+
+def _empty_predictions(keys, n, record) -> pa.Table:
+    return pa.table({**{name: column.slice(0, 0) for name, column in keys.items()},
+                     "model": pa.array([], pa.string()), "version": pa.array([], pa.int64()),
+                     "run_id": pa.array([], pa.string())})
+
+
+__all__ = ["run", "resume", "latest_unfinished"]

@@ -1,0 +1,192 @@
+"""Where predictions go: a SQL table or a Parquet folder, written in committed chunks.
+
+A run writes to a staging place beside the output, chunk by chunk; each chunk and the
+checkpoint that counts it commit together, so a killed run resumes from the last commit with
+no row twice and none lost. A finished run swaps its staging in for the output at once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import sqlalchemy as sa
+
+from pallet.batch.sources import _first_line, make_engine, quote, redact, split_url
+from pallet.errors import PalletError
+
+CHECKPOINTS = "pallet_batch_checkpoints"
+
+
+@dataclass
+class Checkpoint:
+    chunks: int = 0          # chunks committed
+    rows_read: int = 0
+    rows_written: int = 0
+    rows_rejected: int = 0
+
+
+class Sink:
+    description: str
+
+    def checkpoint(self, run_id: str) -> Checkpoint: ...
+    def write(self, run_id: str, predictions: pa.Table, rejects: pa.Table | None, checkpoint: Checkpoint) -> None: ...
+    def finish(self, run_id: str) -> None: ...
+    def read(self) -> pa.Table: ...
+
+
+class SqlSink(Sink):
+    def __init__(self, spec: str):
+        url, params = split_url(spec, ("table",))
+        self.table = params.get("table")
+        if not self.table:
+            raise PalletError(f"output {redact(spec)}: add ?table=NAME to the database URL")
+        self.description = redact(spec)
+        self.engine = make_engine(url, "output")
+        self.sqlite = self.engine.dialect.name == "sqlite"
+        try:  # fail before any work when the database cannot be reached or written
+            with self.engine.begin() as conn:
+                conn.execute(sa.text(f"CREATE TABLE IF NOT EXISTS {CHECKPOINTS} (run_id VARCHAR(32) PRIMARY KEY, "
+                                     "state TEXT NOT NULL)"))
+        except sa.exc.DBAPIError as e:
+            raise PalletError(f"cannot write output {self.description}: {_first_line(e.orig)}") from None
+
+    def staging(self, run_id: str) -> str:
+        return f"{self.table}__staging_{run_id.replace('-', '_')}"
+
+    def checkpoint(self, run_id: str) -> Checkpoint:
+        with self.engine.connect() as conn:
+            state = conn.execute(sa.text(f"SELECT state FROM {CHECKPOINTS} WHERE run_id = :r"), {"r": run_id}).scalar()
+        return Checkpoint(**json.loads(state)) if state else Checkpoint()
+
+    def write(self, run_id, predictions, rejects, checkpoint) -> None:
+        with self.engine.begin() as conn:
+            if predictions.num_rows:  # a chunk whose rows were all rejected adds rejects only
+                if not self._exists(conn, self.staging(run_id)):
+                    self._create(conn, self.staging(run_id), predictions.schema)
+                self._insert(conn, self.staging(run_id), predictions)
+            if rejects is not None and rejects.num_rows:
+                rejects_table = f"{self.table}_rejects"
+                if not self._exists(conn, rejects_table):
+                    self._create(conn, rejects_table, rejects.schema)
+                self._insert(conn, rejects_table, rejects)
+            state = json.dumps(asdict(checkpoint))
+            updated = conn.execute(sa.text(f"UPDATE {CHECKPOINTS} SET state = :s WHERE run_id = :r"),
+                                   {"s": state, "r": run_id}).rowcount
+            if not updated:
+                conn.execute(sa.text(f"INSERT INTO {CHECKPOINTS} (run_id, state) VALUES (:r, :s)"),
+                             {"r": run_id, "s": state})
+
+    def finish(self, run_id: str) -> None:
+        """The staging table becomes the output in one transaction: readers see the old rows or the new."""
+        staging = self.staging(run_id)
+        with self.engine.begin() as conn:
+            if not self._exists(conn, staging):  # no rows at all: an empty output
+                return
+            conn.execute(sa.text(f"DROP TABLE IF EXISTS {quote(self.table)}"))
+            conn.execute(sa.text(f"ALTER TABLE {quote(staging)} RENAME TO {quote(self.table)}"))
+            conn.execute(sa.text(f"DELETE FROM {CHECKPOINTS} WHERE run_id = :r"), {"r": run_id})
+
+    def read(self) -> pa.Table:
+        with self.engine.connect() as conn:
+            result = conn.execute(sa.text(f"SELECT * FROM {quote(self.table)}"))
+            names, rows = list(result.keys()), result.fetchall()
+        return pa.table({n: pa.array(list(col)) for n, col in zip(names, zip(*rows))} if rows else
+                        {n: pa.array([]) for n in names})
+
+    def _exists(self, conn, name: str) -> bool:
+        return sa.inspect(conn).has_table(name)
+
+    def _create(self, conn, name: str, schema: pa.Schema) -> None:
+        columns = ", ".join(f"{quote(f.name)} {_sql_type(f.type, self.sqlite)}" for f in schema)
+        conn.execute(sa.text(f"CREATE TABLE {quote(name)} ({columns})"))
+
+    def _insert(self, conn, name: str, table: pa.Table) -> None:
+        if not table.num_rows:
+            return
+        columns = [c.to_pylist() for c in table.columns]
+        rows = list(zip(*columns))
+        names = ", ".join(quote(n) for n in table.column_names)
+        raw = conn.connection.driver_connection
+        if self.sqlite:
+            marks = ", ".join("?" for _ in table.column_names)
+            raw.executemany(f"INSERT INTO {quote(name)} ({names}) VALUES ({marks})", rows)
+        else:
+            with raw.cursor() as cursor, cursor.copy(f"COPY {quote(name)} ({names}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+
+
+class ParquetSink(Sink):
+    """A folder of part files; rejects go to its `_rejects/` folder (readers skip `_` names)."""
+
+    def __init__(self, spec: str):
+        self.path = Path(spec)
+        self.description = str(self.path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            probe = self.path.parent / f".pallet-write-test-{os.getpid()}"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as e:
+            raise PalletError(f"cannot write output {self.path}: {e.strerror or e}") from None
+        if self.path.exists() and not self.path.is_dir():
+            raise PalletError(f"output {self.path} is a file; a Parquet output is a folder")
+
+    def staging(self, run_id: str) -> Path:
+        return self.path.parent / f".{self.path.name}.staging-{run_id}"
+
+    def checkpoint(self, run_id: str) -> Checkpoint:
+        marker = self.staging(run_id) / "_checkpoint.json"
+        return Checkpoint(**json.loads(marker.read_text())) if marker.exists() else Checkpoint()
+
+    def write(self, run_id, predictions, rejects, checkpoint) -> None:
+        import pyarrow.parquet as pq
+
+        folder = self.staging(run_id)
+        (folder / "_rejects").mkdir(parents=True, exist_ok=True)
+        name = f"part-{checkpoint.chunks:06d}.parquet"  # the same name when a resumed run redoes a chunk
+        if predictions.num_rows:
+            _replace(folder / name, lambda tmp: pq.write_table(predictions, tmp))
+        if rejects is not None and rejects.num_rows:
+            _replace(folder / "_rejects" / name, lambda tmp: pq.write_table(rejects, tmp))
+        _replace(folder / "_checkpoint.json", lambda tmp: Path(tmp).write_text(json.dumps(asdict(checkpoint))))
+
+    def finish(self, run_id: str) -> None:
+        folder = self.staging(run_id)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "_checkpoint.json").unlink(missing_ok=True)
+        old = self.path.parent / f".{self.path.name}.old-{run_id}"
+        if self.path.exists():
+            self.path.rename(old)
+        folder.rename(self.path)
+        shutil.rmtree(old, ignore_errors=True)
+
+    def read(self) -> pa.Table:
+        import pyarrow.dataset as ds
+
+        return ds.dataset(self.path, format="parquet").to_table()
+
+
+def open_sink(spec: str) -> Sink:
+    return SqlSink(spec) if "://" in spec else ParquetSink(spec)
+
+
+def _replace(path: Path, write) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    write(str(tmp))
+    os.replace(tmp, path)
+
+
+def _sql_type(arrow: pa.DataType, sqlite: bool) -> str:
+    if pa.types.is_boolean(arrow):
+        return "BOOLEAN"
+    if pa.types.is_integer(arrow):
+        return "BIGINT"
+    if pa.types.is_floating(arrow):
+        return "REAL" if sqlite else "DOUBLE PRECISION"
+    return "TEXT"

@@ -1,0 +1,179 @@
+"""`pallet batch ...`: run a model over a data set into a table; list, resume and check runs."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import httpx
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from pallet.batch import check as checks
+from pallet.batch import runner, schedule as schedules
+from pallet.batch.records import RunLog
+from pallet.batch.sources import normalize
+from pallet.cli.output import console
+from pallet.errors import PalletError
+from pallet.store import default_store
+
+app = typer.Typer(help="Batch prediction: data to a table, resumable, checked.", no_args_is_help=True)
+
+INPUT_HELP = "CSV or Parquet file or folder, or sqlite:///f.db?table=t / postgresql://...?query=SELECT ..."
+OUTPUT_HELP = "SQL table (sqlite:///preds.db?table=predictions, postgresql://...?table=t) or a Parquet folder."
+
+
+@app.command()
+def run(
+    ref: str = typer.Argument(..., help="Model: name, name:VERSION or name@ALIAS."),
+    input: str = typer.Option(..., "--input", "-i", help=INPUT_HELP),
+    output: str = typer.Option(..., "--output", "-o", help=OUTPUT_HELP),
+    key: list[str] = typer.Option([], "--key", "-k", help="Key column(s) copied to every output row."),
+    batch_size: int = typer.Option(10_000, min=1, help="Rows per chunk: one predict call and one commit."),
+    workers: int = typer.Option(1, min=1, help="Chunks predicted at once (threads)."),
+    max_reject_rate: float = typer.Option(0.01, min=0, max=1, help="Fail the run above this share of bad rows."),
+    resume: bool = typer.Option(False, "--resume", help="Finish the last unfinished run of this job instead."),
+) -> None:
+    """Predict on every row of the input and write the predictions to the output."""
+    if resume:
+        unfinished = runner.latest_unfinished(input, output, ref)
+        if unfinished:
+            typer.echo(f"resuming run {unfinished.id} ({unfinished.rows_read} rows done)", err=True)
+            _report(_with_progress(lambda p: runner.resume(unfinished.id, progress=p)))
+            return
+    _report(_with_progress(lambda p: runner.run(ref, input, output, key=key, batch_size=batch_size, workers=workers,
+                                                 max_reject_rate=max_reject_rate, progress=p)))
+
+
+@app.command("resume")
+def resume_(run_id: str = typer.Argument(..., help="The run's id (see 'pallet batch runs').")) -> None:
+    """Finish a failed or killed run from its last committed chunk."""
+    _report(_with_progress(lambda p: runner.resume(run_id, progress=p)))
+
+
+@app.command()
+def runs(output: str = typer.Option(None, "--output", "-o", help="Only runs into this output."),
+         limit: int = typer.Option(20, min=1, help="How many, newest first."),
+         as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
+    """List batch runs, newest first."""
+    records = RunLog(default_store().index.engine).list(output=normalize(output) if output else None, limit=limit)
+    if as_json:
+        typer.echo(json.dumps([{k: v for k, v in r.to_dict().items() if k != "summary"} for r in records], indent=2))
+        return
+    if not records:
+        console(stderr=True).print("no batch runs yet: start one with 'pallet batch run'")
+        return
+    table = Table("run", "model", "status", "started", "read", "written", "rejected", "output")
+    for r in records:
+        table.add_row(r.id, f"{r.model}:{r.version}", r.status, r.started[:19].replace("T", " "), f"{r.rows_read:,}",
+                      f"{r.rows_written:,}", f"{r.rows_rejected:,}", r.output)
+    console().print(table)
+
+
+@app.command()
+def show(run_id: str = typer.Argument(..., help="The run's id."),
+         as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Everything recorded about one run."""
+    record = RunLog(default_store().index.engine).get(run_id)
+    if as_json:
+        typer.echo(json.dumps(record.to_dict(), indent=2))
+        return
+    for name in ("id", "model_ref", "model", "version", "status", "input", "output", "started", "finished",
+                 "rows_read", "rows_written", "rows_rejected", "error"):
+        value = getattr(record, name)
+        typer.echo(f"{name:<14}{'' if value is None else value}")
+    typer.echo(f"{'options':<14}{json.dumps(record.options)}")
+    for name, out in record.summary.get("outputs", {}).items():
+        if out["kind"] == "labels":
+            top = sorted(out["counts"].items(), key=lambda kv: -kv[1])[:10]
+            typer.echo(f"{'output':<14}{name}: " + ", ".join(f"{k}={v}" for k, v in top))
+        elif out["sample"]:
+            typer.echo(f"{'output':<14}{name}: mean {sum(out['sample']) / len(out['sample']):.4g} "
+                       f"over a sample of {len(out['sample'])}")
+
+
+@app.command()
+def check(
+    output: str = typer.Option(..., "--output", "--table", "-o", help="The output the runs write (as given to run)."),
+    max_age: str = typer.Option(None, help="Fail when the latest successful run is older, e.g. 24h, 30m, 7d."),
+    max_row_change: float = typer.Option(0.5, min=0, help="Fail when rows written change more than this fraction."),
+    max_psi: float = typer.Option(0.25, min=0, help="Fail when an output's population stability index passes this."),
+    webhook: str = typer.Option(None, help="POST the result as JSON to this URL when the check fails."),
+    metrics_file: Path = typer.Option(None, help="Write Prometheus text here (node-exporter textfile collector)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Exit non-zero when the output is stale, its latest run failed, or its rows or predictions changed too much."""
+    seconds = checks.parse_duration(max_age) if max_age else None
+    output = normalize(output)
+    result = checks.check(RunLog(default_store().index.engine), output, max_age_seconds=seconds,
+                          max_row_change=max_row_change, max_psi=max_psi)
+    if metrics_file:
+        checks.write_metrics(result, str(metrics_file))
+    if webhook and not result.ok:
+        try:
+            httpx.post(webhook, json=result.to_dict(), timeout=10).raise_for_status()
+        except httpx.HTTPError as e:
+            typer.echo(f"warning: the webhook {webhook} did not take the alert: {e}", err=True)
+    if as_json:
+        typer.echo(json.dumps(result.to_dict(), indent=2))
+    if not result.ok:
+        raise PalletError(f"batch check of {output} failed: " + "; ".join(result.problems))
+    latest = result.latest_success
+    if not as_json:
+        typer.echo(f"ok: {output} written by run {latest['id']} ({latest['rows_written']:,} rows) "
+                   f"{checks._ago(result.age_seconds)} ago")
+
+
+@app.command("schedule")
+def schedule_(
+    ref: str = typer.Argument(..., help="Model: name, name:VERSION or name@ALIAS (an alias follows promotions)."),
+    input: str = typer.Option(..., "--input", "-i", help=INPUT_HELP),
+    output: str = typer.Option(..., "--output", "-o", help=OUTPUT_HELP),
+    cron: str = typer.Option("0 2 * * *", help="When to run (cron syntax, five fields)."),
+    key: list[str] = typer.Option([], "--key", "-k", help="Key column(s)."),
+    batch_size: int = typer.Option(10_000, min=1, help="Rows per chunk."),
+    max_age: str = typer.Option("26h", help="What the hourly check allows before it fails."),
+    image: str = typer.Option("pallet:latest", help="Container image for the Kubernetes CronJob."),
+    to: Path = typer.Option(Path("schedule"), "--to", help="Folder for crontab.txt and cronjob.yaml."),
+) -> None:
+    """Write a crontab line (with an hourly check) and a Kubernetes CronJob for this job."""
+    cron = schedules.check_cron(cron)
+    checks.parse_duration(max_age)
+    store = default_store()
+    store.resolve(ref)  # a clear error now, not at two in the morning
+    env = {"PALLET_HOME": str(store.home)}
+    if os.environ.get("PALLET_DB_URL"):
+        env["PALLET_DB_URL"] = os.environ["PALLET_DB_URL"]
+    name = schedules.job_name(ref)
+    input, output = normalize(input), normalize(output)
+    written = schedules.write(to, {
+        "crontab.txt": schedules.crontab(ref, input, output, cron=cron, key=key, batch_size=batch_size, max_age=max_age,
+                                         workdir=Path.cwd(), env=env, log=str(Path.cwd() / f"{name}.log")),
+        "cronjob.yaml": schedules.cronjob(ref, input, output, cron=cron, key=key, batch_size=batch_size, max_age=max_age,
+                                          name=name, image=image, env=env),
+    })
+    for path in written:
+        typer.echo(f"wrote {path}")
+    typer.echo(f"install the cron lines with: (crontab -l; cat {written[0]}) | crontab -")
+
+
+def _with_progress(start):
+    """Run `start(progress)` under a rich progress bar: rows done, rows/s and time left."""
+    with Progress(TextColumn("[bold]batch"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[rate]} rows/s"), TimeElapsedColumn(), TextColumn("left"),
+                  TimeRemainingColumn(), console=console(stderr=True), transient=False) as bar:
+        task = bar.add_task("rows", total=None, rate="-")
+
+        def progress(done: int, total: int | None) -> None:
+            bar.update(task, completed=done, total=total)
+            speed = bar.tasks[task].speed
+            bar.update(task, rate=f"{speed:,.0f}" if speed else "-")
+
+        return start(progress)
+
+
+def _report(record) -> None:
+    typer.echo(f"run {record.id} {record.status}: {record.rows_read:,} rows read, {record.rows_written:,} written, "
+               f"{record.rows_rejected:,} rejected, model {record.model}:{record.version}, output {record.output}")
