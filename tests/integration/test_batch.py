@@ -1,0 +1,333 @@
+"""Batch prediction end to end: real files, SQLite and PostgreSQL, a real SIGKILL, the check's exit codes."""
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pcsv
+import pyarrow.parquet as pq
+import pytest
+import sqlalchemy as sa
+import yaml
+from sklearn.datasets import load_digits
+from sklearn.linear_model import LogisticRegression
+
+from pallet.batch import RunLog, resume, run
+from pallet.batch.check import check, parse_duration, prometheus_text
+from pallet.batch.sinks import open_sink
+from pallet.errors import PalletError
+from pallet.store import Store
+
+PALLET = str(Path(sys.executable).parent / "pallet")
+X, Y = load_digits(return_X_y=True)
+
+
+@pytest.fixture(scope="module")
+def digits_store(tmp_path_factory):
+    store = Store(tmp_path_factory.mktemp("batch") / "home")
+    store.save(LogisticRegression(max_iter=300).fit(X, Y), "digits", sample=X[:5], aliases=["production"])
+    return store
+
+
+def _table(rows=len(X), start=0, features=X):
+    index = np.arange(rows) % len(features)
+    return pa.table({"id": np.arange(start, start + rows), **{f"p{i}": features[index, i] for i in range(64)}})
+
+
+def _csv(path, table):
+    pcsv.write_csv(table, path)
+    return str(path)
+
+
+def _sqlite_rows(path, table="preds"):
+    with sqlite3.connect(path) as conn:
+        return conn.execute(f"SELECT id, label, version, run_id FROM {table} ORDER BY id").fetchall()
+
+
+def test_csv_to_sqlite_writes_every_key_once_with_predictions(digits_store, tmp_path):
+    source = _csv(tmp_path / "in.csv", _table())
+    record = run("digits@production", source, f"sqlite:///{tmp_path}/p.db?table=preds", key=["id"],
+                 batch_size=400, store=digits_store)
+    assert (record.status, record.rows_read, record.rows_written, record.rows_rejected) == ("succeeded", 1797, 1797, 0)
+    with sqlite3.connect(tmp_path / "p.db") as conn:
+        columns = [d[0] for d in conn.execute("SELECT * FROM preds").description]
+        rows = conn.execute("SELECT id, label, probabilities_0, model, version, run_id FROM preds ORDER BY id").fetchall()
+    assert columns == ["id", "label", *[f"probabilities_{i}" for i in range(10)], "model", "version", "run_id"]
+    assert [r[0] for r in rows] == list(range(1797))
+    expected = digits_store.resolve("digits").load_runtime().predict({"input": X})
+    assert [r[1] for r in rows] == expected["label"].tolist()
+    assert np.allclose([r[2] for r in rows], expected["probabilities"][:, 0])
+    assert {(r[3], r[4], r[5]) for r in rows} == {("digits", 1, record.id)}
+    assert RunLog(digits_store.index.engine).get(record.id).status == "succeeded"
+    assert set(record.summary["outputs"]) == {"label", "max_probabilities"}
+
+
+def test_parquet_folder_to_parquet_folder_with_workers(digits_store, tmp_path):
+    (tmp_path / "in").mkdir()
+    pq.write_table(_table(1000), tmp_path / "in" / "a.parquet")
+    pq.write_table(_table(797, start=1000), tmp_path / "in" / "b.parquet")
+    record = run("digits", str(tmp_path / "in"), str(tmp_path / "out"), key=["id"], batch_size=128, workers=2,
+                 store=digits_store)
+    assert record.rows_written == 1797
+    written = pq.read_table(tmp_path / "out").sort_by("id")
+    assert written.column("id").to_pylist() == list(range(1797))
+    assert written.column("label").to_pylist() == digits_store.resolve("digits").load_runtime().predict(
+        {"input": np.concatenate([X[:1000], X[:797]])})["label"].tolist()
+    assert not list(tmp_path.glob(".out.staging-*"))  # swapped in
+
+
+def test_sqlite_table_to_postgres_and_a_postgres_query_back(digits_store, tmp_path, postgres_url):
+    source = sa.create_engine(f"sqlite:///{tmp_path}/src.db")
+    with source.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE features (id INTEGER, " + ", ".join(f"p{i} REAL" for i in range(64)) + ")"))
+        conn.execute(sa.text("INSERT INTO features VALUES (" + ", ".join(f":{c}" for c in ["id", *[f"p{i}" for i in range(64)]]) + ")"),
+                     _table(300).to_pylist()[::-1])  # stored out of order: read in key order
+    pg = postgres_url.replace("postgresql+psycopg", "postgresql")
+    record = run("digits", f"sqlite:///{tmp_path}/src.db?table=features", f"{pg}&table=preds", key=["id"],
+                 batch_size=64, store=digits_store)
+    assert record.rows_written == 300
+    with sa.create_engine(postgres_url).connect() as conn:
+        ids = [r[0] for r in conn.execute(sa.text("SELECT id FROM preds ORDER BY id"))]
+    assert ids == list(range(300))
+    with sa.create_engine(postgres_url).begin() as conn:
+        conn.execute(sa.text("CREATE TABLE feats (id BIGINT, " + ", ".join(f"p{i} DOUBLE PRECISION" for i in range(64)) + ")"))
+        conn.execute(sa.text("INSERT INTO feats VALUES (" + ", ".join(f":{c}" for c in ["id", *[f"p{i}" for i in range(64)]]) + ")"),
+                     _table(300).to_pylist())
+    back = run("digits", f"{pg}&query=SELECT * FROM feats WHERE id < 200 ORDER BY id",
+               f"sqlite:///{tmp_path}/back.db?table=t", key=["id"], batch_size=50, store=digits_store)
+    assert back.rows_written == 200 and [r[0] for r in _sqlite_rows(tmp_path / "back.db", "t")] == list(range(200))
+    with pytest.raises(PalletError, match="the input has 14 columns besides the key"):
+        run("digits", f"{pg}&query=SELECT * FROM preds", f"sqlite:///{tmp_path}/back.db?table=t", key=["id"],
+            store=digits_store)
+
+
+def test_bad_rows_go_to_rejects_with_their_reason(digits_store, tmp_path):
+    table = _table(500).to_pylist()
+    table[3]["p0"] = "abc"
+    table[7]["p5"] = None
+    lines = ["id," + ",".join(f"p{i}" for i in range(64))]
+    lines += [",".join("" if row[c] is None else str(row[c]) for c in ["id", *[f"p{i}" for i in range(64)]]) for row in table]
+    (tmp_path / "in.csv").write_text("\n".join(lines) + "\n")
+    record = run("digits", str(tmp_path / "in.csv"), f"sqlite:///{tmp_path}/p.db?table=preds", key=["id"],
+                 batch_size=100, store=digits_store)
+    assert (record.rows_read, record.rows_written, record.rows_rejected) == (500, 498, 2)
+    with sqlite3.connect(tmp_path / "p.db") as conn:
+        rejects = conn.execute("SELECT id, row, reason, input, run_id FROM preds_rejects ORDER BY row").fetchall()
+        assert conn.execute("SELECT count(*) FROM preds WHERE id IN (3, 7)").fetchone() == (0,)
+    assert [(r[0], r[1]) for r in rejects] == [("3", 3), ("7", 7)]
+    assert "column 'p0': 'abc' is not a number" in rejects[0][2]
+    assert "NaN" in rejects[1][2] and json.loads(rejects[1][3])["id"] == "7" and rejects[1][4] == record.id
+
+
+def test_too_many_rejects_fail_the_run_and_keep_the_old_output(digits_store, tmp_path):
+    out = f"sqlite:///{tmp_path}/p.db?table=preds"
+    good = run("digits", _csv(tmp_path / "good.csv", _table(200)), out, key=["id"], store=digits_store)
+    bad = _table(200).to_pylist()
+    for row in bad[:10]:
+        row["p1"] = "x"
+    lines = ["id," + ",".join(f"p{i}" for i in range(64))] + [",".join(str(row[c]) for c in row) for row in bad]
+    (tmp_path / "bad.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(PalletError, match=r"10 of \d+ rows rejected, over --max-reject-rate 0.01"):
+        run("digits", str(tmp_path / "bad.csv"), out, key=["id"], batch_size=50, store=digits_store)
+    failed = RunLog(digits_store.index.engine).list(output=out)[0]
+    assert failed.status == "failed" and "max-reject-rate" in failed.error
+    assert {r[3] for r in _sqlite_rows(tmp_path / "p.db")} == {good.id}  # readers still see the good run
+    loose = run("digits", str(tmp_path / "bad.csv"), out, key=["id"], max_reject_rate=0.1, store=digits_store)
+    assert loose.status == "succeeded" and loose.rows_rejected == 10
+
+
+def test_rerun_replaces_the_output(digits_store, tmp_path):
+    out = f"sqlite:///{tmp_path}/p.db?table=preds"
+    source = _csv(tmp_path / "in.csv", _table(300))
+    first = run("digits", source, out, key=["id"], store=digits_store)
+    second = run("digits", source, out, key=["id"], store=digits_store)
+    rows = _sqlite_rows(tmp_path / "p.db")
+    assert len(rows) == 300 and {r[3] for r in rows} == {second.id} and first.id != second.id
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("nosuch", "{tmp}/in.csv", "{tmp}/out"), "no model named 'nosuch'"),
+        (("digits", "{tmp}/missing.csv", "{tmp}/out"), "missing.csv does not exist"),
+        (("digits", "{tmp}/in.txt", "{tmp}/out"), "pallet reads .csv and .parquet files"),
+        (("digits", "{tmp}/empty", "{tmp}/out"), "holds no .csv or .parquet files"),
+        (("digits", "{tmp}/in.csv", "{tmp}/in.csv/out"), "cannot write output"),
+        (("digits", "{tmp}/in.csv", "sqlite:///{tmp}/p.db"), "add ?table=NAME"),
+        (("digits", "sqlite:///{tmp}/p.db?table=nope", "{tmp}/out"), "no such table: nope"),
+        (("digits", "{tmp}/in.csv", "notadb://x?table=t"), "output database"),
+        (("digits", "{tmp}/narrow.csv", "{tmp}/out"), "the input has 3 columns besides the key"),
+    ],
+)
+def test_mistakes_fail_before_any_work(digits_store, tmp_path, args, message):
+    _csv(tmp_path / "in.csv", _table(10))
+    _csv(tmp_path / "narrow.csv", pa.table({"id": [1], "a": [1.0], "b": [2.0], "c": [3.0]}))
+    (tmp_path / "in.txt").write_text("x")
+    (tmp_path / "empty").mkdir()
+    ref, source, output = (a.format(tmp=tmp_path) for a in args)
+    before = len(RunLog(digits_store.index.engine).list())
+    with pytest.raises(PalletError, match=message.replace("?", r"\?").replace(".", r"\.")):
+        run(ref, source, output, key=["id"], store=digits_store)
+    assert len(RunLog(digits_store.index.engine).list()) == before  # no run record for a run that never started
+    with pytest.raises(PalletError, match="key column 'nokey' is not in the input"):
+        run("digits", str(tmp_path / "in.csv"), str(tmp_path / "out"), key=["nokey"], store=digits_store)
+
+
+def _env(store):
+    return {**{k: v for k, v in os.environ.items() if k != "PALLET_DB_URL"}, "PALLET_HOME": str(store.home)}
+
+
+@pytest.mark.parametrize("sink", ["sqlite", "parquet"])
+def test_sigkill_mid_run_then_resume_writes_every_key_exactly_once(digits_store, tmp_path, sink):
+    rows = 40_000
+    source = _csv(tmp_path / "in.csv", _table(rows))
+    output = f"sqlite:///{tmp_path}/p.db?table=preds" if sink == "sqlite" else str(tmp_path / "out")
+    proc = subprocess.Popen([PALLET, "batch", "run", "digits", "-i", source, "-o", output, "-k", "id",
+                             "--batch-size", "250"], env=_env(digits_store), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    sink_state = open_sink(output)
+    deadline = time.monotonic() + 120
+    run_id = None
+    while time.monotonic() < deadline and proc.poll() is None:
+        runs = RunLog(digits_store.index.engine).list(output=output)
+        if runs and runs[0].status == "running":
+            run_id = runs[0].id
+            if sink_state.checkpoint(run_id).chunks >= 5:
+                break
+        time.sleep(0.005)
+    assert proc.poll() is None, "the run finished before it could be killed; make the input bigger"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    killed = RunLog(digits_store.index.engine).get(run_id)
+    assert killed.status == "running" and killed.rows_read < rows  # nothing told the record it died
+    done = subprocess.run([PALLET, "batch", "resume", run_id], env=_env(digits_store), capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert f"run {run_id} succeeded: 40,000 rows read, 40,000 written" in done.stdout
+    ids = (sorted(r[0] for r in _sqlite_rows(tmp_path / "p.db")) if sink == "sqlite"
+           else sorted(pq.read_table(tmp_path / "out").column("id").to_pylist()))
+    assert ids == list(range(rows))  # every key exactly once: no duplicate, none lost
+
+
+def test_resume_flag_and_resume_of_a_finished_run(digits_store, tmp_path):
+    source = _csv(tmp_path / "in.csv", _table(100))
+    out = str(tmp_path / "out")
+    finished = run("digits", source, out, key=["id"], store=digits_store)
+    with pytest.raises(PalletError, match="already succeeded"):
+        resume(finished.id, store=digits_store)
+    with pytest.raises(PalletError, match="no batch run 'nope'"):
+        resume("nope", store=digits_store)
+    done = subprocess.run([PALLET, "batch", "run", "digits", "-i", source, "-o", out, "-k", "id", "--resume"],
+                          env=_env(digits_store), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "succeeded: 100 rows read" in done.stdout  # nothing unfinished: a new run
+    assert "rows/s" in done.stderr  # the progress bar
+
+
+def test_runs_and_show_list_the_records(digits_store, tmp_path):
+    record = run("digits", _csv(tmp_path / "in.csv", _table(50)), str(tmp_path / "out"), key=["id"], store=digits_store)
+    listed = subprocess.run([PALLET, "batch", "runs", "--json"], env=_env(digits_store), capture_output=True,
+                            text=True, timeout=60)
+    assert any(r["id"] == record.id and r["rows_written"] == 50 for r in json.loads(listed.stdout))
+    shown = subprocess.run([PALLET, "batch", "show", record.id], env=_env(digits_store), capture_output=True,
+                           text=True, timeout=60)
+    assert "status        succeeded" in shown.stdout and "output        label:" in shown.stdout
+    missing = subprocess.run([PALLET, "batch", "show", "nope"], env=_env(digits_store), capture_output=True,
+                             text=True, timeout=60)
+    assert missing.returncode == 1 and missing.stderr.strip() == "error: no batch run 'nope'; 'pallet batch runs' lists them"
+
+
+class _Hook(BaseHTTPRequestHandler):
+    received: list = []
+
+    def do_POST(self):
+        _Hook.received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def test_check_exit_codes_webhook_and_metrics_file(digits_store, tmp_path):
+    out = f"sqlite:///{tmp_path}/p.db?table=preds"
+    env = _env(digits_store)
+
+    def pallet_check(*args):
+        return subprocess.run([PALLET, "batch", "check", "--output", out, *args], env=env, capture_output=True,
+                              text=True, timeout=60)
+
+    nothing = pallet_check()
+    assert nothing.returncode == 1 and "no batch run has written" in nothing.stderr
+
+    source = _csv(tmp_path / "in.csv", _table(1000))
+    run("digits", source, out, key=["id"], store=digits_store)
+    fresh = pallet_check("--max-age", "1h", "--metrics-file", str(tmp_path / "batch.prom"))
+    assert fresh.returncode == 0 and fresh.stdout.startswith(f"ok: {out} written by run")
+    metrics = (tmp_path / "batch.prom").read_text()
+    assert f'pallet_batch_check_ok{{output="{out}"}} 1' in metrics and "pallet_batch_rows_written" in metrics
+
+    runs = RunLog(digits_store.index.engine)
+    later = datetime.now(timezone.utc) + timedelta(hours=25)
+    stale = check(runs, out, max_age_seconds=parse_duration("24h"), now=later)
+    assert not stale.ok and "over the limit of 24.0h" in stale.problems[0]
+
+    sevens = X[Y == 7]  # the same model on only one kind of digit: its predictions drift
+    run("digits", _csv(tmp_path / "sevens.csv", _table(1000, features=sevens)), out, key=["id"], store=digits_store)
+    server = HTTPServer(("127.0.0.1", 0), _Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        drifted = pallet_check("--webhook", f"http://127.0.0.1:{server.server_port}/alert", "--json")
+    finally:
+        server.shutdown()
+    assert drifted.returncode == 1 and "output 'label' drifted: population stability index" in drifted.stderr
+    assert len(drifted.stderr.strip().splitlines()) == 1
+    alert = _Hook.received[-1]
+    assert alert["ok"] is False and alert["psi"]["label"] > 0.25 and alert["output"] == out
+
+    shrunk = run("digits", _csv(tmp_path / "few.csv", _table(100, features=sevens)), out, key=["id"], store=digits_store)
+    result = check(runs, out)
+    assert any("wrote 100 rows, -90% from 1000" in p for p in result.problems) and shrunk.status == "succeeded"
+    assert 'pallet_batch_output_psi{output="' in prometheus_text(result)
+
+    with pytest.raises(PalletError):
+        run("digits", str(tmp_path / "missing.csv"), out, store=digits_store)  # fails before it starts: no record
+    bad = _table(100).to_pylist()
+    lines = ["id," + ",".join(f"p{i}" for i in range(64))] + [",".join(["1"] + ["x"] * 64) for _ in bad]
+    (tmp_path / "junk.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(PalletError):
+        run("digits", str(tmp_path / "junk.csv"), out, key=["id"], store=digits_store)
+    failed = pallet_check()
+    assert failed.returncode == 1 and "the latest run" in failed.stderr and "failed" in failed.stderr
+    assert pallet_check("--max-age", "soon").returncode == 1
+
+
+def test_schedule_writes_a_crontab_and_a_valid_cronjob(digits_store, tmp_path):
+    import kubernetes_validate
+
+    done = subprocess.run([PALLET, "batch", "schedule", "digits@production", "-i", "in.csv",
+                           "-o", "sqlite:///preds.db?table=predictions", "-k", "id", "--cron", "30 1 * * *",
+                           "--to", str(tmp_path / "s")], env=_env(digits_store), capture_output=True, text=True,
+                          timeout=60, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    lines = [l for l in (tmp_path / "s" / "crontab.txt").read_text().splitlines() if not l.startswith("#")]
+    assert lines[0].startswith("30 1 * * * cd ") and "batch run digits@production" in lines[0]
+    assert f"--input {tmp_path}/in.csv" in lines[0] and "--resume" in lines[0]
+    assert f"'sqlite:///{tmp_path}/preds.db?table=predictions'" in lines[0]
+    assert lines[1].startswith("17 * * * * ") and "batch check --output" in lines[1]
+    manifests = list(yaml.safe_load_all((tmp_path / "s" / "cronjob.yaml").read_text()))
+    for manifest in manifests:
+        kubernetes_validate.validate(manifest, "1.30", strict=True)
+    assert manifests[0]["spec"]["schedule"] == "30 1 * * *" and manifests[0]["spec"]["concurrencyPolicy"] == "Forbid"
+    bad = subprocess.run([PALLET, "batch", "schedule", "digits", "-i", "a", "-o", "b", "--cron", "daily"],
+                         env=_env(digits_store), capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert bad.returncode == 1 and "is not a cron schedule of five fields" in bad.stderr
