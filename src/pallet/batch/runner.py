@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -20,6 +21,7 @@ from pallet.model import Model
 from pallet.serve import threads
 from pallet.store import ModelVersion, Store, default_store
 
+RECORD_EVERY_SECONDS = 1.0
 Progress = Callable[[int, int | None], None]   # rows done, rows in all (None when unknown)
 
 
@@ -30,6 +32,7 @@ class Job:
     source: Source
     sink: Sink
     plan: Plan
+    saved: float = 0.0  # when the run record was last written
 
 
 def run(ref: str, input: str, output: str, *, key: list[str] | tuple[str, ...] = (), batch_size: int = 10_000,
@@ -146,7 +149,9 @@ def _commit(future, job: Job, state: Checkpoint, summary: "Summary", runs: RunLo
     summary.add(outputs)
     record.summary = summary.to_dict()
     record.options["key_types"] = job.plan.key_types
-    runs.update(record)
+    if time.monotonic() - job.saved > RECORD_EVERY_SECONDS:  # the sink's checkpoint is the exact count
+        runs.update(record)
+        job.saved = time.monotonic()
     if total and record.rows_rejected > allowed * total:
         raise PalletError(_too_many_rejects(record, allowed))
     if progress:

@@ -42,8 +42,8 @@ class Summary:
 
     def _count(self, name: str, values: np.ndarray) -> None:
         counts = self.outputs.setdefault(name, {"kind": "labels", "counts": {}})["counts"]
-        labels, numbers = np.unique(np.array([str(v) for v in values]), return_counts=True)
-        for label, number in zip(labels.tolist(), numbers.tolist()):
+        labels, numbers = np.unique(values, return_counts=True)
+        for label, number in zip((str(v) for v in labels.tolist()), numbers.tolist()):
             if label not in counts and len(counts) >= CATEGORIES:
                 label = "other"
             counts[label] = counts.get(label, 0) + number
@@ -57,7 +57,7 @@ class Summary:
             weights = np.concatenate([np.full(len(entry["sample"]), entry["seen"] / max(len(entry["sample"]), 1)),
                                       np.ones(len(values))])
             kept = self.rng.choice(kept, SAMPLE, replace=False, p=weights / weights.sum())
-        entry["sample"], entry["seen"] = [round(float(v), 6) for v in kept], seen
+        entry["sample"], entry["seen"] = np.round(kept, 6).tolist(), seen
 
 
 def psi(expected: dict, actual: dict) -> float | None:
