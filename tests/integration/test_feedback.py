@@ -72,7 +72,7 @@ def test_cli_exports_a_models_feedback(demo_store_home, tmp_path):
     done = pallet("iris:1")
     assert done.returncode == 0 and "wrote 1 feedback records of iris:1 to feedback-iris.csv" in done.stdout
     assert (tmp_path / "feedback-iris.csv").read_text().count("\n") == 2
-    for args, message in [(["iris", "--format", "xlsx"], "'xlsx' is not one of: csv, parquet"),
+    for args, message in [(["iris", "--format", "xlsx"], "'xlsx' is not one of: csv, parquet"), (["irsi"], "irsi"),
                           (["iris:9"], "iris"), (["bad name!"], "error: ")]:
         done = pallet(*args)
         assert done.returncode != 0 and message in done.stderr and len(done.stderr.strip().splitlines()) == 1

@@ -71,6 +71,8 @@ def test_feedback_is_stored_and_listed(client, demo_store):
         (_feedback(rating=None), "needs a 'rating' ('up' or 'down'), a 'correct' answer or a 'comment'"),
         (_feedback(comment="x" * 4001), "'comment' is 4001 characters; at most 4000"),
         (_feedback(correct={"a": 1}), "'correct' must be text"),
+        (_feedback(correct=True), "'correct' must be text"),
+        (_feedback(comment="a\x00b"), "'comment' contains a NUL character"),
         ({"request_id": "r", "rating": "up", "outputs": {"label": [1]}}, "feedback needs 'inputs'"),
         (_feedback(inputs=[[1, 2]]), "input 'input': expected shape [-1, 64], got [1, 2]"),
         (_feedback(outputs={"nope": [1]}), "feedback needs 'outputs'"),
@@ -86,7 +88,10 @@ def test_bad_feedback_is_a_400_naming_the_field(client, body, message):
 def test_feedback_for_an_unknown_model_is_404(client):
     assert client.post("/v2/models/nope/feedback", json=_feedback()).status_code == 404
     assert client.get("/v2/models/nope/feedback").status_code == 404
-    assert client.get("/v2/models/digits/feedback?limit=0").status_code == 400
+    for query in ("?limit=0", "?limit=%C2%B2", "?limit=99999999999999999999999"):
+        assert client.get(f"/v2/models/digits/feedback{query}").status_code == 400
+    for version in ("99999999999999999999999", "%C2%B2"):
+        assert client.get(f"/v2/models/digits/versions/{version}/feedback").status_code == 400
 
 
 def test_reading_feedback_needs_the_admin_key_writing_does_not(start_server, monkeypatch):
@@ -96,6 +101,7 @@ def test_reading_feedback_needs_the_admin_key_writing_does_not(start_server, mon
         assert client.post("/v2/models/iris/feedback", json={
             "request_id": "r1", "inputs": [[1, 2, 3, 4]], "outputs": {"label": [0]}, "rating": "up"}).status_code == 201
         assert client.get("/v2/models/iris/feedback").status_code == 401
+        assert client.head("/v2/models/iris/feedback").status_code == 401
         listed = client.get("/v2/models/iris/feedback", headers={"Authorization": "Bearer s3cret"})
         assert listed.status_code == 200 and listed.json()["feedback"][-1]["request_id"] == "r1"
 
@@ -124,6 +130,16 @@ def test_share_token_in_the_url_sets_a_cookie_for_the_pages_calls(start_server):
         assert refused.status_code == 401 and "?token=" in refused.json()["error"]
         assert client.get("/ui/api/models", headers={"X-Share-Token": "nope-nope"}).json()["error"] == "wrong share token"
         opened = client.get("/?token=token-1234")
-        assert opened.status_code == 200 and "pallet_token=token-1234" in opened.headers["set-cookie"]
+        assert opened.status_code == 200 and f"pallet_token_{server.port}=token-1234" in opened.headers["set-cookie"]
         assert client.get("/ui/api/models").status_code == 200  # the cookie now carries it
         assert client.get("/ping").status_code == 200
+
+
+def test_a_team_folder_never_serves_hidden_files(start_server, tmp_path):
+    (tmp_path / "index.html").write_text("<title>ours</title>")
+    (tmp_path / ".env").write_text("SECRET=1")
+    server = start_server(ui_dir=str(tmp_path))
+    with httpx.Client(base_url=server.url) as client:
+        assert "ours" in client.get("/").text
+        assert client.get("/.env").status_code == 404
+        assert client.get("/ui/").status_code == 200  # the built-in index moves to /ui/

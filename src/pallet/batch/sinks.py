@@ -151,9 +151,9 @@ class ParquetSink(Sink):
         (folder / "_rejects").mkdir(parents=True, exist_ok=True)
         name = f"part-{checkpoint.chunks:06d}.parquet"  # the same name when a resumed run redoes a chunk
         if predictions.num_rows:
-            _replace(folder / name, lambda tmp: pq.write_table(predictions, tmp))
+            _replace(folder / name, lambda tmp: pq.write_table(predictions, tmp, use_dictionary=_text(predictions)))
         if rejects is not None and rejects.num_rows:
-            _replace(folder / "_rejects" / name, lambda tmp: pq.write_table(rejects, tmp))
+            _replace(folder / "_rejects" / name, lambda tmp: pq.write_table(rejects, tmp, use_dictionary=_text(rejects)))
         _replace(folder / "_checkpoint.json", lambda tmp: Path(tmp).write_text(json.dumps(asdict(checkpoint))))
 
     def finish(self, run_id: str) -> None:
@@ -174,6 +174,11 @@ class ParquetSink(Sink):
 
 def open_sink(spec: str) -> Sink:
     return SqlSink(spec) if "://" in spec else ParquetSink(spec)
+
+
+def _text(table: pa.Table) -> list[str]:
+    """Columns worth dictionary encoding: text (model, run id, labels); numbers only pay for trying."""
+    return [f.name for f in table.schema if pa.types.is_string(f.type)]
 
 
 def _replace(path: Path, write) -> None:

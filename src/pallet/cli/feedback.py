@@ -25,6 +25,8 @@ def export_(
     parsed = ModelRef.parse(ref)
     version = store.resolve(parsed).ref.version if parsed.version or parsed.alias else None
     records = FeedbackLog(store.index.engine).records(parsed.name, version)
+    if not records and version is None:
+        store.resolve(parsed.name)  # a mistyped name is an error, not an empty file
     path = export(records, output or Path(f"feedback-{parsed.name}.{format}"), format)
     which = f"{parsed.name}:{version}" if version else f"{parsed.name} (every version)"
     typer.echo(f"wrote {len(records)} feedback records of {which} to {path}")

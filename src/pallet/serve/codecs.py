@@ -84,7 +84,10 @@ def decode_json(datatype: str, shape: list[int], data: Any, where: str) -> np.nd
             raise InvalidInput(f"{where}: datatype BOOL expects true/false values")
         if array.dtype.kind == "f" and dtype[0] in "iu":
             raise InvalidInput(f"{where}: datatype {datatype} expects integers, got fractions")
-        array = cast(array.reshape(-1), dtype, where)
+        flat = array.reshape(-1)
+        if flat.size and math.prod(shape) == flat.size:
+            flat = flat.reshape(shape)  # so a refused value is named by [row, column]
+        array = cast(flat, dtype, where)
     return _reshape(array, shape, where)
 
 

@@ -109,7 +109,7 @@ class APIKey:
         await send({"type": "http.response.body", "body": body})
 
     def _guarded(self, method: str, path: str) -> bool:
-        if path.startswith(ADMIN_PREFIX) or (method == "GET" and path.endswith(FEEDBACK_SUFFIX)):
+        if path.startswith(ADMIN_PREFIX) or (method in ("GET", "HEAD") and path.endswith(FEEDBACK_SUFFIX)):
             return True
         return self.config.auth and not path.startswith(OPEN_PATHS)
 
@@ -127,7 +127,8 @@ class ShareToken:
         if scope["type"] != "http" or token is None or scope["path"].startswith(OPEN_PATHS):
             return await self.app(scope, receive, send)
         in_url = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("token", [None])[0]
-        given = in_url or _header(scope, b"x-share-token") or _cookie(scope, SHARE_COOKIE)
+        cookie_name = f"{SHARE_COOKIE}_{(scope.get('server') or ('', 0))[1]}"  # browsers share cookies across ports
+        given = in_url or _header(scope, b"x-share-token") or _cookie(scope, cookie_name)
         if given is None or not hmac.compare_digest(given.encode(), token.encode()):
             message = ("this server is shared by link: open the URL pallet serve printed, with its ?token="
                        if given is None else "wrong share token")
@@ -138,7 +139,7 @@ class ShareToken:
             return
         if in_url is None:
             return await self.app(scope, receive, send)
-        cookie = f"{SHARE_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict".encode()
+        cookie = f"{cookie_name}={token}; Path=/; HttpOnly; SameSite=Strict".encode()
 
         async def send_with_cookie(message):
             if message["type"] == "http.response.start":

@@ -163,6 +163,7 @@ SPEC = {
                         content=SAGEMAKER_BODY),
         "/v2/models/{name}/feedback": _feedback(NAME),
         "/v2/models/{name}/versions/{version}/feedback": _feedback(NAME, VERSION),
+        "/ui/": _page("The loaded models, each with a link to its page"),
         "/ui/{name}": _page("The model's prototype page", NAME),
         "/dashboard": _page("The dashboard"),
         "/ui/api/models": _get("Loaded models with their description, metrics and feedback counts",

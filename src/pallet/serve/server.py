@@ -114,8 +114,20 @@ def reachable_hosts(host: str) -> list[str]:
         address = _interface_address(name)
         if address and address not in found:
             found.append(address)
-    found.sort(key=lambda a: (a.startswith("127."), a))  # the addresses colleagues can use come first
+    primary = _primary_address()
+    # The address of the default route first (not a container bridge), loopback last.
+    found.sort(key=lambda a: (a != primary, a.startswith("127."), a))
     return found or ["127.0.0.1"]
+
+
+def _primary_address() -> str | None:
+    """The local address of the default route (a UDP connect sends nothing)."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect(("10.255.255.255", 1))
+            return s.getsockname()[0]
+    except OSError:
+        return None
 
 
 def _interface_address(name: str) -> str | None:

@@ -12,13 +12,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 import pallet
-from pallet.errors import ModelNotFound, PalletError
+from pallet.errors import ModelNotFound
 from pallet.serve.dataplane import DataPlane
 from pallet.serve.errors import BadRequest
 from pallet.serve.http import json_response, parse_json, read_body, require_json, to_list
@@ -29,6 +30,7 @@ from pallet.ui.stats import INTERVAL_SECONDS, Stats
 
 STATIC = Path(__file__).parent / "static"
 MAX_TEXT = 4000  # characters in a correct answer or a comment
+MAX_LIMIT = 100_000  # feedback records in one answer
 
 
 def routes(plane: DataPlane, stats: Stats, ui_dir: str | None = None) -> list[BaseRoute]:
@@ -89,16 +91,17 @@ def routes(plane: DataPlane, stats: Stats, ui_dir: str | None = None) -> list[Ba
     async def list_feedback(request: Request) -> Response:
         name, version = request.path_params["name"], request.path_params.get("version")
         limit = request.query_params.get("limit", "1000")
-        if not limit.isdigit() or int(limit) < 1:
-            raise BadRequest(f"limit must be a positive whole number, got {limit!r}")
-        if version is not None and not version.isdigit():
-            raise BadRequest(f"version must be a number, got {version!r}")
+        if not limit.isascii() or not limit.isdecimal() or not 1 <= int(limit) <= MAX_LIMIT:
+            raise BadRequest(f"limit must be a whole number from 1 to {MAX_LIMIT}, got {limit[:20]!r}")
+        if version is not None and (not version.isascii() or not version.isdecimal() or len(version) > 9):
+            raise BadRequest(f"version must be a version number, got {version[:20]!r}")
         if name not in plane.names():
             plane.get(name)  # a clear 404 naming what is loaded
         records = await _off_loop(feedback.records, name, int(version) if version else None, int(limit))
         return json_response({"model": name, "feedback": records})
 
     routes: list[BaseRoute] = [
+        Route("/ui/", index),
         Route("/ui/{name}", model_page),
         Route("/dashboard", dashboard),
         Route("/ui/api/models", models),
@@ -111,8 +114,18 @@ def routes(plane: DataPlane, stats: Stats, ui_dir: str | None = None) -> list[Ba
         Mount("/ui/static", StaticFiles(directory=STATIC), name="ui-static"),
     ]
     # A team's own page replaces the index; it calls the same API.
-    routes.append(Mount("/", StaticFiles(directory=ui_dir, html=True)) if ui_dir else Route("/", index))
+    routes.append(Mount("/", TeamPage(directory=ui_dir, html=True)) if ui_dir else Route("/", index))
     return routes
+
+
+class TeamPage(StaticFiles):
+    """A team's own static folder (`--ui`), without its hidden files (.env, .git)."""
+
+    def get_path(self, scope) -> str:
+        path = super().get_path(scope)
+        if any(part.startswith(".") for part in Path(path).parts):
+            raise HTTPException(404)
+        return path
 
 
 def _summary(plane: DataPlane, name: str, counts: dict | None) -> dict[str, Any]:
@@ -143,11 +156,13 @@ def _feedback_record(model, body: Any) -> dict[str, Any]:
     texts = {}
     for field in ("correct", "comment"):
         value = body.get(field)
-        if value is not None and not isinstance(value, (str, int, float)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (str, int, float))):
             raise BadRequest(f"'{field}' must be text")
         value = None if value is None else str(value).strip()
         if value and len(value) > MAX_TEXT:
             raise BadRequest(f"'{field}' is {len(value)} characters; at most {MAX_TEXT}")
+        if value and "\x00" in value:
+            raise BadRequest(f"'{field}' contains a NUL character")
         texts[field] = value or None
     if rating is None and not texts["correct"] and not texts["comment"]:
         raise BadRequest("feedback needs a 'rating' ('up' or 'down'), a 'correct' answer or a 'comment'")

@@ -71,7 +71,7 @@ function header() {
   return el("header", { class: "top" },
     el("a", { class: "brand", href: "/" }, "pallet"),
     el("nav", { "aria-label": "main" },
-      el("a", { href: "/" }, "Models"),
+      el("a", { href: "/ui/" }, "Models"),
       el("a", { href: "/dashboard" }, "Dashboard"),
       el("a", { href: "/docs" }, "API docs"),
       el("a", { href: "/metrics" }, "Metrics")));

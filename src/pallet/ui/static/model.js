@@ -67,7 +67,7 @@ function selectMode(mode) {
   // Other inputs of a multi-input model stay visible under the drawing.
   if (mode === "draw" && state.desc.inputs.length > 1) {
     $("panel-values").classList.remove("hidden");
-    document.querySelector(`[data-input="${imageInput().name}"]`).classList.add("hidden");
+    document.querySelector(`[data-input="${CSS.escape(imageInput().name)}"]`).classList.add("hidden");
   } else {
     document.querySelectorAll("[data-input]").forEach((n) => n.classList.remove("hidden"));
   }
@@ -231,7 +231,10 @@ function fillSample(index) {
   for (const spec of d.inputs) {
     if (!spec.sample || !spec.sample.length) continue;
     const row = spec.sample[index % spec.sample.length];
-    if (spec.kind === "text") { $(`in-${spec.name}`).value = spec.sample.join("\n"); continue; }
+    if (spec.kind === "text") {  // with other inputs beside it, one row like theirs
+      $(`in-${spec.name}`).value = d.inputs.length > 1 ? String(row) : spec.sample.join("\n");
+      continue;
+    }
     const flat = [row].flat(Infinity);
     if (features(spec) > MAX_FIELDS) $(`in-${spec.name}`).value = JSON.stringify(row);
     else setFields(spec, flat);
@@ -246,7 +249,13 @@ function fillSample(index) {
 
 function parseCell(text) {
   const t = text.trim();
-  return t !== "" && !Number.isNaN(Number(t)) ? Number(t) : t;  // the server names what does not fit
+  if (t === "") return null;  // a missing value: the server says so, naming the row and column
+  return !Number.isNaN(Number(t)) ? Number(t) : t;  // the server names what does not fit
+}
+
+function splitLine(line) {
+  for (const separator of ["\t", ",", ";"]) if (line.includes(separator)) return line.split(separator);
+  return line.trim().split(/\s+/);
 }
 
 function collect() {
@@ -254,8 +263,8 @@ function collect() {
   const inputs = {};
   if (state.mode === "table") {
     const lines = $("table").value.split(/\r?\n/).filter((l) => l.trim());
-    let rows = lines.map((l) => l.split(/[\t,;]|\s+/).filter((c) => c.trim() !== "").map(parseCell));
-    if (rows.length > 1 && rows[0].some((c) => typeof c === "string") && rows.slice(1).every((r) => r.every((c) => typeof c === "number"))) rows = rows.slice(1);
+    let rows = lines.map((l) => splitLine(l).map(parseCell));
+    if (rows[0].every((c) => typeof c !== "number")) rows = rows.slice(1);  // a header: no numbers in it
     if (!rows.length) throw new Error("paste at least one row into the table");
     inputs[d.inputs[0].name] = rows;
     return inputs;
@@ -279,11 +288,14 @@ function collect() {
   return inputs;
 }
 
+const TRUE = new Set([true, 1, "1", "true", "True"]), FALSE = new Set([false, 0, "0", "false", "False"]);
+
 function toV2(inputs) {
   return {
     inputs: state.desc.inputs.map((spec) => {
       const rows = inputs[spec.name];
-      const flat = rows.flat(Infinity);
+      let flat = rows.flat(Infinity);
+      if (spec.dtype === "bool") flat = flat.map((v) => (TRUE.has(v) ? true : FALSE.has(v) ? false : v));
       const perRow = features(spec);
       const dims = spec.shape.slice(1).map((d) => (d > 0 ? d : perRow));
       const shape = spec.shape.length === 1 ? [rows.length] : [rows.length, ...dims];
@@ -291,6 +303,13 @@ function toV2(inputs) {
       return { name: spec.name, shape, datatype: DATATYPES[spec.dtype], data: flat };
     }),
   };
+}
+
+// The rows of one V2 tensor, nested by its shape (what feedback stores as the inputs).
+function nest(flat, shape) {
+  if (shape.length <= 1) return flat;
+  const width = shape.slice(1).reduce((a, b) => a * b, 1);
+  return Array.from({ length: shape[0] }, (_, i) => nest(flat.slice(i * width, (i + 1) * width), shape.slice(1)));
 }
 
 // -- prediction -------------------------------------------------------------------------------
@@ -304,7 +323,9 @@ async function predict(event) {
   $("predict").disabled = true;
   const started = performance.now();
   try {
-    const { body, response } = await api(`/v2/models/${encodeURIComponent(d.name)}/versions/${d.version}/infer`, { json: toV2(inputs) });
+    const request = toV2(inputs);
+    const { body, response } = await api(`/v2/models/${encodeURIComponent(d.name)}/versions/${d.version}/infer`, { json: request });
+    inputs = Object.fromEntries(request.inputs.map((t) => [t.name, nest(t.data, t.shape)]));
     const latency = performance.now() - started;
     const outputs = {};
     for (const out of body.outputs) outputs[out.name] = reshape(out.data, out.shape);
@@ -363,7 +384,7 @@ function renderOutputs(outputs) {
 
 function bars(spec, row) {
   const top = row.indexOf(Math.max(...row));
-  const labels = spec.labels || row.map((_, i) => i);
+  const labels = spec.labels || row.map((_, i) => i);  // classes unknown until the answer: their positions
   return el("div", { "data-testid": "probabilities" },
     el("div", { class: "muted small" }, spec.name),
     el("div", { class: "bars", role: "list" }, row.map((p, i) => [
@@ -382,7 +403,7 @@ function resetFeedback() {
   $("thumbs-down").setAttribute("aria-pressed", "false");
   $("correct").value = ""; $("comment").value = ""; $("feedback-status").textContent = "";
   const probs = state.desc.outputs.find((s) => s.kind === "probabilities");
-  $("answers").replaceChildren(...(probs ? probs.labels.map((l) => el("option", { value: String(l) })) : []));
+  $("answers").replaceChildren(...(probs ? (probs.labels || []).map((l) => el("option", { value: String(l) })) : []));
   $("feedback").classList.remove("hidden");
 }
 
