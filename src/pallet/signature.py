@@ -83,8 +83,8 @@ class TensorSpec:
             raise InvalidInput(f"{where}: rows have different lengths; expected {self.describe()}") from None
         array = cast(array, self.dtype, where)
         self._check_shape(array, where)
-        if array.dtype.kind == "f" and not self.allow_nan:
-            bad = ~np.isfinite(array)
+        if array.dtype.kind == "f" and not self.allow_nan and not np.isfinite(array.sum()):
+            bad = ~np.isfinite(array)  # the sum is the fast test; look for where only when it fails
             if bad.any():
                 row = int(np.argwhere(bad)[0][0])
                 raise InvalidInput(f"{where} contains NaN or infinity (row {row}); "
@@ -145,6 +145,8 @@ def cast(array: np.ndarray, dtype: str, where: str) -> np.ndarray:
         if array.size and (int(array.min()) < info.min or int(array.max()) > info.max):
             raise InvalidInput(f"{where}: values out of range for {dtype} ({info.min}..{info.max})")
         return array.astype(target)
+    if array.dtype == target:
+        return array  # nothing to convert, nothing to copy
     with np.errstate(over="ignore", invalid="ignore"):
         converted = array.astype(target)
     if converted.size and (np.isinf(converted) & ~np.isinf(array.astype(np.float64))).any():

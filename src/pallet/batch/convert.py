@@ -133,7 +133,8 @@ def _all_ints(column: pa.Array) -> bool:
 
 def validate(arrays: dict[str, np.ndarray], rows: np.ndarray, signature: Signature, bad: dict[int, str]):
     """`signature.validate` on the good rows; when it refuses, row by row to find which."""
-    chosen = {name: a[rows] for name, a in arrays.items()}
+    whole = len(rows) == len(next(iter(arrays.values())))
+    chosen = arrays if whole else {name: a[rows] for name, a in arrays.items()}  # no copy when every row is good
     try:
         return rows, signature.validate(chosen)
     except InvalidInput:

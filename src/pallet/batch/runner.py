@@ -168,7 +168,7 @@ def _predict_chunk(table: pa.Table, job: Job, model: Model, first_row: int):
     signature = job.version.signature
     arrays, bad = to_inputs(table, job.plan, signature)
     keys = keys_of(table, job.plan, bad)
-    rows = np.array([i for i in range(table.num_rows) if i not in bad], dtype=np.int64)
+    rows = np.setdiff1d(np.arange(table.num_rows), np.fromiter(bad, np.int64, len(bad))) if bad else np.arange(table.num_rows)
     rows, valid = validate(arrays, rows, signature, bad) if len(rows) else (rows, None)
     outputs = {}
     if valid is not None:
