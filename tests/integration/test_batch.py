@@ -331,3 +331,28 @@ def test_schedule_writes_a_crontab_and_a_valid_cronjob(digits_store, tmp_path):
     bad = subprocess.run([PALLET, "batch", "schedule", "digits", "-i", "a", "-o", "b", "--cron", "daily"],
                          env=_env(digits_store), capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert bad.returncode == 1 and "is not a cron schedule of five fields" in bad.stderr
+
+
+def test_ray_engine_runs_the_same_job_with_the_same_answers(digits_store, tmp_path):
+    rows = _table(600).to_pylist()
+    rows[250]["p3"] = "oops"
+    lines = ["id," + ",".join(f"p{i}" for i in range(64))] + [",".join(str(r[c]) for c in r) for r in rows]
+    (tmp_path / "in.csv").write_text("\n".join(lines) + "\n")
+    local = run("digits", str(tmp_path / "in.csv"), f"sqlite:///{tmp_path}/local.db?table=preds", key=["id"],
+                batch_size=100, store=digits_store)
+    done = subprocess.run([PALLET, "batch", "run", "digits", "-i", str(tmp_path / "in.csv"),
+                           "-o", f"sqlite:///{tmp_path}/ray.db?table=preds", "-k", "id", "--batch-size", "100",
+                           "--engine", "ray"], env=_env(digits_store), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "succeeded: 600 rows read, 599 written, 1 rejected" in done.stdout
+    with sqlite3.connect(tmp_path / "local.db") as a, sqlite3.connect(tmp_path / "ray.db") as b:
+        query = "SELECT id, label, probabilities_3 FROM preds ORDER BY id"
+        assert a.execute(query).fetchall() == b.execute(query).fetchall()
+        assert b.execute("SELECT row, reason FROM preds_rejects").fetchall() == [
+            (250, "column 'p3': 'oops' is not a number")]
+    assert local.rows_rejected == 1
+    with pytest.raises(PalletError, match="--engine ray reads CSV or Parquet files"):
+        run("digits", f"sqlite:///{tmp_path}/local.db?table=preds", str(tmp_path / "out"), engine="ray",
+            store=digits_store)
+    with pytest.raises(PalletError, match="--engine must be one of: local, ray"):
+        run("digits", str(tmp_path / "in.csv"), str(tmp_path / "out"), engine="spark", store=digits_store)

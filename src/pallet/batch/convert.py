@@ -167,6 +167,20 @@ def output_columns(outputs: dict[str, np.ndarray], signature: Signature) -> dict
     return columns
 
 
+def outputs_of(predictions: pa.Table, signature: Signature) -> dict[str, np.ndarray]:
+    """The model's outputs back from their columns (`output_columns` undone), for the run's summary."""
+    outputs = {}
+    names = predictions.column_names
+    for spec in signature.outputs:
+        if spec.name in names:
+            outputs[spec.name] = predictions.column(spec.name).to_numpy(zero_copy_only=False)
+            continue
+        parts = [n for n in names if n.startswith(spec.name + "_")]
+        if parts:
+            outputs[spec.name] = np.column_stack([predictions.column(n).to_numpy(zero_copy_only=False) for n in parts])
+    return outputs
+
+
 def arrow_column(values: np.ndarray) -> pa.Array:
     if values.dtype.kind in "OSU":
         return pa.array([v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in values], pa.string())

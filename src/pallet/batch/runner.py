@@ -11,10 +11,11 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from pallet.batch.convert import Plan, arrow_column, keys_of, output_columns, plan_columns, raw_rows, to_inputs, validate
+from pallet.batch.convert import (Plan, arrow_column, keys_of, output_columns, outputs_of, plan_columns, raw_rows,
+                                  to_inputs, validate)
 from pallet.batch.records import RunLog, RunRecord, now
 from pallet.batch.sinks import Checkpoint, Sink, open_sink
-from pallet.batch.sources import Source, normalize, open_source
+from pallet.batch.sources import FileSource, Source, normalize, open_source
 from pallet.batch.summary import Summary
 from pallet.errors import PalletError, PredictionError
 from pallet.model import Model
@@ -22,6 +23,7 @@ from pallet.serve import threads
 from pallet.store import ModelVersion, Store, default_store
 
 RECORD_EVERY_SECONDS = 1.0
+ENGINES = ("local", "ray")
 Progress = Callable[[int, int | None], None]   # rows done, rows in all (None when unknown)
 
 
@@ -36,7 +38,7 @@ class Job:
 
 
 def run(ref: str, input: str, output: str, *, key: list[str] | tuple[str, ...] = (), batch_size: int = 10_000,
-        workers: int = 1, max_reject_rate: float = 0.01, store: Store | None = None,
+        workers: int = 1, max_reject_rate: float = 0.01, engine: str = "local", store: Store | None = None,
         progress: Progress | None = None) -> RunRecord:
     """Predict with `ref` on every row of `input` and write the predictions to `output`; the run record.
 
@@ -47,6 +49,8 @@ def run(ref: str, input: str, output: str, *, key: list[str] | tuple[str, ...] =
         raise PalletError(f"--batch-size must be 1 or more, got {batch_size}")
     if workers < 1:
         raise PalletError(f"--workers must be 1 or more, got {workers}")
+    if engine not in ENGINES:
+        raise PalletError(f"--engine must be one of: {', '.join(ENGINES)}; got '{engine}'")
     if not 0 <= max_reject_rate <= 1:
         raise PalletError(f"--max-reject-rate is a fraction from 0 to 1, got {max_reject_rate}")
     store = store or default_store()
@@ -54,11 +58,14 @@ def run(ref: str, input: str, output: str, *, key: list[str] | tuple[str, ...] =
     version = store.resolve(ref)
     input, output = normalize(input), normalize(output)
     source = open_source(input, list(key))
+    if engine == "ray" and not isinstance(source, FileSource):
+        raise PalletError("--engine ray reads CSV or Parquet files (ray.data); read SQL inputs with the local engine")
     if source.total_rows == 0:
         raise PalletError(f"input {source.description} has no rows")
     sink = open_sink(output)
     plan = plan_columns(version.signature, source.columns, list(key), version.ref.name)
-    options = {"key": list(key), "batch_size": batch_size, "workers": workers, "max_reject_rate": max_reject_rate}
+    options = {"key": list(key), "batch_size": batch_size, "workers": workers, "max_reject_rate": max_reject_rate,
+               "engine": engine}
     record = runs.start(RunRecord(id=RunLog.new_id(), model_ref=str(ref), model=version.ref.name,
                                   version=version.ref.version, input=input, output=output, started=now(),
                                   options=options))
@@ -108,16 +115,18 @@ def _execute(job: Job, runs: RunLog, progress: Progress | None) -> RunRecord:
     if progress:
         progress(record.rows_read, total)
     try:
-        chunks = job.source.chunks(options.get("batch_size", 10_000), skip=state.rows_read)
-        with ThreadPoolExecutor(workers, thread_name_prefix="pallet-batch") as pool:
-            pending: deque = deque()
-            for chunk in chunks:
-                pending.append(pool.submit(_predict_chunk, chunk, job, model, record.rows_read + _queued(pending)))
-                pending[-1].rows = chunk.num_rows
-                if len(pending) > workers:
-                    _commit(pending.popleft(), job, state, summary, runs, progress, total, allowed)
-            while pending:
-                _commit(pending.popleft(), job, state, summary, runs, progress, total, allowed)
+        if not job.plan.key_types and job.plan.keys:  # decide text keys' type once, before any worker does
+            first = next(job.source.chunks(options.get("batch_size", 10_000)), None)
+            if first is not None:
+                keys_of(first, job.plan, {})
+        if options.get("engine", "local") == "ray":
+            from pallet.batch import ray_engine
+
+            results = ray_engine.results(job, state.rows_read)
+        else:
+            results = _local_results(job, model, workers, state.rows_read)
+        for result in results:
+            _commit(result, job, state, summary, runs, progress, total, allowed)
         if record.rows_read and record.rows_rejected / record.rows_read > allowed:
             raise PalletError(_too_many_rejects(record, allowed))
         job.sink.finish(record.id)
@@ -133,12 +142,22 @@ def _execute(job: Job, runs: RunLog, progress: Progress | None) -> RunRecord:
     return record
 
 
-def _queued(pending: deque) -> int:
-    return sum(f.rows for f in pending)
+def _local_results(job: Job, model: Model, workers: int, skip: int):
+    """Each chunk's (predictions, rejects, rows read), in input order, `workers` chunks predicted at once."""
+    with ThreadPoolExecutor(workers, thread_name_prefix="pallet-batch") as pool:
+        pending: deque = deque()
+        first_row = skip
+        for chunk in job.source.chunks(job.record.options.get("batch_size", 10_000), skip=skip):
+            pending.append(pool.submit(_predict_chunk, chunk, job, model, first_row))
+            first_row += chunk.num_rows
+            if len(pending) > workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
-def _commit(future, job: Job, state: Checkpoint, summary: "Summary", runs: RunLog, progress, total, allowed) -> None:
-    predictions, rejects, read, outputs = future.result()
+def _commit(result, job: Job, state: Checkpoint, summary: Summary, runs: RunLog, progress, total, allowed) -> None:
+    predictions, rejects, read = result
     record = job.record
     state.chunks += 1
     state.rows_read += read
@@ -146,7 +165,7 @@ def _commit(future, job: Job, state: Checkpoint, summary: "Summary", runs: RunLo
     state.rows_rejected += rejects.num_rows if rejects is not None else 0
     job.sink.write(record.id, predictions, rejects, state)
     record.rows_read, record.rows_written, record.rows_rejected = state.rows_read, state.rows_written, state.rows_rejected
-    summary.add(outputs)
+    summary.add(outputs_of(predictions, job.version.signature))
     record.summary = summary.to_dict()
     record.options["key_types"] = job.plan.key_types
     if time.monotonic() - job.saved > RECORD_EVERY_SECONDS:  # the sink's checkpoint is the exact count
@@ -163,14 +182,15 @@ def _too_many_rejects(record: RunRecord, allowed: float) -> str:
             f"the reasons are in the rejects of {record.output}")
 
 
-def _predict_chunk(table: pa.Table, job: Job, model: Model, first_row: int):
-    """Predictions and rejects of one chunk (runs on a worker thread)."""
+def _predict_chunk(table: pa.Table, job: Job, model: Model, first_row: int, with_rows: bool = False):
+    """Predictions and rejects of one chunk (runs on a worker thread, or a Ray actor with `with_rows`:
+    then each prediction also carries its row in the chunk)."""
     signature = job.version.signature
     arrays, bad = to_inputs(table, job.plan, signature)
     keys = keys_of(table, job.plan, bad)
     rows = np.setdiff1d(np.arange(table.num_rows), np.fromiter(bad, np.int64, len(bad))) if bad else np.arange(table.num_rows)
     rows, valid = validate(arrays, rows, signature, bad) if len(rows) else (rows, None)
-    outputs = {}
+    outputs: dict = {}
     if valid is not None:
         try:
             outputs = model.run(valid)
@@ -193,6 +213,10 @@ def _predict_chunk(table: pa.Table, job: Job, model: Model, first_row: int):
     columns["version"] = pa.array([record.version] * n, pa.int64())
     columns["run_id"] = pa.array([record.id] * n, pa.string())
     predictions = pa.table(columns) if outputs else _empty_predictions(keys, n, record)
+    if with_rows:
+        from pallet.batch.ray_engine import ROW
+
+        predictions = predictions.append_column(ROW, pa.array(rows, pa.int64()))
     rejects = None
     if bad:
         order = sorted(bad)
@@ -203,7 +227,7 @@ def _predict_chunk(table: pa.Table, job: Job, model: Model, first_row: int):
             "input": pa.array(raw_rows(table, order), pa.string()),
             "run_id": pa.array([record.id] * len(order), pa.string()),
         })
-    return predictions, rejects, table.num_rows, outputs
+    return predictions, rejects, table.num_rows
 
 
 def _empty_predictions(keys, n, record) -> pa.Table:

@@ -34,6 +34,7 @@ def run(
     batch_size: int = typer.Option(10_000, min=1, help="Rows per chunk: one predict call and one commit."),
     workers: int = typer.Option(1, min=1, help="Chunks predicted at once (threads)."),
     max_reject_rate: float = typer.Option(0.01, min=0, max=1, help="Fail the run above this share of bad rows."),
+    engine: str = typer.Option("local", help="local, or ray: Ray Data on RAY_ADDRESS's cluster (or a local one)."),
     resume: bool = typer.Option(False, "--resume", help="Finish the last unfinished run of this job instead."),
 ) -> None:
     """Predict on every row of the input and write the predictions to the output."""
@@ -44,7 +45,7 @@ def run(
             _report(_with_progress(lambda p: runner.resume(unfinished.id, progress=p)))
             return
     _report(_with_progress(lambda p: runner.run(ref, input, output, key=key, batch_size=batch_size, workers=workers,
-                                                 max_reject_rate=max_reject_rate, progress=p)))
+                                                 max_reject_rate=max_reject_rate, engine=engine, progress=p)))
 
 
 @app.command("resume")
