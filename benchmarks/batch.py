@@ -108,9 +108,9 @@ def main() -> None:
         f"Parquet -> Parquet, {args.rows // 4:,} rows (memory check)": lambda: pallet_case(small_parquet, str(out / "small")),
     }
     figures, floor_whole = {}, []
-    for name, command in cases.items():
-        runs = []
-        for round_ in range(args.rounds):
+    runs: dict[str, list] = {name: [] for name in cases}
+    for round_ in range(args.rounds):  # A B C D, A B C D, ...: slow drifts of the machine hit every case alike
+        for name, command in cases.items():
             shutil.rmtree(out, ignore_errors=True)
             out.mkdir(parents=True)
             print(f"  round {round_ + 1}/{args.rounds}: {name}", file=sys.stderr)
@@ -120,11 +120,13 @@ def main() -> None:
                 floor_whole.append(whole)
             else:
                 seconds, peak, _ = timed(command(), env)
-            runs.append((seconds, peak))
+            runs[name].append((seconds, peak))
+    for name, measured in runs.items():
         rows = args.rows // 4 if "memory check" in name else args.rows
-        seconds = statistics.median(s for s, _ in runs)
+        seconds = statistics.median(s for s, _ in measured)
         figures[name] = {"rows": rows, "seconds": round(seconds, 3), "rows_per_s": round(rows / seconds),
-                         "peak_rss_mib": round(max(p for _, p in runs), 1), "rounds": [round(s, 3) for s, _ in runs]}
+                         "peak_rss_mib": round(max(p for _, p in measured), 1),
+                         "rounds": [round(s, 3) for s, _ in measured]}
     figures["floor, whole process (imports and model load included)"] = {
         "rows": args.rows, "seconds": round(statistics.median(floor_whole), 3),
         "rows_per_s": round(args.rows / statistics.median(floor_whole))}

@@ -16,7 +16,7 @@ from pathlib import Path
 import pyarrow as pa
 import sqlalchemy as sa
 
-from pallet.batch.sources import _first_line, make_engine, quote, redact, split_url
+from pallet.batch.sources import first_line, make_engine, quote, redact, split_url
 from pallet.errors import PalletError
 
 CHECKPOINTS = "pallet_batch_checkpoints"
@@ -36,7 +36,6 @@ class Sink:
     def checkpoint(self, run_id: str) -> Checkpoint: ...
     def write(self, run_id: str, predictions: pa.Table, rejects: pa.Table | None, checkpoint: Checkpoint) -> None: ...
     def finish(self, run_id: str) -> None: ...
-    def read(self) -> pa.Table: ...
 
 
 class SqlSink(Sink):
@@ -53,7 +52,7 @@ class SqlSink(Sink):
                 conn.execute(sa.text(f"CREATE TABLE IF NOT EXISTS {CHECKPOINTS} (run_id VARCHAR(32) PRIMARY KEY, "
                                      "state TEXT NOT NULL)"))
         except sa.exc.DBAPIError as e:
-            raise PalletError(f"cannot write output {self.description}: {_first_line(e.orig)}") from None
+            raise PalletError(f"cannot write output {self.description}: {first_line(e.orig)}") from None
 
     def staging(self, run_id: str) -> str:
         return f"{self.table}__staging_{run_id.replace('-', '_')}"
@@ -91,13 +90,6 @@ class SqlSink(Sink):
             conn.execute(sa.text(f"ALTER TABLE {quote(staging)} RENAME TO {quote(self.table)}"))
             conn.execute(sa.text(f"DELETE FROM {CHECKPOINTS} WHERE run_id = :r"), {"r": run_id})
 
-    def read(self) -> pa.Table:
-        with self.engine.connect() as conn:
-            result = conn.execute(sa.text(f"SELECT * FROM {quote(self.table)}"))
-            names, rows = list(result.keys()), result.fetchall()
-        return pa.table({n: pa.array(list(col)) for n, col in zip(names, zip(*rows))} if rows else
-                        {n: pa.array([]) for n in names})
-
     def _exists(self, conn, name: str) -> bool:
         return sa.inspect(conn).has_table(name)
 
@@ -108,17 +100,19 @@ class SqlSink(Sink):
     def _insert(self, conn, name: str, table: pa.Table) -> None:
         if not table.num_rows:
             return
-        columns = [c.to_pylist() for c in table.columns]
-        rows = list(zip(*columns))
         names = ", ".join(quote(n) for n in table.column_names)
         raw = conn.connection.driver_connection
         if self.sqlite:
+            rows = list(zip(*(c.to_pylist() for c in table.columns)))
             marks = ", ".join("?" for _ in table.column_names)
             raw.executemany(f"INSERT INTO {quote(name)} ({names}) VALUES ({marks})", rows)
-        else:
-            with raw.cursor() as cursor, cursor.copy(f"COPY {quote(name)} ({names}) FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row(row)
+        else:  # COPY in CSV, written by pyarrow: no Python work per row
+            import pyarrow.csv as pcsv
+
+            text = pa.BufferOutputStream()
+            pcsv.write_csv(table, text, pcsv.WriteOptions(include_header=False))
+            with raw.cursor() as cursor, cursor.copy(f"COPY {quote(name)} ({names}) FROM STDIN WITH (FORMAT csv)") as copy:
+                copy.write(text.getvalue().to_pybytes())
 
 
 class ParquetSink(Sink):
@@ -165,11 +159,6 @@ class ParquetSink(Sink):
             self.path.rename(old)
         folder.rename(self.path)
         shutil.rmtree(old, ignore_errors=True)
-
-    def read(self) -> pa.Table:
-        import pyarrow.dataset as ds
-
-        return ds.dataset(self.path, format="parquet").to_table()
 
 
 def open_sink(spec: str) -> Sink:

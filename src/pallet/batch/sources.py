@@ -120,7 +120,7 @@ class SqlSource(Source):
                 self.columns = list(result.keys())
                 self.total_rows = conn.execute(sa.text(f"SELECT count(*) FROM ({query}) AS pallet_input")).scalar()
         except sa.exc.DBAPIError as e:
-            raise PalletError(f"input {self.description}: {_first_line(e.orig)}") from None
+            raise PalletError(f"input {self.description}: {first_line(e.orig)}") from None
 
     def batches(self, size: int):
         with self.engine.connect() as conn:
@@ -180,7 +180,7 @@ def redact(spec: str) -> str:
     return url.render_as_string(hide_password=True) if url.password else spec
 
 
-def _first_line(error: BaseException) -> str:
+def first_line(error: BaseException) -> str:
     return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
@@ -204,4 +204,3 @@ def _count_lines(path: Path) -> int:
     return count + (last != b"\n")
 
 
-__all__ = ["Source", "open_source", "split_url", "make_engine", "quote", "redact"]
