@@ -83,12 +83,30 @@ class SqlSink(Sink):
     def finish(self, run_id: str) -> None:
         """The staging table becomes the output in one transaction: readers see the old rows or the new."""
         staging = self.staging(run_id)
-        with self.engine.begin() as conn:
+        with self.engine.connect() as conn:
             if not self._exists(conn, staging):  # no rows at all: an empty output
                 return
-            conn.execute(sa.text(f"DROP TABLE IF EXISTS {quote(self.table)}"))
-            conn.execute(sa.text(f"ALTER TABLE {quote(staging)} RENAME TO {quote(self.table)}"))
-            conn.execute(sa.text(f"DELETE FROM {CHECKPOINTS} WHERE run_id = :r"), {"r": run_id})
+        statements = [f"DROP TABLE IF EXISTS {quote(self.table)}",
+                      f"ALTER TABLE {quote(staging)} RENAME TO {quote(self.table)}"]
+        forget = f"DELETE FROM {CHECKPOINTS} WHERE run_id = "
+        if not self.sqlite:
+            with self.engine.begin() as conn:
+                for statement in statements:
+                    conn.execute(sa.text(statement))
+                conn.execute(sa.text(forget + ":r"), {"r": run_id})
+            return
+        # Python's sqlite3 runs DDL outside transactions unless one is opened by hand.
+        with self.engine.connect() as conn:
+            raw = conn.connection.driver_connection
+            raw.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in statements:
+                    raw.execute(statement)
+                raw.execute(forget + "?", (run_id,))
+            except BaseException:
+                raw.rollback()
+                raise
+            raw.commit()
 
     def _exists(self, conn, name: str) -> bool:
         return sa.inspect(conn).has_table(name)
