@@ -141,6 +141,8 @@ def test_too_many_rejects_fail_the_run_and_keep_the_old_output(digits_store, tmp
         run("digits", str(tmp_path / "bad.csv"), out, key=["id"], batch_size=50, store=digits_store)
     failed = RunLog(digits_store.index.engine).list(output=out)[0]
     assert failed.status == "failed" and "max-reject-rate" in failed.error
+    with pytest.raises(PalletError, match="failed on its rejected rows"):
+        resume(failed.id, store=digits_store)  # it would only fail again: a fixed input is a new run
     assert {r[3] for r in _sqlite_rows(tmp_path / "p.db")} == {good.id}  # readers still see the good run
     loose = run("digits", str(tmp_path / "bad.csv"), out, key=["id"], max_reject_rate=0.1, store=digits_store)
     assert loose.status == "succeeded" and loose.rows_rejected == 10

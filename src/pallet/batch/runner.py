@@ -27,6 +27,10 @@ ENGINES = ("local", "ray")
 Progress = Callable[[int, int | None], None]   # rows done, rows in all (None when unknown)
 
 
+class TooManyRejects(PalletError):
+    """More bad rows than --max-reject-rate allows."""
+
+
 @dataclass
 class Job:
     record: RunRecord
@@ -79,6 +83,9 @@ def resume(run_id: str, *, store: Store | None = None, progress: Progress | None
     record = runs.get(run_id)
     if record.status == "succeeded":
         raise PalletError(f"run {run_id} already succeeded; start a new run to predict again")
+    if not record.options.get("resumable", True):
+        raise PalletError(f"run {run_id} failed on its rejected rows ({record.error}); fix the input and start "
+                          "a new run")
     version = store.resolve(f"{record.model}:{record.version}")
     key = record.options.get("key", [])
     source, sink = open_source(record.input, key), open_sink(record.output)
@@ -95,7 +102,7 @@ def latest_unfinished(input: str, output: str, ref: str, store: Store | None = N
     version = store.resolve(ref)
     input, output = normalize(input), normalize(output)
     for record in RunLog(store.index.engine).list(output=output):
-        if record.status == "succeeded":
+        if record.status == "succeeded" or not record.options.get("resumable", True):
             return None
         if (record.input, record.model, record.version) == (input, version.ref.name, version.ref.version):
             return record
@@ -109,7 +116,6 @@ def _execute(job: Job, runs: RunLog, progress: Progress | None) -> RunRecord:
     summary = Summary.from_dict(record.summary)
     workers = options.get("workers", 1)
     threads.apply(threads.plan_threads(workers))
-    model = Model(job.version)
     total = job.source.total_rows
     allowed = options.get("max_reject_rate", 0.01)
     if progress:
@@ -124,19 +130,21 @@ def _execute(job: Job, runs: RunLog, progress: Progress | None) -> RunRecord:
 
             results = ray_engine.results(job, state.rows_read)
         else:
-            results = _local_results(job, model, workers, state.rows_read)
+            results = _local_results(job, Model(job.version), workers, state.rows_read)
         for result in results:
             _commit(result, job, state, summary, runs, progress, total, allowed)
         if record.rows_read and record.rows_rejected / record.rows_read > allowed:
-            raise PalletError(_too_many_rejects(record, allowed))
+            raise TooManyRejects(_too_many_rejects(record, allowed))
         job.sink.finish(record.id)
     except (Exception, KeyboardInterrupt) as e:
         record.status, record.finished = "failed", now()
         record.error = str(e) if isinstance(e, PalletError) else ("interrupted" if isinstance(e, KeyboardInterrupt)
                                                                    else f"{type(e).__name__}: {e}")
+        # Too many bad rows is the data's fault: running on would fail again; a fixed input is a new run.
+        record.options["resumable"] = not isinstance(e, TooManyRejects)
         runs.update(record)
-        raise PalletError(f"batch run {record.id} failed: {record.error} (resume it with "
-                          f"'pallet batch resume {record.id}')") from None
+        hint = f" (resume it with 'pallet batch resume {record.id}')" if record.options["resumable"] else ""
+        raise PalletError(f"batch run {record.id} failed: {record.error}{hint}") from None
     record.status, record.finished = "succeeded", now()
     runs.update(record)
     return record
@@ -172,7 +180,7 @@ def _commit(result, job: Job, state: Checkpoint, summary: Summary, runs: RunLog,
         runs.update(record)
         job.saved = time.monotonic()
     if total and record.rows_rejected > allowed * total:
-        raise PalletError(_too_many_rejects(record, allowed))
+        raise TooManyRejects(_too_many_rejects(record, allowed))
     if progress:
         progress(record.rows_read, total)
 
