@@ -358,3 +358,29 @@ def test_ray_engine_runs_the_same_job_with_the_same_answers(digits_store, tmp_pa
             store=digits_store)
     with pytest.raises(PalletError, match="--engine must be one of: local, ray"):
         run("digits", str(tmp_path / "in.csv"), str(tmp_path / "out"), engine="spark", store=digits_store)
+
+
+def test_ray_engine_skips_exactly_the_rows_a_resumed_run_has_done(digits_store, tmp_path):
+    from pallet.batch import ray_engine
+    from pallet.batch.convert import plan_columns
+    from pallet.batch.records import RunRecord
+    from pallet.batch.runner import Job
+    from pallet.batch.sources import open_source
+
+    rows = _table(600).to_pylist()
+    rows[100]["p3"] = rows[400]["p3"] = "oops"
+    lines = ["id," + ",".join(f"p{i}" for i in range(64))] + [",".join(str(r[c]) for c in r) for r in rows]
+    (tmp_path / "in.csv").write_text("\n".join(lines) + "\n")
+    version = digits_store.resolve("digits")
+    source = open_source(str(tmp_path / "in.csv"), ["id"])
+    plan = plan_columns(version.signature, source.columns, ["id"], "digits")
+    plan.key_types = {"id": "int"}
+    record = RunRecord(id="ray-skip", model_ref="digits", model="digits", version=version.ref.version,
+                       input=str(tmp_path / "in.csv"), output="unused", started="now",
+                       options={"batch_size": 128, "workers": 1})
+    results = list(ray_engine.results(Job(record, version, source, None, plan), skip=250))  # chunks don't align
+    ids = [i for predictions, _, _ in results for i in predictions.column("id").to_pylist()]
+    assert ids == [i for i in range(250, 600) if i != 400]
+    rejected = [r for _, rejects, _ in results if rejects is not None for r in rejects.column("row").to_pylist()]
+    assert rejected == [400]  # the row before the resume point is not rejected twice, and rows count from the file's start
+    assert sum(read for _, _, read in results) == 350
