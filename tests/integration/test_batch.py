@@ -164,7 +164,11 @@ def test_rerun_replaces_the_output(digits_store, tmp_path):
         (("digits", "{tmp}/missing.csv", "{tmp}/out"), "missing.csv does not exist"),
         (("digits", "{tmp}/in.txt", "{tmp}/out"), "pallet reads .csv and .parquet files"),
         (("digits", "{tmp}/empty", "{tmp}/out"), "holds no .csv or .parquet files"),
-        (("digits", "{tmp}/in.csv", "{tmp}/in.csv/out"), "cannot write output"),
+        (("digits", "{tmp}/in.csv", "{tmp}/in.txt/out"), "cannot write output"),
+        (("digits", "{tmp}/empty", "{tmp}/empty"), "would replace the input"),
+        (("digits", "{tmp}/in.csv", "{tmp}"), "would replace the input"),
+        (("digits", "{tmp}/in.csv", "{tmp}/mine"), "holds files pallet did not write"),
+        (("digits", "sqlite:///{tmp}/p.db?table=t", "sqlite:///{tmp}/p.db?table=t"), "the output is the input table"),
         (("digits", "{tmp}/in.csv", "sqlite:///{tmp}/p.db"), "add ?table=NAME"),
         (("digits", "sqlite:///{tmp}/p.db?table=nope", "{tmp}/out"), "no such table: nope"),
         (("digits", "{tmp}/in.csv", "notadb://x?table=t"), "output database"),
@@ -176,6 +180,8 @@ def test_mistakes_fail_before_any_work(digits_store, tmp_path, args, message):
     _csv(tmp_path / "narrow.csv", pa.table({"id": [1], "a": [1.0], "b": [2.0], "c": [3.0]}))
     (tmp_path / "in.txt").write_text("x")
     (tmp_path / "empty").mkdir()
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "thesis.txt").write_text("years of work")
     ref, source, output = (a.format(tmp=tmp_path) for a in args)
     before = len(RunLog(digits_store.index.engine).list())
     with pytest.raises(PalletError, match=message.replace("?", r"\?").replace(".", r"\.")):
@@ -183,6 +189,44 @@ def test_mistakes_fail_before_any_work(digits_store, tmp_path, args, message):
     assert len(RunLog(digits_store.index.engine).list()) == before  # no run record for a run that never started
     with pytest.raises(PalletError, match="key column 'nokey' is not in the input"):
         run("digits", str(tmp_path / "in.csv"), str(tmp_path / "out"), key=["nokey"], store=digits_store)
+    assert (tmp_path / "mine" / "thesis.txt").read_text() == "years of work"
+
+
+def test_sql_inputs_need_a_key_and_keys_cannot_shadow_outputs(digits_store, tmp_path):
+    sa_engine = sa.create_engine(f"sqlite:///{tmp_path}/src.db")
+    with sa_engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE f (label INTEGER, " + ", ".join(f"p{i} REAL" for i in range(64)) + ")"))
+        conn.execute(sa.text("INSERT INTO f VALUES (" + ", ".join(["1"] * 65) + ")"))
+    with pytest.raises(PalletError, match="a SQL input needs --key"):
+        run("digits", f"sqlite:///{tmp_path}/src.db?table=f", str(tmp_path / "out"), store=digits_store)
+    with pytest.raises(PalletError, match="key column 'label' has the name of an output column"):
+        run("digits", f"sqlite:///{tmp_path}/src.db?table=f", str(tmp_path / "out"), key=["label"], store=digits_store)
+
+
+def test_text_keys_stay_text_unless_they_are_plain_numbers(digits_store, tmp_path):
+    table = _table(4)
+    ids = pa.array(["007", "7", "8", "9"])
+    _csv(tmp_path / "in.csv", table.set_column(0, "id", ids))
+    run("digits", str(tmp_path / "in.csv"), str(tmp_path / "out"), key=["id"], store=digits_store)
+    assert sorted(pq.read_table(tmp_path / "out").column("id").to_pylist()) == ["007", "7", "8", "9"]
+
+
+def test_resume_refuses_an_input_that_changed(digits_store, tmp_path):
+    source = _csv(tmp_path / "in.csv", _table(300))
+    out = f"sqlite:///{tmp_path}/p.db?table=preds"
+    log = RunLog(digits_store.index.engine)
+    done = run("digits", source, out, key=["id"], store=digits_store)
+    record = log.get(done.id)
+    record.status = "failed"  # as if it had died
+    log.update(record)
+    time.sleep(0.01)
+    _csv(tmp_path / "in.csv", _table(300, start=1000))  # tomorrow's data at the same path
+    with pytest.raises(PalletError, match="changed since it started"):
+        resume(done.id, store=digits_store)
+    fresh = subprocess.run([PALLET, "batch", "run", "digits", "-i", source, "-o", out, "-k", "id", "--resume"],
+                           env=_env(digits_store), capture_output=True, text=True, timeout=120)
+    assert fresh.returncode == 0 and "resuming" not in fresh.stderr  # a new run, not a mix of two inputs
+    assert [r[0] for r in _sqlite_rows(tmp_path / "p.db")] == list(range(1000, 1300))
 
 
 def _env(store):
@@ -354,7 +398,7 @@ def test_ray_engine_runs_the_same_job_with_the_same_answers(digits_store, tmp_pa
             (250, "column 'p3': 'oops' is not a number")]
     assert local.rows_rejected == 1
     with pytest.raises(PalletError, match="--engine ray reads CSV or Parquet files"):
-        run("digits", f"sqlite:///{tmp_path}/local.db?table=preds", str(tmp_path / "out"), engine="ray",
+        run("digits", f"sqlite:///{tmp_path}/local.db?table=preds", str(tmp_path / "out"), key=["id"], engine="ray",
             store=digits_store)
     with pytest.raises(PalletError, match="--engine must be one of: local, ray"):
         run("digits", str(tmp_path / "in.csv"), str(tmp_path / "out"), engine="spark", store=digits_store)

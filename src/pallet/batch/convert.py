@@ -17,6 +17,9 @@ from pallet.errors import InvalidInput, PalletError
 from pallet.signature import TEXT, Signature, TensorSpec
 
 
+RESERVED = ("model", "version", "run_id")  # columns every output row gets
+
+
 @dataclass
 class Plan:
     """Which input columns feed which model input, and which columns are keys."""
@@ -31,6 +34,10 @@ def plan_columns(signature: Signature, columns: list[str], keys: list[str], mode
     if missing:
         raise PalletError(f"key column {', '.join(repr(k) for k in missing)} is not in the input; "
                           f"its columns: {_names(columns)}")
+    clash = [k for k in keys if k in RESERVED or any(k == s.name or k.startswith(s.name + "_") for s in signature.outputs)]
+    if clash:
+        raise PalletError(f"key column {', '.join(repr(k) for k in clash)} has the name of an output column; "
+                          "rename it in the input")
     rest = [c for c in columns if c not in keys]
     specs = signature.inputs
     if all(s.name in rest and _width(s) == 1 for s in specs):
@@ -114,7 +121,10 @@ def keys_of(table: pa.Table, plan: Plan, bad: dict[int, str]) -> dict[str, pa.Ar
                 values = []
                 for i, v in enumerate(column.to_pylist()):
                     try:
-                        values.append(None if v is None else int(v))
+                        number = None if v is None else int(v)
+                        if number is not None and (str(number) != v or not -2**63 <= number < 2**63):
+                            raise ValueError(v)
+                        values.append(number)
                     except ValueError:
                         values.append(None)
                         bad.setdefault(i, f"key '{name}': {v[:40]!r} is not a whole number like the rows before")
@@ -124,11 +134,12 @@ def keys_of(table: pa.Table, plan: Plan, bad: dict[int, str]) -> dict[str, pa.Ar
 
 
 def _all_ints(column: pa.Array) -> bool:
+    """Whether every key reads as a whole number and back unchanged ('007' does not: it stays text)."""
     try:
-        pc.cast(column, pa.int64())
-        return True
+        numbers = pc.cast(column, pa.int64())
     except pa.ArrowInvalid:
         return False
+    return pc.all(pc.equal(pc.cast(numbers, pa.string()), column)).as_py() is not False
 
 
 def validate(arrays: dict[str, np.ndarray], rows: np.ndarray, signature: Signature, bad: dict[int, str]):

@@ -57,7 +57,7 @@ def results(job, skip: int):
             data = ray.data.read_csv(files, convert_options=pcsv.ConvertOptions(column_types=types,
                                                                                 strings_can_be_null=True))
         options = job.record.options
-        light = type(job)(job.record, job.version, None, None, job.plan)  # what the actors need, no connections
+        light = type(job)(job.record, job.version, None, None, job.plan, job.home)  # what the actors need, no connections
         # Half a CPU per actor leaves room for the read tasks beside them (a 2-CPU machine would stall).
         data = data.map_batches(ChunkPredictor, fn_constructor_kwargs={"job": light}, batch_format="pyarrow",
                                 batch_size=options.get("batch_size", 10_000), num_cpus=0.5,

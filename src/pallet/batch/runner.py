@@ -7,6 +7,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -15,7 +16,7 @@ from pallet.batch.convert import (Plan, arrow_column, keys_of, output_columns, o
                                   to_inputs, validate)
 from pallet.batch.records import RunLog, RunRecord, now
 from pallet.batch.sinks import Checkpoint, Sink, open_sink
-from pallet.batch.sources import FileSource, Source, normalize, open_source
+from pallet.batch.sources import FileSource, Source, normalize, open_source, redact, split_url
 from pallet.batch.summary import Summary
 from pallet.errors import PalletError, PredictionError
 from pallet.model import Model
@@ -38,6 +39,7 @@ class Job:
     source: Source
     sink: Sink
     plan: Plan
+    home: Path = Path(".")  # the store's folder: where run locks live
     saved: float = 0.0  # when the run record was last written
 
 
@@ -61,6 +63,7 @@ def run(ref: str, input: str, output: str, *, key: list[str] | tuple[str, ...] =
     runs = RunLog(store.index.engine)
     version = store.resolve(ref)
     input, output = normalize(input), normalize(output)
+    _check_apart(input, output)
     source = open_source(input, list(key))
     if engine == "ray" and not isinstance(source, FileSource):
         raise PalletError("--engine ray reads CSV or Parquet files (ray.data); read SQL inputs with the local engine")
@@ -69,11 +72,11 @@ def run(ref: str, input: str, output: str, *, key: list[str] | tuple[str, ...] =
     sink = open_sink(output)
     plan = plan_columns(version.signature, source.columns, list(key), version.ref.name)
     options = {"key": list(key), "batch_size": batch_size, "workers": workers, "max_reject_rate": max_reject_rate,
-               "engine": engine}
+               "engine": engine, "fingerprint": source.fingerprint()}
     record = runs.start(RunRecord(id=RunLog.new_id(), model_ref=str(ref), model=version.ref.name,
                                   version=version.ref.version, input=input, output=output, started=now(),
                                   options=options))
-    return _execute(Job(record, version, source, sink, plan), runs, progress)
+    return _execute(Job(record, version, source, sink, plan, store.home), runs, progress)
 
 
 def resume(run_id: str, *, store: Store | None = None, progress: Progress | None = None) -> RunRecord:
@@ -89,11 +92,16 @@ def resume(run_id: str, *, store: Store | None = None, progress: Progress | None
     version = store.resolve(f"{record.model}:{record.version}")
     key = record.options.get("key", [])
     source, sink = open_source(record.input, key), open_sink(record.output)
+    if source.fingerprint() != record.options.get("fingerprint", source.fingerprint()):
+        raise PalletError(f"the input of run {run_id} changed since it started ({record.input}); resuming would "
+                          "mix two inputs, so start a new run")
     plan = plan_columns(version.signature, source.columns, key, version.ref.name)
     plan.key_types = dict(record.options.get("key_types", {}))
+    with _lock(store.home, run_id):  # not while another process runs it
+        pass
     record.status, record.error, record.finished = "running", None, None
     runs.update(record)
-    return _execute(Job(record, version, source, sink, plan), runs, progress)
+    return _execute(Job(record, version, source, sink, plan, store.home), runs, progress)
 
 
 def latest_unfinished(input: str, output: str, ref: str, store: Store | None = None) -> RunRecord | None:
@@ -105,11 +113,44 @@ def latest_unfinished(input: str, output: str, ref: str, store: Store | None = N
         if record.status == "succeeded" or not record.options.get("resumable", True):
             return None
         if (record.input, record.model, record.version) == (input, version.ref.name, version.ref.version):
-            return record
+            current = open_source(input, record.options.get("key", [])).fingerprint()
+            return record if current == record.options.get("fingerprint") else None  # changed input: a new run
     return None
 
 
+def _check_apart(input: str, output: str) -> None:
+    """The output is replaced at the end of a run: it must not be, or hold, the input."""
+    if "://" in input or "://" in output:
+        if input.split("?")[0] == output.split("?")[0] and split_url(input, ("table",))[1].get("table") == \
+                split_url(output, ("table",))[1].get("table") is not None:
+            raise PalletError("the output is the input table; write the predictions to another table")
+        return
+    source, target = Path(input), Path(output)
+    if source == target or target in source.parents or source in target.parents:
+        raise PalletError(f"the output {output} would replace the input {input}; name another folder")
+
+
+def _lock(store_home: Path, run_id: str):
+    """Held while a run executes: a second process on the same run stops at once (a dead one's lock is gone)."""
+    import fcntl
+
+    folder = store_home / "locks"
+    folder.mkdir(parents=True, exist_ok=True)
+    handle = open(folder / f"batch-{run_id}.lock", "w")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise PalletError(f"run {run_id} is running in another process on this machine; wait for it to end") from None
+    return handle
+
+
 def _execute(job: Job, runs: RunLog, progress: Progress | None) -> RunRecord:
+    with _lock(job.home, job.record.id):
+        return _execute_locked(job, runs, progress)
+
+
+def _execute_locked(job: Job, runs: RunLog, progress: Progress | None) -> RunRecord:
     record, options = job.record, job.record.options
     state = job.sink.checkpoint(record.id)
     record.rows_read, record.rows_written, record.rows_rejected = state.rows_read, state.rows_written, state.rows_rejected
@@ -187,7 +228,7 @@ def _commit(result, job: Job, state: Checkpoint, summary: Summary, runs: RunLog,
 
 def _too_many_rejects(record: RunRecord, allowed: float) -> str:
     return (f"{record.rows_rejected} of {record.rows_read} rows rejected, over --max-reject-rate {allowed:g}; "
-            f"the reasons are in the rejects of {record.output}")
+            f"the reasons are in the rejects of {redact(record.output)}")
 
 
 def _predict_chunk(table: pa.Table, job: Job, model: Model, first_row: int, with_rows: bool = False):

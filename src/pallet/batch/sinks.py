@@ -7,6 +7,7 @@ no row twice and none lost. A finished run swaps its staging in for the output a
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -20,6 +21,7 @@ from pallet.batch.sources import first_line, make_engine, quote, redact, split_u
 from pallet.errors import PalletError
 
 CHECKPOINTS = "pallet_batch_checkpoints"
+MARKER = "_pallet_output"  # in a Parquet output folder: pallet wrote it, so a run may replace it
 
 
 @dataclass
@@ -55,7 +57,8 @@ class SqlSink(Sink):
             raise PalletError(f"cannot write output {self.description}: {first_line(e.orig)}") from None
 
     def staging(self, run_id: str) -> str:
-        return f"{self.table}__staging_{run_id.replace('-', '_')}"
+        digest = hashlib.sha256(f"{self.table}\0{run_id}".encode()).hexdigest()[:16]
+        return f"pallet_staging_{digest}"  # short: PostgreSQL cuts names at 63 bytes
 
     def checkpoint(self, run_id: str) -> Checkpoint:
         with self.engine.connect() as conn:
@@ -84,8 +87,8 @@ class SqlSink(Sink):
         """The staging table becomes the output in one transaction: readers see the old rows or the new."""
         staging = self.staging(run_id)
         with self.engine.connect() as conn:
-            if not self._exists(conn, staging):  # no rows at all: an empty output
-                return
+            if not self._exists(conn, staging):
+                raise PalletError("no row could be predicted; the output keeps its previous rows")
         statements = [f"DROP TABLE IF EXISTS {quote(self.table)}",
                       f"ALTER TABLE {quote(staging)} RENAME TO {quote(self.table)}"]
         forget = f"DELETE FROM {CHECKPOINTS} WHERE run_id = "
@@ -148,6 +151,9 @@ class ParquetSink(Sink):
             raise PalletError(f"cannot write output {self.path}: {e.strerror or e}") from None
         if self.path.exists() and not self.path.is_dir():
             raise PalletError(f"output {self.path} is a file; a Parquet output is a folder")
+        if self.path.is_dir() and any(self.path.iterdir()) and not (self.path / MARKER).exists():
+            raise PalletError(f"output {self.path} holds files pallet did not write; a run replaces its whole "
+                              "output folder, so name a new or empty folder")
 
     def staging(self, run_id: str) -> Path:
         return self.path.parent / f".{self.path.name}.staging-{run_id}"
@@ -161,6 +167,7 @@ class ParquetSink(Sink):
 
         folder = self.staging(run_id)
         (folder / "_rejects").mkdir(parents=True, exist_ok=True)
+        (folder / MARKER).write_text("written by pallet batch run; the next run replaces this folder\n")
         name = f"part-{checkpoint.chunks:06d}.parquet"  # the same name when a resumed run redoes a chunk
         if predictions.num_rows:
             _replace(folder / name, lambda tmp: pq.write_table(predictions, tmp, use_dictionary=_text(predictions)))
@@ -170,7 +177,8 @@ class ParquetSink(Sink):
 
     def finish(self, run_id: str) -> None:
         folder = self.staging(run_id)
-        folder.mkdir(parents=True, exist_ok=True)
+        if not any(folder.glob("part-*.parquet")):
+            raise PalletError("no row could be predicted; the output keeps its previous rows")
         (folder / "_checkpoint.json").unlink(missing_ok=True)
         old = self.path.parent / f".{self.path.name}.old-{run_id}"
         if self.path.exists():

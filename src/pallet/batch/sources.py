@@ -22,6 +22,10 @@ class Source:
     columns: list[str]
     total_rows: int | None = None
 
+    def fingerprint(self) -> str:
+        """What identifies this exact input; a resumed run refuses an input that changed."""
+        raise NotImplementedError
+
     def batches(self, size: int) -> Iterator[pa.RecordBatch | pa.Table]:
         raise NotImplementedError
 
@@ -80,6 +84,9 @@ class FileSource(Source):
             if _csv_header(f) != self.columns:
                 raise PalletError(f"input {f} has other columns than {files[0]}")
 
+    def fingerprint(self) -> str:
+        return ";".join(f"{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in self.files)
+
     def batches(self, size: int):
         if self.kind == "parquet":
             import pyarrow.parquet as pq
@@ -108,23 +115,28 @@ class SqlSource(Source):
         table, query = params.get("table"), params.get("query")
         if bool(table) == bool(query):
             raise PalletError(f"input {redact(spec)}: add ?table=NAME or ?query=SELECT ... to the database URL")
-        if table:
-            order = f" ORDER BY {', '.join(quote(k) for k in key)}" if key else ""
-            query = f"SELECT * FROM {quote(table)}{order}"
-        self.query = query
+        if not key:
+            raise PalletError(f"input {redact(spec)}: a SQL input needs --key: rows are read in key order, so a "
+                              "resumed run skips exactly the rows it has done")
+        inner = f"SELECT * FROM {quote(table)}" if table else query
+        self.query = f"SELECT * FROM ({inner}) AS pallet_input ORDER BY {', '.join(quote(k) for k in key)}"
+        query = inner
         self.description = redact(spec)
         self.engine = make_engine(url, "input")
         try:
             with self.engine.connect() as conn:
-                result = conn.execute(sa.text(f"SELECT * FROM ({query}) AS pallet_input LIMIT 0"))
+                result = conn.exec_driver_sql(f"SELECT * FROM ({query}) AS pallet_input LIMIT 0")
                 self.columns = list(result.keys())
-                self.total_rows = conn.execute(sa.text(f"SELECT count(*) FROM ({query}) AS pallet_input")).scalar()
+                self.total_rows = conn.exec_driver_sql(f"SELECT count(*) FROM ({query}) AS pallet_input").scalar()
         except sa.exc.DBAPIError as e:
             raise PalletError(f"input {self.description}: {first_line(e.orig)}") from None
 
+    def fingerprint(self) -> str:
+        return f"rows:{self.total_rows}"  # a database cannot say more cheaply; the key order does the rest
+
     def batches(self, size: int):
         with self.engine.connect() as conn:
-            result = conn.execution_options(stream_results=True, yield_per=size).execute(sa.text(self.query))
+            result = conn.execution_options(stream_results=True, yield_per=size).exec_driver_sql(self.query)
             for rows in result.partitions(size):
                 columns = list(zip(*rows)) if rows else [[] for _ in self.columns]
                 yield pa.table({name: pa.array(values, from_pandas=True) for name, values in zip(self.columns, columns)})
@@ -187,10 +199,16 @@ def first_line(error: BaseException) -> str:
 def _csv_header(path: Path) -> list[str]:
     import csv
 
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        header = next(csv.reader(f), None)
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            header = next(csv.reader(f), None)
+    except UnicodeDecodeError:
+        raise PalletError(f"input {path} is not UTF-8 text; save the CSV as UTF-8") from None
     if not header:
         raise PalletError(f"input {path} is empty: a CSV needs a header line")
+    if len(set(header)) != len(header):
+        twice = sorted({c for c in header if header.count(c) > 1})
+        raise PalletError(f"input {path} names column {', '.join(repr(c) for c in twice)} more than once")
     return header
 
 

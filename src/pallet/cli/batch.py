@@ -14,7 +14,7 @@ from rich.table import Table
 from pallet.batch import check as checks
 from pallet.batch import runner, schedule as schedules
 from pallet.batch.records import RunLog
-from pallet.batch.sources import normalize
+from pallet.batch.sources import normalize, redact
 from pallet.cli.output import console
 from pallet.errors import PalletError
 from pallet.store import default_store
@@ -69,7 +69,7 @@ def runs(output: str = typer.Option(None, "--output", "-o", help="Only runs into
     table = Table("run", "model", "status", "started", "read", "written", "rejected", "output")
     for r in records:
         table.add_row(r.id, f"{r.model}:{r.version}", r.status, r.started[:19].replace("T", " "), f"{r.rows_read:,}",
-                      f"{r.rows_written:,}", f"{r.rows_rejected:,}", r.output)
+                      f"{r.rows_written:,}", f"{r.rows_rejected:,}", redact(r.output))
     console().print(table)
 
 
@@ -115,7 +115,7 @@ def check(
     if webhook and not result.ok:
         try:
             httpx.post(webhook, json=result.to_dict(), timeout=10).raise_for_status()
-        except httpx.HTTPError as e:
+        except (httpx.HTTPError, httpx.InvalidURL) as e:
             typer.echo(f"warning: the webhook {webhook} did not take the alert: {e}", err=True)
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2))
@@ -177,4 +177,4 @@ def _with_progress(start):
 
 def _report(record) -> None:
     typer.echo(f"run {record.id} {record.status}: {record.rows_read:,} rows read, {record.rows_written:,} written, "
-               f"{record.rows_rejected:,} rejected, model {record.model}:{record.version}, output {record.output}")
+               f"{record.rows_rejected:,} rejected, model {record.model}:{record.version}, output {redact(record.output)}")
