@@ -101,6 +101,10 @@ def _column(column: pa.ChunkedArray, name: str, spec: TensorSpec, bad: dict[int,
                     values[i] = math.nan
                     bad.setdefault(i, f"column '{name}': {v[:40]!r} is not a number")
             return values
+    if pa.types.is_null(column.type):  # a chunk of a SQL column with no values: all missing
+        return np.full(len(column), np.nan)
+    if pa.types.is_decimal(column.type):
+        column = pc.cast(column, pa.float64())
     if pa.types.is_boolean(column.type) or pa.types.is_integer(column.type) or pa.types.is_floating(column.type):
         if column.null_count:  # missing values become NaN (refused later unless the model allows NaN)
             return pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)

@@ -76,7 +76,7 @@ def cronjob(ref: str, input: str, output: str, *, cron: str, key: list[str], bat
     checker = {
         "apiVersion": "batch/v1",
         "kind": "CronJob",
-        "metadata": {"name": f"{name}-check"[:52], "labels": {"app.kubernetes.io/part-of": "pallet"}},
+        "metadata": {"name": f"{name}-check", "labels": {"app.kubernetes.io/part-of": "pallet"}},
         "spec": {"schedule": "17 * * * *", "concurrencyPolicy": "Forbid",
                  "jobTemplate": {"spec": {"backoffLimit": 0, "template": {"spec": {
                      "restartPolicy": "Never", "containers": [check]}}}}},
@@ -85,8 +85,16 @@ def cronjob(ref: str, input: str, output: str, *, cron: str, key: list[str], bat
 
 
 def job_name(ref: str) -> str:
-    base = re.sub(r"[^a-z0-9-]+", "-", ref.lower()).strip("-")[:40] or "model"
-    return f"pallet-batch-{base}".strip("-")[:52]
+    """A CronJob name: lowercase, at most 52 characters with room for '-check', no dash at the end."""
+    base = re.sub(r"[^a-z0-9-]+", "-", ref.lower()).strip("-")[:33].strip("-") or "model"
+    return f"pallet-batch-{base}"
+
+
+def check_text(**values: str) -> None:
+    """Locations and references go into crontab lines: no control characters (a newline is a new line)."""
+    for name, value in values.items():
+        if any(ord(c) < 32 or ord(c) == 127 for c in value):
+            raise PalletError(f"--{name} holds a control character; it cannot go into a crontab line")
 
 
 def write(folder: Path, files: dict[str, str]) -> list[Path]:

@@ -74,6 +74,9 @@ class FileSource(Source):
 
                 metas = [pq.ParquetFile(f) for f in files]
                 self.columns = metas[0].schema_arrow.names
+                for f, meta in zip(files[1:], metas[1:]):
+                    if not meta.schema_arrow.equals(metas[0].schema_arrow):
+                        raise PalletError(f"input {f} has other columns or types than {files[0]}")
                 self.total_rows = sum(m.metadata.num_rows for m in metas)
             else:
                 self.columns = _csv_header(files[0])
@@ -139,7 +142,7 @@ class SqlSource(Source):
             result = conn.execution_options(stream_results=True, yield_per=size).exec_driver_sql(self.query)
             for rows in result.partitions(size):
                 columns = list(zip(*rows)) if rows else [[] for _ in self.columns]
-                yield pa.table({name: pa.array(values, from_pandas=True) for name, values in zip(self.columns, columns)})
+                yield pa.table({name: _array(values) for name, values in zip(self.columns, columns)})
 
 
 def normalize(spec: str) -> str:
@@ -151,6 +154,14 @@ def normalize(spec: str) -> str:
         path, sep, query = rest.partition("?")
         return f"sqlite:///{Path(path).absolute()}{sep}{query}"
     return spec
+
+
+def _array(values) -> pa.Array:
+    """A SQL column's values; mixed types (SQLite allows them) become text, and bad values become rejects."""
+    try:
+        return pa.array(values, from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return pa.array([None if v is None else str(v) for v in values], pa.string())
 
 
 def open_source(spec: str, key: list[str] = ()) -> Source:

@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -72,12 +71,11 @@ def psi(expected: dict, actual: dict) -> float | None:
         before, after = np.array(expected["sample"]), np.array(actual["sample"])
         if not len(before) or not len(after):
             return None
+        # Bins at the baseline's deciles; a value equal to an edge falls in the bin below it, so a
+        # constant baseline still has two bins (at the constant, above it) and a few distinct values stay apart.
         edges = np.unique(np.quantile(before, np.linspace(0, 1, 11)))
-        if len(edges) < 2:
-            edges = np.array([before[0] - 0.5, before[0] + 0.5])
-        edges[0], edges[-1] = -math.inf, math.inf
-        p = np.histogram(before, edges)[0].astype(np.float64)
-        q = np.histogram(after, edges)[0].astype(np.float64)
+        p = np.bincount(np.searchsorted(edges, before, side="left"), minlength=len(edges) + 1).astype(np.float64)
+        q = np.bincount(np.searchsorted(edges, after, side="left"), minlength=len(edges) + 1).astype(np.float64)
     if not p.sum() or not q.sum():
         return None
     p, q = np.maximum(p / p.sum(), 1e-4), np.maximum(q / q.sum(), 1e-4)

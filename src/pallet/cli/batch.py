@@ -141,6 +141,7 @@ def schedule_(
 ) -> None:
     """Write a crontab line (with an hourly check) and a Kubernetes CronJob for this job."""
     cron = schedules.check_cron(cron)
+    schedules.check_text(input=input, output=output, key=",".join(key), ref=ref)
     checks.parse_duration(max_age)
     store = default_store()
     store.resolve(ref)  # a clear error now, not at two in the morning
