@@ -5,11 +5,15 @@ from __future__ import annotations
 import os
 import secrets
 
+from pathlib import Path
+
 import typer
 
 from pallet.cli import app
+from pallet.deploy.bundle import load_config
 from pallet.serve.config import ServeConfig
 from pallet.serve.server import serve as run_server
+from pallet.store import Store
 
 
 @app.command()
@@ -33,8 +37,20 @@ def serve(
                                     help="Require this token in the URL (?token=) for the pages and the API; "
                                          "'new' makes one."),
     ui: str = typer.Option(None, "--ui", help="Serve your own static page from this folder at / instead of the index."),
+    bundle: Path = typer.Option(None, "--bundle", help="Serve what a bundle from 'pallet build' holds, as its pallet.yaml says."),
 ) -> None:
     """Serve models over KServe V2 (and Triton clients), KServe V1, SageMaker and MLflow protocols."""
+    store = None
+    if bundle is not None:
+        if models:
+            raise typer.BadParameter("a bundle names its own models; drop the model arguments or --bundle")
+        config = load_config(bundle)
+        settings = config["serve"]
+        models, workers, max_batch_size = config["models"], settings.workers, settings.max_batch_size
+        max_latency_ms, max_queue, max_rows = settings.max_latency_ms, settings.max_queue, settings.max_rows
+        max_body_mb, port = settings.max_body_mb, port or settings.port
+        home = bundle.absolute() / "store"
+        store = Store(home, db_url=f"sqlite:///{home / 'index.db'}")
     if port is None:
         port = _sagemaker_port()
     if auth and not os.environ.get("PALLET_API_KEY"):
@@ -44,7 +60,7 @@ def serve(
                            access_log=access_log, max_batch_size=max_batch_size, max_latency_ms=max_latency_ms,
                            max_queue=max_queue, cache=cache, cache_ttl_seconds=cache_ttl,
                            threads=threads, share_token=secrets.token_urlsafe(16) if share_token == "new"
-                           else share_token, ui_dir=ui), echo=typer.echo)
+                           else share_token, ui_dir=ui), store=store, echo=typer.echo)
 
 
 def _sagemaker_port() -> int:

@@ -1,0 +1,34 @@
+"""`pallet build`: a deployable bundle from model references."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from pallet.cli import app
+from pallet.cli.output import human_size
+from pallet.deploy.bundle import Scale, ServeSettings, build as build_bundle
+from pallet.store import default_store
+
+
+@app.command()
+def build(
+    models: list[str] = typer.Argument(..., help="Models to bundle: name, name:VERSION or name@ALIAS."),
+    output: Path = typer.Option(..., "--output", "-o", help="Folder to write the bundle to."),
+    port: int = typer.Option(8000, min=1, max=65535, help="Port the bundled server listens on."),
+    workers: int = typer.Option(1, min=1, help="Worker processes per container."),
+    max_batch_size: int = typer.Option(32, min=1, help="Rows per predict call when batching (1: off)."),
+    image: str = typer.Option("pallet-bundle:latest", help="Image name the Kubernetes manifests use."),
+    replicas: int = typer.Option(2, min=1, help="Replicas in the Kubernetes Deployment (and the autoscaler's minimum)."),
+) -> None:
+    """Write a bundle: models (sha256-checked), a lock file, pallet.yaml, a Dockerfile and Kubernetes manifests."""
+    report = build_bundle(models, output, store=default_store(),
+                          serve=ServeSettings(port=port, workers=workers, max_batch_size=max_batch_size),
+                          scale=Scale(image=image, replicas=replicas, max_replicas=max(replicas, 10)))
+    typer.echo(f"bundle {report.path}: {human_size(report.size_bytes)} in {len(report.files)} files")
+    for name, size in report.largest:
+        typer.echo(f"  {human_size(size):>10}  {name}")
+    typer.echo(f"serve it:  pallet serve --bundle {report.path}")
+    typer.echo(f"container: docker build -t {image} {report.path}")
+    typer.echo(f"kubernetes: kubectl apply -k {report.path / 'kubernetes'}")

@@ -1,0 +1,1 @@
+"""Packaging and deployment: bundles, their lock files, and the files each target needs."""

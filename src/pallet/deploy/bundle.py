@@ -1,0 +1,162 @@
+"""`pallet build`: model versions, a lock file, pallet itself and a deployment config in one folder,
+with the files each deployment target needs. `pallet serve --bundle DIR` serves exactly that."""
+
+from __future__ import annotations
+
+import platform
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from string import Template
+
+import yaml
+
+import pallet
+from pallet.deploy.lock import canonical, lock, pallet_roots, render
+from pallet.errors import PalletError
+from pallet.store import ModelVersion, Store
+from pallet.store.index import VersionRow
+
+TEMPLATES = Path(__file__).parent / "templates"
+CONFIG = "pallet.yaml"
+
+
+@dataclass
+class ServeSettings:
+    """What `pallet.yaml` says about serving; the container and manifests follow it."""
+
+    port: int = 8000
+    workers: int = 1
+    max_batch_size: int = 32
+    max_latency_ms: float = 5.0
+    max_queue: int = 1024
+    max_body_mb: float = 16
+    max_rows: int = 100_000
+
+
+@dataclass
+class Scale:
+    image: str = "pallet-bundle:latest"
+    replicas: int = 2
+    max_replicas: int = 10
+    cpu: str = "1"
+    memory: str = "1Gi"
+    memory_limit: str = "2Gi"
+
+
+@dataclass
+class BuildReport:
+    path: Path
+    size_bytes: int
+    largest: list[tuple[str, int]] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+
+
+def build(refs: list[str], out: Path, *, store: Store, serve: ServeSettings | None = None,
+          scale: Scale | None = None) -> BuildReport:
+    """Write the bundle for `refs` to `out` (replacing an earlier bundle there, never other files)."""
+    serve, scale = serve or ServeSettings(), scale or Scale()
+    if not refs:
+        raise PalletError("name at least one model to build, e.g. pallet build digits@production -o bundle")
+    versions = [store.resolve(ref) for ref in refs]
+    names = [v.ref.name for v in versions]
+    if len(set(names)) != len(names):
+        raise PalletError(f"a bundle serves one version per model; {', '.join(sorted({n for n in names if names.count(n) > 1}))} "
+                          "is named twice")
+    out = Path(out).absolute()
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / CONFIG).exists())):
+        raise PalletError(f"{out} holds files that are not a pallet bundle; name a new or empty folder")
+    staging = out.parent / f".{out.name}.building"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        _copy_models(versions, staging / "store")
+        packages = {}
+        for version in versions:
+            packages.update({canonical(k): v for k, v in version.manifest.packages.items()})
+        pinned = lock(pallet_roots(packages))
+        pinned.update({k: v for k, v in packages.items() if k in pinned})  # the versions the models were saved with
+        (staging / "requirements.lock").write_text(render(pinned))
+        _pallet_wheel(staging / "wheels")
+        refs_exact = [str(v.ref) for v in versions]
+        config = {"models": refs_exact, "serve": asdict(serve)}
+        (staging / CONFIG).write_text(yaml.safe_dump(config, sort_keys=False))
+        values = {**asdict(serve), **asdict(scale), "models": ", ".join(refs_exact), "python": _python_tag(),
+                  "name": _name(names)}
+        for template in sorted(TEMPLATES.rglob("*")):
+            if template.is_file():
+                relative = template.relative_to(TEMPLATES)
+                target = staging / (".dockerignore" if relative.name == "dockerignore" else relative)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(Template(template.read_text()).substitute(values))
+        if out.exists():
+            shutil.rmtree(out)
+        staging.rename(out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return _report(out)
+
+
+def _copy_models(versions: list[ModelVersion], home: Path) -> None:
+    """Each version's folder, checked against its sha256 before and after the copy, indexed in the bundle's store."""
+    target = Store(home, db_url=f"sqlite:///{home / 'index.db'}")
+    for version in versions:
+        version.verify()
+        destination = home / "models" / version.ref.name / str(version.ref.version)
+        shutil.copytree(version.path, destination)
+        manifest = version.manifest
+        target.index.add(VersionRow(manifest.name, manifest.version, manifest.created, manifest.framework,
+                                    manifest.runtime, manifest.size_bytes, manifest.metrics, manifest.tags))
+        target.resolve(str(version.ref)).verify()
+    target.index.engine.dispose()
+
+
+def _pallet_wheel(folder: Path) -> None:
+    """pallet itself as a wheel, built from its source tree (it is not on a package index)."""
+    root = Path(pallet.__file__).resolve().parents[2]
+    if not (root / "pyproject.toml").exists():
+        raise PalletError("pallet build needs pallet's source tree (an install from a clone); none was found")
+    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(folder),
+                           str(root)], capture_output=True, text=True)
+    if done.returncode != 0:
+        errors = [line.strip() for line in done.stderr.splitlines() if "error" in line.lower()] or ["pip failed"]
+        raise PalletError(f"building pallet's wheel failed: {errors[0]}")
+    shutil.rmtree(root / "build", ignore_errors=True)
+
+
+def _python_tag() -> str:
+    return platform.python_version()
+
+
+def _name(names: list[str]) -> str:
+    base = re.sub(r"[^a-z0-9-]+", "-", "-".join(names).lower()).strip("-")[:40].strip("-")
+    return f"pallet-{base or 'models'}"
+
+
+def _report(path: Path) -> BuildReport:
+    sizes = {str(f.relative_to(path)): f.stat().st_size for f in path.rglob("*") if f.is_file()}
+    largest = sorted(sizes.items(), key=lambda kv: -kv[1])[:5]
+    return BuildReport(path, sum(sizes.values()), largest, sorted(sizes))
+
+
+def load_config(bundle: Path) -> dict:
+    """A bundle's `pallet.yaml`, checked."""
+    path = Path(bundle) / CONFIG
+    if not path.is_file():
+        raise PalletError(f"{bundle} is not a pallet bundle (no {CONFIG}); make one with pallet build")
+    try:
+        config = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise PalletError(f"{path} is not valid YAML: {e}") from None
+    if not isinstance(config, dict) or not isinstance(config.get("models"), list) or not config["models"]:
+        raise PalletError(f"{path} must list the models to serve under 'models'")
+    serve = config.get("serve") or {}
+    unknown = set(serve) - set(ServeSettings.__dataclass_fields__)
+    if unknown:
+        raise PalletError(f"{path}: unknown serve settings {', '.join(sorted(unknown))}")
+    config["serve"] = ServeSettings(**serve)
+    return config

@@ -1,0 +1,129 @@
+"""`pallet build` bundles and `pallet serve --bundle`: real files, hadolint, Kubernetes schemas, a real server."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from pallet.bench import wait_ready
+from pallet.demo import train_demo_models
+from pallet.deploy.bundle import build
+from pallet.errors import IntegrityError, PalletError
+from pallet.store import Store
+from tests.serve.conftest import free_port
+
+BIN = Path(sys.executable).parent
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    store = Store(tmp_path_factory.mktemp("build") / "home")
+    train_demo_models(store)
+    return store
+
+
+@pytest.fixture(scope="module")
+def bundle(store, tmp_path_factory):
+    return build(["digits@production", "iris"], tmp_path_factory.mktemp("out") / "bundle", store=store)
+
+
+def test_bundle_holds_models_lock_config_and_targets(bundle, store):
+    files = set(bundle.files)
+    assert {"pallet.yaml", "requirements.lock", "Dockerfile", ".dockerignore", "store/index.db",
+            "kubernetes/deployment.yaml", "kubernetes/kustomization.yaml"} <= files
+    assert any(f.startswith("wheels/pallet-") and f.endswith(".whl") for f in files)
+    assert yaml.safe_load((bundle.path / "pallet.yaml").read_text())["models"] == ["digits:1", "iris:1"]
+    assert bundle.size_bytes == sum(f.stat().st_size for f in bundle.path.rglob("*") if f.is_file())
+    assert bundle.largest[0][1] >= bundle.largest[-1][1]
+    copied = Store(bundle.path / "store", db_url=f"sqlite:///{bundle.path / 'store' / 'index.db'}")
+    for ref in ("digits:1", "iris:1"):
+        copied.resolve(ref).verify()  # the sha256 of every file still matches
+
+
+def test_lock_pins_what_serving_needs_and_nothing_else(bundle, store):
+    pins = dict(line.split("==") for line in (bundle.path / "requirements.lock").read_text().splitlines()
+                if line and not line.startswith("#"))
+    manifest = store.resolve("digits").manifest
+    assert pins["scikit-learn"] == manifest.packages["scikit-learn"] and "numpy" in pins
+    assert {"starlette", "uvicorn", "httptools", "orjson", "sqlalchemy"} <= set(pins)  # uvicorn[standard] included
+    assert not {"pytest", "playwright", "ray", "matplotlib", "kubernetes-validate", "pallet"} & set(pins)
+
+
+def test_no_absolute_path_of_this_machine_in_the_bundle(bundle, store):
+    needles = [str(store.home).encode(), str(ROOT).encode(), str(bundle.path).encode(), os.path.expanduser("~").encode() + b"/"]
+    for path in bundle.path.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            assert not any(n in data for n in needles), f"{path} holds a path of this machine"
+
+
+def test_dockerfile_passes_hadolint_and_manifests_pass_the_kubernetes_schemas(bundle):
+    import kubernetes_validate
+
+    done = subprocess.run([str(BIN / "hadolint"), str(bundle.path / "Dockerfile")], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.strip() == "", done.stdout
+    dockerfile = (bundle.path / "Dockerfile").read_text()
+    assert "HEALTHCHECK" in dockerfile and "/v2/health/ready" in dockerfile and "EXPOSE 8000" in dockerfile
+    assert dockerfile.index("requirements.lock") < dockerfile.index("store/")  # dependencies cached before models
+    kinds = set()
+    for path in sorted((bundle.path / "kubernetes").glob("*.yaml")):
+        for manifest in yaml.safe_load_all(path.read_text()):
+            if manifest["kind"] != "Kustomization":
+                kubernetes_validate.validate(manifest, "1.30", strict=True)
+            kinds.add(manifest["kind"])
+    assert kinds == {"Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Kustomization"}
+    deployment = yaml.safe_load((bundle.path / "kubernetes" / "deployment.yaml").read_text())
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+    assert container["lifecycle"]["preStop"]["exec"]["command"] == ["sleep", "5"]
+
+
+def test_serve_bundle_serves_exactly_what_it_holds(bundle, tmp_path):
+    port = free_port()
+    env = {**os.environ, "PALLET_HOME": str(tmp_path / "elsewhere")}
+    env.pop("PALLET_DB_URL", None)
+    proc = subprocess.Popen([str(BIN / "pallet"), "serve", "--bundle", str(bundle.path), "--port", str(port),
+                             "--no-access-log"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_ready(f"http://127.0.0.1:{port}", proc)
+        answer = httpx.post(f"http://127.0.0.1:{port}/v1/models/iris:predict", json={"instances": [[5.1, 3.5, 1.4, 0.2]]})
+        assert answer.status_code == 200 and answer.json()["predictions"][0]["label"] == 0
+        index = httpx.get(f"http://127.0.0.1:{port}/v2/repository/index").json()
+        assert {(m["name"], m["version"]) for m in index} == {("digits", "1"), ("iris", "1")}
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=20)
+
+
+def test_build_and_bundle_mistakes_are_one_line(store, tmp_path):
+    with pytest.raises(PalletError, match="is named twice"):
+        build(["digits", "digits:1"], tmp_path / "b", store=store)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep")
+    with pytest.raises(PalletError, match="holds files that are not a pallet bundle"):
+        build(["iris"], tmp_path / "mine", store=store)
+    assert (tmp_path / "mine" / "notes.txt").exists()
+    env = {**os.environ, "PALLET_HOME": str(store.home), "PALLET_DB_URL": store.db_url}
+    for args, message in [(["build", "nosuch", "-o", str(tmp_path / "x")], "no model named 'nosuch'"),
+                          (["serve", "--bundle", str(tmp_path / "mine")], "is not a pallet bundle"),
+                          (["serve", "iris", "--bundle", str(tmp_path / "mine")], "a bundle names its own models")]:
+        done = subprocess.run([str(BIN / "pallet"), *args], env=env, capture_output=True, text=True, timeout=60)
+        assert done.returncode != 0 and message in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_a_tampered_model_is_not_bundled(store, tmp_path):
+    source = Store(tmp_path / "home")
+    train_demo_models(source)
+    weights = source.resolve("iris").path / "model.joblib"
+    weights.chmod(0o644)
+    weights.write_bytes(weights.read_bytes() + b"tampered")
+    with pytest.raises(IntegrityError):
+        build(["iris"], tmp_path / "b", store=source)
+    assert not (tmp_path / "b").exists() and not list(tmp_path.glob(".b.building"))
+    shutil.rmtree(tmp_path / "home")
