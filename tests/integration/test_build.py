@@ -127,3 +127,36 @@ def test_a_tampered_model_is_not_bundled(store, tmp_path):
         build(["iris"], tmp_path / "b", store=source)
     assert not (tmp_path / "b").exists() and not list(tmp_path.glob(".b.building"))
     shutil.rmtree(tmp_path / "home")
+
+
+def test_a_fresh_venv_built_as_the_dockerfile_says_serves_the_bundle(bundle, tmp_path):
+    """No container engine here: run the Dockerfile's own install and start commands in a new venv."""
+    import json
+    import re
+
+    dockerfile = (bundle.path / "Dockerfile").read_text()
+    installs = re.findall(r"^RUN (pip install .+)$", dockerfile, re.M)
+    start = json.loads(re.search(r"^CMD (\[.+\])$", dockerfile, re.M).group(1))
+    assert len(installs) == 2 and start[:3] == ["pallet", "serve", "--bundle"]
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    for command in installs:
+        words = command.split()
+        done = subprocess.run(f"{venv}/bin/python -m {' '.join(words)}", shell=True, cwd=bundle.path,
+                              capture_output=True, text=True, timeout=900)
+        assert done.returncode == 0, done.stderr[-2000:]
+    freeze = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "freeze"], capture_output=True, text=True)
+    installed = {line.split("==")[0].lower() for line in freeze.stdout.splitlines() if "==" in line}
+    assert "pytest" not in installed and "scikit-learn" in installed
+    port = free_port()
+    env = {"PATH": f"{venv}/bin:/usr/bin:/bin", "PALLET_HOME": str(bundle.path / "store"), "HOME": str(tmp_path)}
+    proc = subprocess.Popen([str(venv / "bin" / start[0]), *start[1:3], str(bundle.path), "--port", str(port)],
+                            env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_ready(f"http://127.0.0.1:{port}", proc)
+        answer = httpx.post(f"http://127.0.0.1:{port}/v2/models/digits/infer", json={"inputs": [
+            {"name": "input", "shape": [1, 64], "datatype": "FP64", "data": [0.0] * 64}]})
+        assert answer.status_code == 200 and answer.json()["model_version"] == "1"
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=20)
