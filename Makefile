@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run demo test bench clean chromium
+.PHONY: install run demo test bench clean chromium nginx
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,7 +24,11 @@ run: demo
 chromium:
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
 
-test: install chromium
+# nginx for the scale-out tests (it runs as a plain process: nginx -p PREFIX -c CONF).
+nginx:
+	command -v nginx >/dev/null || test -x /usr/sbin/nginx || (apt-get update -qq && apt-get install -y -qq nginx)
+
+test: install chromium nginx
 	$(BIN)/python -m pytest
 
 # Benchmarks: wrk from Debian, each peer in its own venv, results in benchmarks/results/.

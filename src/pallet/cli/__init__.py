@@ -45,7 +45,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-from pallet.cli import batch, bench, build, demo, feedback, models, predict, serve  # noqa: E402  (commands register on `app`)
+from pallet.cli import batch, bench, build, demo, feedback, models, predict, serve, up  # noqa: E402  (commands register on `app`)
 
 app.add_typer(models.app, name="models")
 app.add_typer(feedback.app, name="feedback")
@@ -56,4 +56,4 @@ def main() -> None:
     app()
 
 
-__all__ = ["app", "main", "batch", "bench", "build", "demo", "feedback", "predict", "serve"]
+__all__ = ["app", "main", "batch", "bench", "build", "demo", "feedback", "predict", "serve", "up"]

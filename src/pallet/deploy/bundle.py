@@ -15,6 +15,7 @@ from string import Template
 import yaml
 
 import pallet
+from pallet.deploy.local import nginx_config
 from pallet.deploy.lock import canonical, lock, pallet_roots, render
 from pallet.errors import PalletError
 from pallet.store import ModelVersion, Store
@@ -86,8 +87,10 @@ def build(refs: list[str], out: Path, *, store: Store, serve: ServeSettings | No
         (staging / CONFIG).write_text(yaml.safe_dump(config, sort_keys=False))
         values = {**asdict(serve), **asdict(scale), "models": ", ".join(refs_exact), "python": _python_tag(),
                   "name": _name(names)}
+        upstreams = [f"127.0.0.1:{serve.port + i}" for i in range(1, scale.replicas + 1)]
+        (staging / "nginx.conf").write_text(nginx_config("8080", upstreams, serve.max_body_mb))
         for template in sorted(TEMPLATES.rglob("*")):
-            if template.is_file():
+            if template.is_file() and template.name != "nginx.conf":
                 relative = template.relative_to(TEMPLATES)
                 target = staging / (".dockerignore" if relative.name == "dockerignore" else relative)
                 target.parent.mkdir(parents=True, exist_ok=True)

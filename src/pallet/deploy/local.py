@@ -1,0 +1,111 @@
+"""`pallet up`: N pallet servers and nginx in front of them on 127.0.0.1, the scale-out topology on one machine."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from string import Template
+
+from pallet.bench import wait_ready
+from pallet.errors import PalletError
+
+TEMPLATE = Path(__file__).parent / "templates" / "nginx.conf"
+
+
+def nginx_config(listen: str, upstreams: list[str], max_body_mb: float = 16) -> str:
+    servers = "\n".join(f"        server {u} max_fails=1 fail_timeout=5s;" for u in upstreams)
+    return Template(TEMPLATE.read_text()).substitute(listen=listen, upstreams=servers, max_body_mb=int(max_body_mb))
+
+
+def nginx_binary() -> str:
+    found = shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if Path(p).exists()), None)
+    if not found:
+        raise PalletError("nginx is not installed; install it (apt-get install -y nginx) and run again")
+    return found
+
+
+class LocalCluster:
+    """Replicas of `pallet serve` on free ports and nginx on `port`; a context manager."""
+
+    def __init__(self, models: list[str], replicas: int = 2, port: int = 8080, serve_args: list[str] = (),
+                 env: dict[str, str] | None = None):
+        if replicas < 1:
+            raise PalletError(f"--replicas must be 1 or more, got {replicas}")
+        self.models, self.replicas, self.port = models, replicas, port
+        self.serve_args, self.env = list(serve_args), {**os.environ, **(env or {})}
+        self.servers: list[subprocess.Popen] = []
+        self.ports: list[int] = []
+        self.nginx: subprocess.Popen | None = None
+        self.prefix = Path(tempfile.mkdtemp(prefix="pallet-up-"))
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> LocalCluster:
+        binary = nginx_binary()
+        _check_free(self.port)
+        pallet = [sys.executable, "-m", "pallet.cli"]
+        try:
+            for _ in range(self.replicas):
+                port = _free_port()
+                proc = subprocess.Popen([*pallet, "serve", *self.models, "--port", str(port), "--no-access-log",
+                                         *self.serve_args], env=self.env, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.PIPE, text=True)
+                self.servers.append(proc)
+                self.ports.append(port)
+            for port, proc in zip(self.ports, self.servers):
+                wait_ready(f"http://127.0.0.1:{port}", proc)
+            (self.prefix / "tmp").mkdir()
+            config = nginx_config(f"127.0.0.1:{self.port}", [f"127.0.0.1:{p}" for p in self.ports])
+            (self.prefix / "nginx.conf").write_text(config)
+            self.nginx = subprocess.Popen([binary, "-p", str(self.prefix), "-c", "nginx.conf", "-g", "daemon off;"],
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            wait_ready(self.url, self.nginx)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def kill_replica(self, index: int) -> None:
+        self.servers[index].send_signal(signal.SIGKILL)
+        self.servers[index].wait(timeout=10)
+
+    def stop(self) -> None:
+        for proc in [self.nginx, *self.servers]:
+            if proc is not None and proc.poll() is None:
+                proc.send_signal(signal.SIGTERM if proc is self.nginx else signal.SIGINT)
+        for proc in [self.nginx, *self.servers]:
+            if proc is not None:
+                try:
+                    proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+        shutil.rmtree(self.prefix, ignore_errors=True)
+
+    def __enter__(self) -> LocalCluster:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _check_free(port: int) -> None:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError as e:
+            raise PalletError(f"cannot listen on 127.0.0.1:{port}: {e.strerror}; pick another --port") from None
