@@ -160,3 +160,70 @@ def test_a_fresh_venv_built_as_the_dockerfile_says_serves_the_bundle(bundle, tmp
     finally:
         proc.terminate()
         proc.communicate(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def cloud_bundle(store, tmp_path_factory):
+    return build(["iris"], tmp_path_factory.mktemp("cloud") / "bundle", store=store,
+                 targets=("lambda-image", "sagemaker"))
+
+
+LAMBDA_CALL = """
+import json, sys
+sys.path.insert(0, sys.argv[1] + "/lambda")
+from handler import handler
+event = {"version": "2.0", "routeKey": "POST /v1/models/iris:predict", "rawPath": "/v1/models/iris:predict",
+         "rawQueryString": "", "headers": {"content-type": "application/json", "host": "abc.execute-api.aws"},
+         "body": json.dumps({"instances": [[5.1, 3.5, 1.4, 0.2]]}), "isBase64Encoded": False,
+         "requestContext": {"http": {"method": "POST", "path": "/v1/models/iris:predict", "sourceIp": "1.2.3.4",
+                                     "protocol": "HTTP/1.1", "userAgent": "test"}, "stage": "$default",
+                            "requestId": "r1", "accountId": "1", "apiId": "a", "domainName": "abc.execute-api.aws",
+                            "time": "25/Nov/2026:10:00:00 +0000", "timeEpoch": 1795600000000}}
+print(json.dumps(handler(event, None)))
+"""
+
+
+def test_lambda_handler_answers_an_api_gateway_v2_event(cloud_bundle, tmp_path):
+    import json
+
+    assert (cloud_bundle.path / "lambda" / "handler.py").exists()
+    done = subprocess.run([sys.executable, "-c", LAMBDA_CALL, str(cloud_bundle.path)],
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PALLET_HOME": "/nonexistent", "PALLET_LAMBDA_TMP": str(tmp_path / "tmp")})
+    assert done.returncode == 0, done.stderr[-2000:]
+    answer = json.loads(done.stdout.strip().splitlines()[-1])
+    assert answer["statusCode"] == 200
+    assert json.loads(answer["body"])["predictions"][0]["label"] == 0
+    for dockerfile in ("lambda/Dockerfile", "sagemaker/Dockerfile"):
+        lint = subprocess.run([str(BIN / "hadolint"), str(cloud_bundle.path / dockerfile)], capture_output=True, text=True)
+        assert lint.returncode == 0 and lint.stdout.strip() == "", lint.stdout
+
+
+def test_a_lambda_zip_over_250_mb_is_refused(store, tmp_path):
+    from pallet.deploy.bundle import LAMBDA_ZIP_LIMIT, lambda_size
+
+    with pytest.raises(PalletError, match=r"MB unzipped, over Lambda's 250 MB limit.*--target lambda-image"):
+        build(["iris"], tmp_path / "zip", store=store, targets=("lambda",))
+    assert not (tmp_path / "zip").exists()
+    assert lambda_size({"numpy": "x", "pyarrow": "x"}, tmp_path) > 0 and LAMBDA_ZIP_LIMIT == 250 * 2**20
+
+
+def test_sagemaker_serve_answers_ping_and_invocations(cloud_bundle, tmp_path):
+    import tarfile
+
+    with tarfile.open(cloud_bundle.path / "model.tar.gz") as tar:
+        tar.extractall(tmp_path / "model", filter="data")  # what SageMaker does with model.tar.gz
+    port = free_port()
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "SM_MODEL_DIR": str(tmp_path / "model"),
+           "SAGEMAKER_BIND_TO_PORT": str(port)}
+    env.pop("PALLET_DB_URL", None)
+    proc = subprocess.Popen(["sh", str(cloud_bundle.path / "sagemaker" / "serve")], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        wait_ready(f"http://127.0.0.1:{port}", proc, path="/ping")
+        answer = httpx.post(f"http://127.0.0.1:{port}/invocations", content="5.1,3.5,1.4,0.2\n",
+                            headers={"Content-Type": "text/csv"})
+        assert answer.status_code == 200 and answer.json()["predictions"][0]["label"] == 0
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=20)

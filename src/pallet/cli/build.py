@@ -8,7 +8,7 @@ import typer
 
 from pallet.cli import app
 from pallet.cli.output import human_size
-from pallet.deploy.bundle import Scale, ServeSettings, build as build_bundle
+from pallet.deploy.bundle import Scale, ServeSettings, build as build_bundle, cold_start
 from pallet.store import default_store
 
 
@@ -21,14 +21,21 @@ def build(
     max_batch_size: int = typer.Option(32, min=1, help="Rows per predict call when batching (1: off)."),
     image: str = typer.Option("pallet-bundle:latest", help="Image name the Kubernetes manifests use."),
     replicas: int = typer.Option(2, min=1, help="Replicas in the Kubernetes Deployment (and the autoscaler's minimum)."),
+    target: list[str] = typer.Option([], "--target", "-t", help="Also: lambda, lambda-image, sagemaker."),
 ) -> None:
     """Write a bundle: models (sha256-checked), a lock file, pallet.yaml, a Dockerfile and Kubernetes manifests."""
     report = build_bundle(models, output, store=default_store(),
                           serve=ServeSettings(port=port, workers=workers, max_batch_size=max_batch_size),
-                          scale=Scale(image=image, replicas=replicas, max_replicas=max(replicas, 10)))
+                          scale=Scale(image=image, replicas=replicas, max_replicas=max(replicas, 10)),
+                          targets=tuple(target))
     typer.echo(f"bundle {report.path}: {human_size(report.size_bytes)} in {len(report.files)} files")
     for name, size in report.largest:
         typer.echo(f"  {human_size(size):>10}  {name}")
     typer.echo(f"serve it:  pallet serve --bundle {report.path}")
     typer.echo(f"container: docker build -t {image} {report.path}")
     typer.echo(f"kubernetes: kubectl apply -k {report.path / 'kubernetes'}")
+    if {"lambda", "lambda-image"} & set(target):
+        seconds = cold_start(report.path)
+        typer.echo(f"lambda:    cold start {seconds:.2f} s (import and model load, measured in a fresh process)")
+    if "sagemaker" in target:
+        typer.echo(f"sagemaker: upload {report.path / 'model.tar.gz'}; the image's 'serve' starts pallet on 8080")

@@ -3,11 +3,13 @@ with the files each deployment target needs. `pallet serve --bundle DIR` serves 
 
 from __future__ import annotations
 
+import os
 import platform
 import re
 import shutil
 import subprocess
 import sys
+import tarfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from string import Template
@@ -56,10 +58,21 @@ class BuildReport:
     files: list[str] = field(default_factory=list)
 
 
+TARGETS = ("docker", "kubernetes", "nginx", "lambda", "lambda-image", "sagemaker")
+LAMBDA_ZIP_LIMIT = 250 * 1024 * 1024  # Lambda's unzipped size limit for zip packages and layers
+
+
 def build(refs: list[str], out: Path, *, store: Store, serve: ServeSettings | None = None,
-          scale: Scale | None = None) -> BuildReport:
-    """Write the bundle for `refs` to `out` (replacing an earlier bundle there, never other files)."""
+          scale: Scale | None = None, targets: tuple[str, ...] = ()) -> BuildReport:
+    """Write the bundle for `refs` to `out` (replacing an earlier bundle there, never other files).
+
+    Docker, Kubernetes and nginx files are always written; `targets` adds lambda (zip-sized, checked
+    against Lambda's 250 MB), lambda-image (a container image) and sagemaker (model.tar.gz + serve).
+    """
     serve, scale = serve or ServeSettings(), scale or Scale()
+    unknown = [t for t in targets if t not in TARGETS]
+    if unknown:
+        raise PalletError(f"unknown target {', '.join(unknown)}; targets: {', '.join(TARGETS)}")
     if not refs:
         raise PalletError("name at least one model to build, e.g. pallet build digits@production -o bundle")
     versions = [store.resolve(ref) for ref in refs]
@@ -86,15 +99,32 @@ def build(refs: list[str], out: Path, *, store: Store, serve: ServeSettings | No
         config = {"models": refs_exact, "serve": asdict(serve)}
         (staging / CONFIG).write_text(yaml.safe_dump(config, sort_keys=False))
         values = {**asdict(serve), **asdict(scale), "models": ", ".join(refs_exact), "python": _python_tag(),
-                  "name": _name(names)}
+                  "python_minor": ".".join(_python_tag().split(".")[:2]), "name": _name(names),
+                  "mangum": _version("mangum")}
         upstreams = [f"127.0.0.1:{serve.port + i}" for i in range(1, scale.replicas + 1)]
         (staging / "nginx.conf").write_text(nginx_config("8080", upstreams, serve.max_body_mb))
+        wanted = {"lambda"} if {"lambda", "lambda-image"} & set(targets) else set()
+        wanted |= {"sagemaker"} if "sagemaker" in targets else set()
         for template in sorted(TEMPLATES.rglob("*")):
+            folder = template.relative_to(TEMPLATES).parts[0]
+            if folder in ("lambda", "sagemaker") and folder not in wanted:
+                continue
             if template.is_file() and template.name != "nginx.conf":
                 relative = template.relative_to(TEMPLATES)
                 target = staging / (".dockerignore" if relative.name == "dockerignore" else relative)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_text(Template(template.read_text()).substitute(values))
+                target.chmod(template.stat().st_mode)
+        if "sagemaker" in targets:
+            with tarfile.open(staging / "model.tar.gz", "w:gz") as tar:  # what SageMaker unpacks to /opt/ml/model
+                tar.add(staging / CONFIG, CONFIG)
+                tar.add(staging / "store", "store")
+        if "lambda" in targets:
+            size = lambda_size(pinned, staging)
+            if size > LAMBDA_ZIP_LIMIT:
+                raise PalletError(f"the Lambda package would be {size / 2**20:.0f} MB unzipped, over Lambda's 250 MB "
+                                  "limit for zip packages; build --target lambda-image for a container image "
+                                  "(up to 10 GB)")
         if out.exists():
             shutil.rmtree(out)
         staging.rename(out)
@@ -129,6 +159,81 @@ def _pallet_wheel(folder: Path) -> None:
         errors = [line.strip() for line in done.stderr.splitlines() if "error" in line.lower()] or ["pip failed"]
         raise PalletError(f"building pallet's wheel failed: {errors[0]}")
     shutil.rmtree(root / "build", ignore_errors=True)
+
+
+def lambda_size(pinned: dict[str, str], bundle: Path) -> int:
+    """Unzipped bytes of a Lambda zip package: the locked packages as installed here, the models, pallet."""
+    import importlib.metadata as metadata
+
+    total = sum(f.stat().st_size for f in (bundle / "store").rglob("*") if f.is_file())
+    total += sum(f.stat().st_size for f in (bundle / "wheels").glob("*.whl"))
+    for name in pinned:
+        try:
+            files = metadata.distribution(name).files or []
+        except metadata.PackageNotFoundError:
+            continue
+        total += sum(f.size or 0 for f in files)
+    return total
+
+
+def app_from_bundle(bundle: Path, writable: str | None = None):
+    """The ASGI app serving a bundle (what the Lambda handler wraps). With `writable`, the index is
+    copied there first: Lambda's file system is read-only but for /tmp."""
+    from pallet.serve.app import create_app
+    from pallet.serve.config import ServeConfig
+
+    bundle = Path(bundle)
+    config = load_config(bundle)
+    index = bundle / "store" / "index.db"
+    if writable:
+        Path(writable).mkdir(parents=True, exist_ok=True)
+        copy = Path(writable) / "index.db"
+        shutil.copyfile(index, copy)  # at each cold start: this bundle's index, never an older one
+        index = copy
+    settings = config["serve"]
+    serve = ServeConfig(models=config["models"], max_body_bytes=int(settings.max_body_mb * 2**20),
+                        max_rows=settings.max_rows, max_batch_size=settings.max_batch_size,
+                        max_latency_ms=settings.max_latency_ms, max_queue=settings.max_queue)
+    return create_app(serve, Store(bundle / "store", db_url=f"sqlite:///{index}"))
+
+
+COLD_START = """
+import json, sys, time
+started = time.perf_counter()
+sys.path.insert(0, sys.argv[1] + "/lambda")
+from handler import handler
+event = {"version": "2.0", "routeKey": "$default", "rawPath": "/v2/health/ready", "rawQueryString": "",
+         "headers": {"host": "lambda"}, "isBase64Encoded": False,
+         "requestContext": {"http": {"method": "GET", "path": "/v2/health/ready", "sourceIp": "127.0.0.1",
+                                     "protocol": "HTTP/1.1", "userAgent": "pallet"}, "stage": "$default"}}
+answer = handler(event, None)
+print(json.dumps({"seconds": time.perf_counter() - started, "status": answer["statusCode"]}))
+"""
+
+
+def cold_start(bundle: Path) -> float:
+    """Seconds from a fresh Python process to the Lambda handler's first answer (import and model load)."""
+    import json
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as writable:
+        done = subprocess.run([sys.executable, "-c", COLD_START, str(bundle)], capture_output=True, text=True,
+                              timeout=300, env={**os.environ, "PALLET_LAMBDA_TMP": writable})
+    if done.returncode != 0:
+        raise PalletError(f"the Lambda handler did not start: {done.stderr.strip().splitlines()[-1:]}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    if result["status"] != 200:
+        raise PalletError(f"the Lambda handler answered {result['status']} to a readiness check")
+    return result["seconds"]
+
+
+def _version(name: str) -> str:
+    import importlib.metadata as metadata
+
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "0.22.0"
 
 
 def _python_tag() -> str:
