@@ -77,7 +77,12 @@ def test_dockerfile_passes_hadolint_and_manifests_pass_the_kubernetes_schemas(bu
             if manifest["kind"] != "Kustomization":
                 kubernetes_validate.validate(manifest, "1.30", strict=True)
             kinds.add(manifest["kind"])
-    assert kinds == {"Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Kustomization"}
+    assert kinds == {"Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Kustomization",
+                     "CronJob"}
+    batch = list(yaml.safe_load_all((bundle.path / "kubernetes" / "batch-digits.yaml").read_text()))
+    command = batch[0]["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert command[:4] == ["pallet", "batch", "run", "digits:1"] and "$(BATCH_INPUT)" in command
+    assert all(doc["spec"]["suspend"] is True for doc in batch)
     deployment = yaml.safe_load((bundle.path / "kubernetes" / "deployment.yaml").read_text())
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     assert container["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"

@@ -115,6 +115,8 @@ def build(refs: list[str], out: Path, *, store: Store, serve: ServeSettings | No
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_text(Template(template.read_text()).substitute(values))
                 target.chmod(template.stat().st_mode)
+        for version in versions:  # a batch CronJob per model, suspended until its input and output are set
+            (staging / "kubernetes" / f"batch-{version.ref.name}.yaml").write_text(_batch_cronjob(version, scale))
         if "sagemaker" in targets:
             with tarfile.open(staging / "model.tar.gz", "w:gz") as tar:  # what SageMaker unpacks to /opt/ml/model
                 tar.add(staging / CONFIG, CONFIG)
@@ -234,6 +236,20 @@ def _version(name: str) -> str:
         return metadata.version(name)
     except metadata.PackageNotFoundError:
         return "0.22.0"
+
+
+def _batch_cronjob(version: ModelVersion, scale: Scale) -> str:
+    from pallet.batch import schedule
+
+    env = {"PALLET_HOME": "/app/store", "BATCH_INPUT": "/data/features.parquet",
+           "BATCH_OUTPUT": "postgresql://user@db/app?table=predictions", "BATCH_KEY": "id"}
+    documents = list(yaml.safe_load_all(schedule.cronjob(
+        str(version.ref), "$(BATCH_INPUT)", "$(BATCH_OUTPUT)", cron="0 2 * * *", key=["$(BATCH_KEY)"],
+        batch_size=10_000, max_age="26h", name=schedule.job_name(version.ref.name), image=scale.image, env=env)))
+    for document in documents:
+        document["spec"]["suspend"] = True  # set BATCH_INPUT, BATCH_OUTPUT and BATCH_KEY, then unsuspend
+    return ("# The batch job of this model: set BATCH_INPUT, BATCH_OUTPUT and BATCH_KEY, then set suspend: false.\n"
+            + yaml.safe_dump_all(documents, sort_keys=False))
 
 
 def _python_tag() -> str:
