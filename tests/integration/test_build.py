@@ -70,6 +70,7 @@ def test_dockerfile_passes_hadolint_and_manifests_pass_the_kubernetes_schemas(bu
     assert done.returncode == 0 and done.stdout.strip() == "", done.stdout
     dockerfile = (bundle.path / "Dockerfile").read_text()
     assert "HEALTHCHECK" in dockerfile and "/v2/health/ready" in dockerfile and "EXPOSE 8000" in dockerfile
+    assert '"--host", "0.0.0.0"' in dockerfile  # reachable from outside the container
     assert dockerfile.index("requirements.lock") < dockerfile.index("store/")  # dependencies cached before models
     kinds = set()
     for path in sorted((bundle.path / "kubernetes").glob("*.yaml")):
