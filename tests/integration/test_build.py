@@ -12,7 +12,7 @@ import yaml
 
 from pallet.bench import wait_ready
 from pallet.demo import train_demo_models
-from pallet.deploy.bundle import build
+from pallet.deploy.bundle import build, load_config
 from pallet.errors import IntegrityError, PalletError
 from pallet.store import Store
 from tests.serve.conftest import free_port
@@ -115,6 +115,18 @@ def test_build_and_bundle_mistakes_are_one_line(store, tmp_path):
     with pytest.raises(PalletError, match="holds files that are not a pallet bundle"):
         build(["iris"], tmp_path / "mine", store=store)
     assert (tmp_path / "mine" / "notes.txt").exists()
+    (tmp_path / "mine" / "pallet.yaml").write_text("models: [iris:1]\n")  # a config alone is not a bundle
+    with pytest.raises(PalletError, match="holds files that are not a pallet bundle"):
+        build(["iris"], tmp_path / "mine", store=store)
+    assert (tmp_path / "mine" / "notes.txt").exists()
+    for text, message in [("models: [iris:1]\nserve: [1]\n", "'serve' must be a mapping"),
+                          ("models: [iris:1]\nserve: {port: abc}\n", "serve.port must be a positive whole number"),
+                          ("models: [iris:1]\nserve: {max_rows: null}\n", "serve.max_rows must be"),
+                          ("models: [1]\n", "'models' must list model references")]:
+        (tmp_path / "mine" / "pallet.yaml").write_text(text)
+        with pytest.raises(PalletError, match=message):
+            load_config(tmp_path / "mine")
+    (tmp_path / "mine" / "pallet.yaml").unlink()
     env = {**os.environ, "PALLET_HOME": str(store.home), "PALLET_DB_URL": store.db_url}
     for args, message in [(["build", "nosuch", "-o", str(tmp_path / "x")], "no model named 'nosuch'"),
                           (["serve", "--bundle", str(tmp_path / "mine")], "is not a pallet bundle"),
@@ -177,7 +189,7 @@ def cloud_bundle(store, tmp_path_factory):
 LAMBDA_CALL = """
 import json, sys
 sys.path.insert(0, sys.argv[1] + "/lambda")
-from handler import handler
+from handler import app, handler
 event = {"version": "2.0", "routeKey": "POST /v1/models/iris:predict", "rawPath": "/v1/models/iris:predict",
          "rawQueryString": "", "headers": {"content-type": "application/json", "host": "abc.execute-api.aws"},
          "body": json.dumps({"instances": [[5.1, 3.5, 1.4, 0.2]]}), "isBase64Encoded": False,
@@ -185,7 +197,11 @@ event = {"version": "2.0", "routeKey": "POST /v1/models/iris:predict", "rawPath"
                                      "protocol": "HTTP/1.1", "userAgent": "test"}, "stage": "$default",
                             "requestId": "r1", "accountId": "1", "apiId": "a", "domainName": "abc.execute-api.aws",
                             "time": "25/Nov/2026:10:00:00 +0000", "timeEpoch": 1795600000000}}
-print(json.dumps(handler(event, None)))
+first = handler(event, None)
+loaded = app.state.plane.models["iris"]["1"].model
+second = handler(event, None)
+print(json.dumps({**second, "same_model": app.state.plane.models["iris"]["1"].model is loaded,
+                  "first_status": first["statusCode"]}))
 """
 
 
@@ -198,8 +214,9 @@ def test_lambda_handler_answers_an_api_gateway_v2_event(cloud_bundle, tmp_path):
                           env={**os.environ, "PALLET_HOME": "/nonexistent", "PALLET_LAMBDA_TMP": str(tmp_path / "tmp")})
     assert done.returncode == 0, done.stderr[-2000:]
     answer = json.loads(done.stdout.strip().splitlines()[-1])
-    assert answer["statusCode"] == 200
+    assert answer["statusCode"] == answer["first_status"] == 200
     assert json.loads(answer["body"])["predictions"][0]["label"] == 0
+    assert answer["same_model"] is True  # loaded once per cold start, not per call
     for dockerfile in ("lambda/Dockerfile", "sagemaker/Dockerfile"):
         lint = subprocess.run([str(BIN / "hadolint"), str(cloud_bundle.path / dockerfile)], capture_output=True, text=True)
         assert lint.returncode == 0 and lint.stdout.strip() == "", lint.stdout

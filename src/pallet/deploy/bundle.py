@@ -25,6 +25,7 @@ from pallet.store.index import VersionRow
 
 TEMPLATES = Path(__file__).parent / "templates"
 CONFIG = "pallet.yaml"
+MARKER = ".pallet-bundle"  # pallet build replaces only folders that hold it
 
 
 @dataclass
@@ -81,16 +82,19 @@ def build(refs: list[str], out: Path, *, store: Store, serve: ServeSettings | No
         raise PalletError(f"a bundle serves one version per model; {', '.join(sorted({n for n in names if names.count(n) > 1}))} "
                           "is named twice")
     out = Path(out).absolute()
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / CONFIG).exists())):
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / MARKER).exists())):
         raise PalletError(f"{out} holds files that are not a pallet bundle; name a new or empty folder")
     staging = out.parent / f".{out.name}.building"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     try:
         _copy_models(versions, staging / "store")
-        packages = {}
+        packages: dict[str, str] = {}
         for version in versions:
-            packages.update({canonical(k): v for k, v in version.manifest.packages.items()})
+            for name, number in version.manifest.packages.items():
+                if packages.setdefault(canonical(name), number) != number:
+                    raise PalletError(f"the models were saved with different versions of {name} "
+                                      f"({packages[canonical(name)]} and {number}); bundle them separately")
         pinned = lock(pallet_roots(packages))
         pinned.update({k: v for k, v in packages.items() if k in pinned})  # the versions the models were saved with
         (staging / "requirements.lock").write_text(render(pinned))
@@ -98,6 +102,7 @@ def build(refs: list[str], out: Path, *, store: Store, serve: ServeSettings | No
         refs_exact = [str(v.ref) for v in versions]
         config = {"models": refs_exact, "serve": asdict(serve)}
         (staging / CONFIG).write_text(yaml.safe_dump(config, sort_keys=False))
+        (staging / MARKER).write_text("written by pallet build; the next build into this folder replaces it\n")
         values = {**asdict(serve), **asdict(scale), "models": ", ".join(refs_exact), "python": _python_tag(),
                   "python_minor": ".".join(_python_tag().split(".")[:2]), "name": _name(names),
                   "mangum": _version("mangum")}
@@ -155,12 +160,14 @@ def _pallet_wheel(folder: Path) -> None:
     root = Path(pallet.__file__).resolve().parents[2]
     if not (root / "pyproject.toml").exists():
         raise PalletError("pallet build needs pallet's source tree (an install from a clone); none was found")
+    existed = (root / "build").exists()
     done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(folder),
                            str(root)], capture_output=True, text=True)
     if done.returncode != 0:
         errors = [line.strip() for line in done.stderr.splitlines() if "error" in line.lower()] or ["pip failed"]
         raise PalletError(f"building pallet's wheel failed: {errors[0]}")
-    shutil.rmtree(root / "build", ignore_errors=True)
+    if not existed:  # pip may leave setuptools' build/ folder in the source tree; remove only one it made
+        shutil.rmtree(root / "build", ignore_errors=True)
 
 
 def lambda_size(pinned: dict[str, str], bundle: Path) -> int:
@@ -178,9 +185,10 @@ def lambda_size(pinned: dict[str, str], bundle: Path) -> int:
     return total
 
 
-def app_from_bundle(bundle: Path, writable: str | None = None):
+def app_from_bundle(bundle: Path, writable: str | None = None, preload: bool = False):
     """The ASGI app serving a bundle (what the Lambda handler wraps). With `writable`, the index is
-    copied there first: Lambda's file system is read-only but for /tmp."""
+    copied there first: Lambda's file system is read-only but for /tmp. With `preload`, the models
+    load now and no lifespan is needed (Lambda runs one request at a time: no batching)."""
     from pallet.serve.app import create_app
     from pallet.serve.config import ServeConfig
 
@@ -194,9 +202,13 @@ def app_from_bundle(bundle: Path, writable: str | None = None):
         index = copy
     settings = config["serve"]
     serve = ServeConfig(models=config["models"], max_body_bytes=int(settings.max_body_mb * 2**20),
-                        max_rows=settings.max_rows, max_batch_size=settings.max_batch_size,
+                        max_rows=settings.max_rows, max_batch_size=1 if preload else settings.max_batch_size,
                         max_latency_ms=settings.max_latency_ms, max_queue=settings.max_queue)
-    return create_app(serve, Store(bundle / "store", db_url=f"sqlite:///{index}"))
+    app = create_app(serve, Store(bundle / "store", db_url=f"sqlite:///{index}"))
+    if preload:
+        for ref in config["models"]:
+            app.state.plane.load(ref)
+    return app
 
 
 COLD_START = """
@@ -279,8 +291,18 @@ def load_config(bundle: Path) -> dict:
     if not isinstance(config, dict) or not isinstance(config.get("models"), list) or not config["models"]:
         raise PalletError(f"{path} must list the models to serve under 'models'")
     serve = config.get("serve") or {}
-    unknown = set(serve) - set(ServeSettings.__dataclass_fields__)
+    if not isinstance(serve, dict):
+        raise PalletError(f"{path}: 'serve' must be a mapping of settings")
+    unknown = set(map(str, serve)) - set(ServeSettings.__dataclass_fields__)
     if unknown:
         raise PalletError(f"{path}: unknown serve settings {', '.join(sorted(unknown))}")
-    config["serve"] = ServeSettings(**serve)
+    for name, value in serve.items():
+        kind = type(getattr(ServeSettings, name))
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and value != int(value)) \
+                or value <= 0:
+            raise PalletError(f"{path}: serve.{name} must be a positive {'whole ' if kind is int else ''}number, "
+                              f"got {value!r}")
+    config["serve"] = ServeSettings(**{k: type(getattr(ServeSettings, k))(v) for k, v in serve.items()})
+    if not all(isinstance(m, str) for m in config["models"]):
+        raise PalletError(f"{path}: 'models' must list model references such as digits:1")
     return config

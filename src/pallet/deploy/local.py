@@ -42,7 +42,7 @@ class LocalCluster:
         self.servers: list[subprocess.Popen] = []
         self.ports: list[int] = []
         self.nginx: subprocess.Popen | None = None
-        self.prefix = Path(tempfile.mkdtemp(prefix="pallet-up-"))
+        self.prefix = Path(tempfile.gettempdir()) / "pallet-up-unstarted"
 
     @property
     def url(self) -> str:
@@ -52,17 +52,25 @@ class LocalCluster:
         binary = nginx_binary()
         _check_free(self.port)
         pallet = [sys.executable, "-m", "pallet.cli"]
+        self.prefix = Path(tempfile.mkdtemp(prefix="pallet-up-"))
+        self.prefix.chmod(0o755)  # nginx's workers run as another user when started by root
         try:
-            for _ in range(self.replicas):
+            for i in range(self.replicas):
                 port = _free_port()
+                log = open(self.prefix / f"replica-{i}.log", "w")  # a file: a full pipe would stall the replica
                 proc = subprocess.Popen([*pallet, "serve", *self.models, "--port", str(port), "--no-access-log",
-                                         *self.serve_args], env=self.env, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.PIPE, text=True)
+                                         *self.serve_args], env=self.env, stdout=log, stderr=log)
+                log.close()
                 self.servers.append(proc)
                 self.ports.append(port)
-            for port, proc in zip(self.ports, self.servers):
-                wait_ready(f"http://127.0.0.1:{port}", proc)
-            (self.prefix / "tmp").mkdir()
+            for i, (port, proc) in enumerate(zip(self.ports, self.servers)):
+                try:
+                    wait_ready(f"http://127.0.0.1:{port}", proc)
+                except PalletError as e:
+                    lines = (self.prefix / f"replica-{i}.log").read_text().strip().splitlines()
+                    raise PalletError(f"replica {i} did not start: {lines[-1] if lines else e}") from None
+            (self.prefix / "tmp").mkdir(mode=0o777)
+            (self.prefix / "tmp").chmod(0o777)
             config = nginx_config(f"127.0.0.1:{self.port}", [f"127.0.0.1:{p}" for p in self.ports])
             (self.prefix / "nginx.conf").write_text(config)
             self.nginx = subprocess.Popen([binary, "-p", str(self.prefix), "-c", "nginx.conf", "-g", "daemon off;"],
