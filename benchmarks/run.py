@@ -19,7 +19,6 @@ import socket
 import statistics
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata

@@ -5,7 +5,6 @@ import struct
 import zlib
 
 import numpy as np
-import pytest
 from sklearn.datasets import load_digits
 
 from pallet.ui.feedback import FeedbackLog

@@ -1,5 +1,4 @@
 import importlib
-import textwrap
 
 import numpy as np
 import pytest

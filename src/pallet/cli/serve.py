@@ -10,10 +10,9 @@ from pathlib import Path
 import typer
 
 from pallet.cli import app
-from pallet.deploy.bundle import load_config
+from pallet.deploy.bundle import bundle_store, load_config, serve_config
 from pallet.serve.config import ServeConfig
 from pallet.serve.server import serve as run_server
-from pallet.store import Store
 
 
 @app.command()
@@ -40,28 +39,21 @@ def serve(
     bundle: Path = typer.Option(None, "--bundle", help="Serve what a bundle from 'pallet build' holds, as its pallet.yaml says."),
 ) -> None:
     """Serve models over KServe V2 (and Triton clients), KServe V1, SageMaker and MLflow protocols."""
-    store = None
+    if auth and not os.environ.get("PALLET_API_KEY"):
+        raise typer.BadParameter("--auth needs the key in the PALLET_API_KEY environment variable")
+    options = dict(host=host, auth=auth, access_log=access_log, cache=cache, cache_ttl_seconds=cache_ttl,
+                   threads=threads, share_token=secrets.token_urlsafe(16) if share_token == "new" else share_token,
+                   ui_dir=ui)
     if bundle is not None:
         if models:
             raise typer.BadParameter("a bundle names its own models; drop the model arguments or --bundle")
-        config = load_config(bundle)
-        settings = config["serve"]
-        models, workers, max_batch_size = config["models"], settings.workers, settings.max_batch_size
-        max_latency_ms, max_queue, max_rows = settings.max_latency_ms, settings.max_queue, settings.max_rows
-        max_body_mb, port = settings.max_body_mb, port or settings.port
-        home = bundle.absolute() / "store"
-        store = Store(home, db_url=f"sqlite:///{home / 'index.db'}")
-    if port is None:
-        port = _sagemaker_port()
-    if auth and not os.environ.get("PALLET_API_KEY"):
-        raise typer.BadParameter("--auth needs the key in the PALLET_API_KEY environment variable")
-    run_server(ServeConfig(models=models or [], host=host, port=port, workers=workers,
-                           max_body_bytes=int(max_body_mb * 1024 * 1024), max_rows=max_rows, auth=auth,
-                           access_log=access_log, max_batch_size=max_batch_size, max_latency_ms=max_latency_ms,
-                           max_queue=max_queue, cache=cache, cache_ttl_seconds=cache_ttl,
-                           threads=threads, share_token=secrets.token_urlsafe(16) if share_token == "new"
-                           else share_token, ui_dir=ui), store=store, echo=typer.echo)
-
+        config = serve_config(load_config(bundle), **options, **({"port": port} if port else {}))
+        run_server(config, store=bundle_store(bundle), echo=typer.echo)
+        return
+    run_server(ServeConfig(models=models or [], port=port or _sagemaker_port(), workers=workers,
+                           max_body_bytes=int(max_body_mb * 1024 * 1024), max_rows=max_rows,
+                           max_batch_size=max_batch_size, max_latency_ms=max_latency_ms, max_queue=max_queue,
+                           **options), echo=typer.echo)
 
 def _sagemaker_port() -> int:
     value = os.environ.get("SAGEMAKER_BIND_TO_PORT", "8000")

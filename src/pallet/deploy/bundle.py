@@ -143,7 +143,7 @@ def build(refs: list[str], out: Path, *, store: Store, serve: ServeSettings | No
 
 def _copy_models(versions: list[ModelVersion], home: Path) -> None:
     """Each version's folder, checked against its sha256 before and after the copy, indexed in the bundle's store."""
-    target = Store(home, db_url=f"sqlite:///{home / 'index.db'}")
+    target = bundle_store(home.parent)
     for version in versions:
         version.verify()
         destination = home / "models" / version.ref.name / str(version.ref.version)
@@ -185,26 +185,38 @@ def lambda_size(pinned: dict[str, str], bundle: Path) -> int:
     return total
 
 
+def bundle_store(bundle: Path, index: Path | None = None) -> Store:
+    """The bundle's own store: its model folders, and its SQLite index (or a copy of it at `index`)."""
+    home = Path(bundle).absolute() / "store"
+    return Store(home, db_url=f"sqlite:///{index or home / 'index.db'}")
+
+
+def serve_config(config: dict, **overrides):
+    """The `ServeConfig` a bundle's `pallet.yaml` describes; `overrides` (host, port, ...) win."""
+    from pallet.serve.config import ServeConfig
+
+    settings = config["serve"]
+    values = dict(models=config["models"], port=settings.port, workers=settings.workers,
+                  max_body_bytes=int(settings.max_body_mb * 2**20), max_rows=settings.max_rows,
+                  max_batch_size=settings.max_batch_size, max_latency_ms=settings.max_latency_ms,
+                  max_queue=settings.max_queue)
+    return ServeConfig(**{**values, **overrides})
+
+
 def app_from_bundle(bundle: Path, writable: str | None = None, preload: bool = False):
     """The ASGI app serving a bundle (what the Lambda handler wraps). With `writable`, the index is
     copied there first: Lambda's file system is read-only but for /tmp. With `preload`, the models
     load now and no lifespan is needed (Lambda runs one request at a time: no batching)."""
     from pallet.serve.app import create_app
-    from pallet.serve.config import ServeConfig
 
-    bundle = Path(bundle)
     config = load_config(bundle)
-    index = bundle / "store" / "index.db"
+    index = None
     if writable:
         Path(writable).mkdir(parents=True, exist_ok=True)
-        copy = Path(writable) / "index.db"
-        shutil.copyfile(index, copy)  # at each cold start: this bundle's index, never an older one
-        index = copy
-    settings = config["serve"]
-    serve = ServeConfig(models=config["models"], max_body_bytes=int(settings.max_body_mb * 2**20),
-                        max_rows=settings.max_rows, max_batch_size=1 if preload else settings.max_batch_size,
-                        max_latency_ms=settings.max_latency_ms, max_queue=settings.max_queue)
-    app = create_app(serve, Store(bundle / "store", db_url=f"sqlite:///{index}"))
+        index = Path(writable) / "index.db"
+        shutil.copyfile(Path(bundle) / "store" / "index.db", index)  # each cold start: this bundle's index
+    overrides = {"max_batch_size": 1, "workers": 1} if preload else {"workers": 1}
+    app = create_app(serve_config(config, **overrides), bundle_store(bundle, index))
     if preload:
         for ref in config["models"]:
             app.state.plane.load(ref)
