@@ -31,3 +31,15 @@ class InvalidInput(PalletError):
 
 class PredictionError(PalletError):
     """The model itself raised while predicting."""
+
+
+class RolloutError(PalletError):
+    """Rollout settings that make no sense: weights, steps, thresholds, versions of another model."""
+
+
+class RolloutConflict(PalletError):
+    """A rollout change its current state forbids: a canary already running, nothing to roll back."""
+
+
+class NoRollout(PalletError):
+    """A name that has no rollout yet."""

@@ -13,6 +13,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from pallet.errors import PalletError
+from pallet.rollout import routes as rollout_routes
+from pallet.rollout.sync import RolloutSync
 from pallet.serve import metrics, threads
 from pallet.serve.config import ServeConfig
 from pallet.serve.dataplane import DataPlane
@@ -38,9 +40,15 @@ def create_app(config: ServeConfig, store: Store | None = None) -> Starlette:
         threads.apply(plane.threads)
         for ref in config.models:
             plane.load(ref)
-        sampler = asyncio.create_task(stats.run())  # the dashboard's history
+        rollouts = RolloutSync.open(plane, config.rollout_poll_seconds)
+        if rollouts is not None:
+            await rollouts.step()  # start on the stored traffic policies, not only the models named
+        tasks = [asyncio.create_task(stats.run())]  # the dashboard's history
+        if rollouts is not None:
+            tasks.append(asyncio.create_task(rollouts.run()))
         yield
-        sampler.cancel()
+        for task in tasks:
+            task.cancel()
         plane.close()
 
     async def serve_metrics(request: Request) -> Response:
@@ -49,7 +57,8 @@ def create_app(config: ServeConfig, store: Store | None = None) -> Starlette:
 
     app = Starlette(
         routes=[*v2.routes(plane), *v1.routes(plane), *sagemaker.routes(plane), *openapi_routes(plane),
-                Route("/metrics", serve_metrics), *ui.routes(plane, stats, config.ui_dir)],
+                Route("/metrics", serve_metrics), *rollout_routes.routes(plane),
+                *ui.routes(plane, stats, config.ui_dir)],
         middleware=[Middleware(RequestContext, config=config), Middleware(ShareToken, config=config),
                     Middleware(APIKey, config=config)],
         exception_handlers={PalletError: _pallet_error, HTTPException: _http_error},

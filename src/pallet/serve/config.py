@@ -27,6 +27,7 @@ class ServeConfig:
     share_token: str | None = None  # required in the URL (?token=), a cookie or X-Share-Token, but by probes
     ui_dir: str | None = None       # a team's own static page, served at / in place of the index
     access_log: bool = True
+    rollout_poll_seconds: float = 1.0  # how often the rollout state is read from the store
 
     @property
     def api_key(self) -> str | None:

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import time
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from pallet.errors import InvalidInput, ModelNotFound
+from pallet.errors import InvalidInput, ModelNotFound, PredictionError
 from pallet.model import Model
+from pallet.rollout.figures import Figures, compare
+from pallet.rollout.state import Rollout
 from pallet.serve import metrics
 from pallet.serve.config import ServeConfig
 from pallet.serve.batcher import Batcher
@@ -17,6 +22,9 @@ from pallet.serve.errors import ModelNotReady, Overloaded
 from pallet.serve.threads import plan_threads
 from pallet.serve.types import InferenceRequest, InferenceResponse
 from pallet.store import ModelRef, Store
+
+log = logging.getLogger("pallet.serve")
+SHADOWS_IN_FLIGHT = 64   # copies waiting or running at once; more are dropped, never queued
 
 
 @dataclass
@@ -34,16 +42,21 @@ class DataPlane:
         self.models: dict[str, dict[str, Loaded]] = {}   # name -> version -> loaded model
         self.default: dict[str, str] = {}                 # name -> version served under the bare name
         self.unloaded: set[str] = set()
+        self.rollouts: dict[str, Rollout] = {}            # name -> its rollout (traffic policy), when it has one
+        self.figures: dict[str, dict[str, Figures]] = {}  # name -> version -> counted at the rollout's revision
+        self.shadow_tasks: set[asyncio.Task] = set()
         self.cache = make_cache(config.cache, config.cache_ttl_seconds)
         self.threads = plan_threads(config.workers, config.threads)
 
     # -- lifecycle ------------------------------------------------------------------------
 
     def load(self, ref: str | ModelRef) -> Model:
-        """Load a stored version; the first version loaded under a name answers for the bare name."""
+        """Load a stored version and warm it with a prediction on its sample; the first version
+        loaded under a name answers for the bare name (unless a rollout says otherwise)."""
         version = self.store.resolve(ref)
         started = time.perf_counter()
         model = Model(version, **self.threads.runtime_options())
+        model.predict(version.sample())
         name, number = version.ref.name, str(version.ref.version)
         metrics.MODEL_LOAD_SECONDS.labels(name, number).set(time.perf_counter() - started)
         previous = self.models.setdefault(name, {}).get(number)
@@ -69,6 +82,31 @@ class DataPlane:
                 loaded.batcher.close()
             loaded.executor.shutdown(wait=False)
 
+    async def retire(self, name: str, number: str, grace_seconds: float = 120) -> None:
+        """Stop routing to one version, then close it once its requests in flight have finished."""
+        loaded = self.models.get(name, {}).pop(number, None)
+        if loaded is None:
+            return
+        waited = 0.0
+        while loaded.in_flight and waited < grace_seconds:
+            await asyncio.sleep(0.05)
+            waited += 0.05
+        if loaded.batcher:
+            loaded.batcher.close()
+        loaded.executor.shutdown(wait=False)
+
+    def apply(self, rollout: Rollout) -> None:
+        """Route `rollout.name` by the rollout's policy; every version it names must be loaded."""
+        versions = self.models[rollout.name]
+        missing = [v for v in rollout.policy.versions if v not in versions]
+        if missing:
+            raise ModelNotReady(f"model '{rollout.name}' version {missing[0]} is not loaded")
+        previous = self.rollouts.get(rollout.name)
+        if previous is None or previous.revision != rollout.revision:
+            self.figures[rollout.name] = {}
+        self.rollouts[rollout.name] = rollout
+        self.default[rollout.name] = rollout.stable if rollout.stable in versions else rollout.policy.versions[0]
+
     def _batcher(self, model: Model, executor: ThreadPoolExecutor) -> Batcher | None:
         size = self.config.max_batch_size
         if size <= 1 or not model.runtime.batchable:
@@ -90,6 +128,18 @@ class DataPlane:
 
     def get(self, name: str, version: str | None = None) -> Model:
         return self._get(name, version).model
+
+    def route(self, name: str, version: str | None = None, headers: Mapping[str, str] | None = None) -> str:
+        """The version that answers a request: the one asked for, else the one the name's traffic
+        policy picks (by the sticky header when the policy has one), else the default."""
+        if version is None:
+            rollout = self.rollouts.get(name)
+            if rollout is not None:
+                policy = rollout.policy
+                key = headers.get(policy.sticky_key) if policy.sticky_key and headers is not None else None
+                version = policy.choose(key)
+        self._get(name, version)  # ModelNotFound now, before the body is read
+        return version if version is not None else self.default[name]
 
     def _get(self, name: str, version: str | None) -> Loaded:
         versions = self.models.get(name)
@@ -123,7 +173,24 @@ class DataPlane:
     # -- inference ------------------------------------------------------------------------
 
     async def infer(self, request: InferenceRequest) -> InferenceResponse:
-        loaded = self._get(request.model, request.version)
+        number = self.route(request.model, request.version)
+        loaded = self._get(request.model, number)
+        with self._lease(loaded, request.model):
+            started = time.perf_counter()
+            try:
+                response, arrays = await self._infer(loaded, request)
+            except (PredictionError, ModelNotReady):
+                self._count(request.model, number, time.perf_counter() - started, ok=False)
+                raise
+            self._count(request.model, number, time.perf_counter() - started, ok=True)
+        rollout = self.rollouts.get(request.model)
+        if rollout is not None and request.outputs is None:
+            shadow = rollout.policy.shadows(number)
+            if shadow is not None:
+                self._start_shadow(request.model, shadow, arrays, response.outputs)
+        return response
+
+    async def _infer(self, loaded: Loaded, request: InferenceRequest) -> tuple[InferenceResponse, dict]:
         model = loaded.model
         arrays = model.signature.validate(request.inputs)
         rows = len(next(iter(arrays.values())))
@@ -147,13 +214,22 @@ class DataPlane:
                 await self.cache.set(key, outputs)
         if request.outputs is not None:
             outputs = {wanted: outputs[wanted] for wanted in request.outputs}
-        return InferenceResponse(name, number, outputs, request.id)
+        return InferenceResponse(name, number, outputs, request.id), arrays
 
-    async def _run(self, loaded: Loaded, name: str, arrays: dict) -> dict:
+    @contextlib.contextmanager
+    def _lease(self, loaded: Loaded, name: str):
+        """Count a request against the version from routing to answer: load shedding, and a version
+        is closed only when none holds it."""
         if loaded.in_flight >= self.config.max_queue:
             raise Overloaded(f"model '{name}' has {loaded.in_flight} requests waiting or running, "
                              f"its limit (--max-queue {self.config.max_queue}); retry shortly")
         loaded.in_flight += 1
+        try:
+            yield
+        finally:
+            loaded.in_flight -= 1
+
+    async def _run(self, loaded: Loaded, name: str, arrays: dict) -> dict:
         try:
             if loaded.batcher is not None:
                 return await loaded.batcher.submit(arrays)
@@ -161,8 +237,38 @@ class DataPlane:
             return await loop.run_in_executor(loaded.executor, loaded.model.run, arrays)
         except RuntimeError:  # the executor was shut down: the model was unloaded meanwhile
             raise ModelNotReady(f"model '{name}' was unloaded while this request was in flight") from None
-        finally:
-            loaded.in_flight -= 1
+
+    def _count(self, name: str, number: str, seconds: float, ok: bool) -> None:
+        counted = self.figures.get(name)
+        if counted is not None:
+            counted.setdefault(number, Figures()).observe(seconds, ok)
+
+    # -- shadow traffic: copies of answered requests, off the request path ---------------------
+
+    def _start_shadow(self, name: str, number: str, arrays: dict, served: dict) -> None:
+        if len(self.shadow_tasks) >= SHADOWS_IN_FLIGHT:
+            return
+        task = asyncio.create_task(self._shadow(name, number, arrays, served))
+        self.shadow_tasks.add(task)
+        task.add_done_callback(self.shadow_tasks.discard)
+
+    async def _shadow(self, name: str, number: str, arrays: dict, served: dict) -> None:
+        loaded = self.models.get(name, {}).get(number)
+        if loaded is None or loaded.in_flight >= self.config.max_queue // 2:
+            return  # shadows never take the last half of a version's queue
+        started, compared, agreed, ok = time.perf_counter(), 0, 0, True
+        try:
+            with self._lease(loaded, name):
+                outputs = await self._run(loaded, name, arrays)
+            rollout = self.rollouts.get(name)
+            tolerance = rollout.canary.thresholds.tolerance if rollout and rollout.canary else 0.01
+            compared, agreed = compare(served, outputs, tolerance)
+        except Exception as e:  # a shadow's failure is counted, never raised to anyone
+            ok = False
+            log.debug("shadow request to %s:%s failed: %s", name, number, e)
+        counted = self.figures.get(name)
+        if counted is not None:
+            counted.setdefault(number, Figures()).observe_shadow(time.perf_counter() - started, ok, compared, agreed)
 
     def _loaded_names(self) -> str:
         return ", ".join(self.names()) or "none"

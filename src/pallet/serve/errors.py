@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from pallet.errors import (InvalidInput, InvalidReference, ModelNotFound, NoRuntime, PalletError,
-                           PredictionError)
+from pallet.errors import (InvalidInput, InvalidReference, ModelNotFound, NoRollout, NoRuntime, PalletError,
+                           PredictionError, RolloutConflict, RolloutError)
 
 
 class BadRequest(PalletError):
@@ -44,10 +44,13 @@ STATUS: list[tuple[type[Exception], int]] = [
     (BadRequest, 400),
     (InvalidInput, 400),
     (InvalidReference, 400),
+    (RolloutError, 400),
     (Unauthorized, 401),
     (ModelNotFound, 404),
+    (NoRollout, 404),
     (NotAcceptable, 406),
     (Conflict, 409),
+    (RolloutConflict, 409),
     (PayloadTooLarge, 413),
     (UnsupportedMediaType, 415),
     (NoRuntime, 422),

@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from pallet.model import Model
+from pallet.serve.dataplane import DataPlane
 from pallet.serve.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 
 JSON = "application/json"
@@ -79,9 +80,16 @@ def json_response(data: Any, status: int = 200, headers: dict[str, str] | None =
 
 
 def label(request: Request, model: Model) -> Model:
-    """Name the model and version this request is for, for its metrics and access log line."""
+    """Name the model and version this request is for, for its metrics, access log line and
+    X-Model-Version header."""
     request.state.model, request.state.version = model.ref.name, str(model.ref.version)
     return model
+
+
+def routed(request: Request, plane: DataPlane, name: str, version: str | None = None) -> Model:
+    """The version that answers: the one asked for or the one the traffic policy picks, labelled.
+    Call `plane.infer` with its version with no `await` in between, so it cannot be retired first."""
+    return label(request, plane.get(name, plane.route(name, version, request.headers)))
 
 
 def to_list(array: np.ndarray) -> list:

@@ -22,7 +22,7 @@ _counter = itertools.count()
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")  # a client's id is echoed only when it is this tame
 
 OPEN_PATHS = ("/v2/health/", "/ping")        # probes stay open even with --auth
-ADMIN_PREFIX = "/v2/repository"               # model lifecycle: the key is required whenever one is set
+ADMIN_PREFIXES = ("/v2/repository", "/admin/")  # model lifecycle, rollouts: the key is required whenever one is set
 FEEDBACK_SUFFIX = "/feedback"                 # reading feedback back is an admin action too
 SHARE_COOKIE = "pallet_token"
 
@@ -50,7 +50,10 @@ class RequestContext:
             nonlocal status, started_response
             if message["type"] == "http.response.start":
                 status, started_response = message["status"], True
-                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+                headers = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+                if state.get("version"):  # which version answered, on every protocol
+                    headers.append((b"x-model-version", state["version"].encode()))
+                message["headers"] = headers
             await send(message)
 
         metrics.IN_FLIGHT.inc()
@@ -109,7 +112,7 @@ class APIKey:
         await send({"type": "http.response.body", "body": body})
 
     def _guarded(self, method: str, path: str) -> bool:
-        if path.startswith(ADMIN_PREFIX) or (method in ("GET", "HEAD") and path.endswith(FEEDBACK_SUFFIX)):
+        if path.startswith(ADMIN_PREFIXES) or (method in ("GET", "HEAD") and path.endswith(FEEDBACK_SUFFIX)):
             return True
         return self.config.auth and not path.startswith(OPEN_PATHS)
 

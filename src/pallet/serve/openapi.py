@@ -86,6 +86,30 @@ SCHEMAS = {
         "correct": {"type": ["string", "null"]}, "comment": {"type": ["string", "null"]}}},
     "FeedbackSaved": {"type": "object", "properties": {
         "id": {"type": "integer"}, "model": {"type": "string"}, "version": {"type": "string"}}},
+    "RolloutStatus": {"type": "object", "required": ["name", "mode", "revision", "stable", "versions"],
+                      "properties": {
+        "name": {"type": "string"}, "mode": {"type": "string", "enum": ["single", "canary", "split", "shadow"]},
+        "revision": {"type": "integer"}, "stable": {"type": "string"}, "previous": {"type": ["string", "null"]},
+        "sticky_key": {"type": ["string", "null"]}, "shadow": {"type": ["object", "null"]},
+        "canary": {"type": ["object", "null"]}, "updated": {"type": "string"},
+        "versions": {"type": "array", "items": {"type": "object"}}}},
+    "RolloutEvent": {"type": "object", "properties": {
+        "name": {"type": "string"}, "revision": {"type": "integer"}, "time": {"type": "string"},
+        "actor": {"type": "string"}, "action": {"type": "string"}, "reason": {"type": "string"},
+        "weights": {"type": "object"}}},
+    "Promote": {"type": "object", "required": ["to"], "properties": {
+        "to": {"type": "string", "description": "version reference, e.g. digits:4"}, "reason": {"type": "string"}}},
+    "Rollback": {"type": "object", "properties": {"reason": {"type": "string"}}},
+    "Canary": {"type": "object", "required": ["to"], "properties": {
+        "to": {"type": "string"}, "from": {"type": "string"},
+        "steps": {"type": "array", "items": {"type": "number"}}, "step_seconds": {"type": "number"},
+        "shadow_fraction": {"type": "number"}, "sticky_key": {"type": "string"},
+        **{key: {"type": "number"} for key in ("max_error_rate", "max_latency_ratio", "min_latency_delta_ms",
+                                                 "min_agreement", "tolerance", "min_requests", "min_compared")}}},
+    "Split": {"type": "object", "required": ["weights"], "properties": {
+        "weights": {"type": "object", "additionalProperties": {"type": "number"}}, "sticky_key": {"type": "string"}}},
+    "ShadowTo": {"type": "object", "required": ["to"], "properties": {
+        "to": {"type": "string"}, "fraction": {"type": "number"}}},
     "FeedbackList": {"type": "object", "properties": {
         "model": {"type": "string"}, "feedback": {"type": "array", "items": {"type": "object"}}}},
 }
@@ -121,6 +145,7 @@ def _infer(*params: dict) -> dict:
 
 V2, V1, SM = "Open Inference Protocol (V2)", "KServe V1 / Vertex AI", "SageMaker / MLflow / Azure ML"
 UI = "Pages, dashboard and feedback"
+ROLLOUTS = "Rollouts (API key when set)"
 LIMIT = {"name": "limit", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 1}}
 MODEL_VERSION = {"name": "version", "in": "query", "required": False, "schema": {"type": "string"}}
 SAGEMAKER_BODY = {"application/json": {"schema": {"oneOf": [_ref("Instances"), {"type": "array", "items": {}},
@@ -171,6 +196,17 @@ SPEC = {
         "/ui/api/models/{name}": _get("What the prototype page shows: inputs and outputs from the signature",
                                       {"type": "object"}, NAME, MODEL_VERSION, tag=UI),
         "/ui/api/dashboard": _get("The dashboard's figures per model", {"type": "object"}, tag=UI),
+        "/admin/rollouts/{name}": _get("Rollout status: versions, shares, canary progress, live figures",
+                                       _ref("RolloutStatus"), NAME, tag=ROLLOUTS),
+        "/admin/rollouts/{name}/history": _get("Every change to the rollout: who, when, why",
+                                               {"type": "array", "items": _ref("RolloutEvent")}, NAME, tag=ROLLOUTS),
+        **{f"/admin/rollouts/{{name}}/{action}": _post(summary, _ref(body), _ref("RolloutStatus"), NAME, tag=ROLLOUTS)
+           for action, summary, body in [
+               ("promote", "Send all traffic to one version, at once", "Promote"),
+               ("rollback", "Back to the stable version (or the one before the last promotion)", "Rollback"),
+               ("start", "Start a canary: traffic moves in steps while its figures hold up", "Canary"),
+               ("split", "A fixed traffic split, optionally sticky by a header", "Split"),
+               ("shadow", "Copy a fraction of the requests to a version, off the request path", "ShadowTo")]},
         "/metrics": {"get": {"summary": "Prometheus metrics", "tags": ["Operations"],
                              "responses": {"200": {"description": "Prometheus text format",
                                                    "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
@@ -191,7 +227,7 @@ def spec_for(models: list[str]) -> dict:
     """The spec, with the model name parameter of inference and metadata listing the loaded models."""
     spec = copy.deepcopy(SPEC)
     for path, item in spec["paths"].items():
-        if path.startswith("/v2/repository"):
+        if path.startswith(("/v2/repository", "/admin/")):
             continue  # load takes any stored model
         for operation in item.values():
             for parameter in operation.get("parameters", []):

@@ -12,7 +12,7 @@ from starlette.routing import Route
 from pallet.inputs import parse_inputs
 from pallet.serve.dataplane import DataPlane
 from pallet.serve.errors import BadRequest, NotAcceptable, UnsupportedMediaType
-from pallet.serve.http import JSON, json_response, label, read_body, to_list
+from pallet.serve.http import JSON, json_response, label, read_body, routed, to_list
 from pallet.serve.protocols.v1 import predictions
 from pallet.serve.types import InferenceRequest
 
@@ -28,7 +28,7 @@ def routes(plane: DataPlane) -> list[Route]:
     async def invocations(request: Request) -> Response:
         request.state.protocol = PROTOCOL
         name = _target(plane, request)
-        model = label(request, plane.get(name))
+        label(request, plane.get(name))
         fmt = _content_format(request.headers.get("content-type", JSON))
         answer = _accept_format(request.headers.get("accept", JSON))
         body = await read_body(request, plane.config.max_body_bytes)
@@ -36,8 +36,9 @@ def routes(plane: DataPlane) -> list[Route]:
             text = body.decode()
         except UnicodeDecodeError:
             raise BadRequest("request body is not UTF-8 text") from None
-        response = await plane.infer(InferenceRequest(name, _named(parse_inputs(text, model.signature, fmt),
-                                                                   model.signature.input_names)))
+        model = routed(request, plane, name)
+        inputs = _named(parse_inputs(text, model.signature, fmt), model.signature.input_names)
+        response = await plane.infer(InferenceRequest(name, inputs, str(model.ref.version)))
         if answer == "csv":
             return Response(_csv_rows(response.outputs), media_type=CSV)
         return json_response({"predictions": predictions(response.outputs)})

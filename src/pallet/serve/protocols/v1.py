@@ -10,7 +10,7 @@ from starlette.routing import Route
 from pallet.inputs import from_instances
 from pallet.serve.dataplane import DataPlane
 from pallet.serve.errors import BadRequest
-from pallet.serve.http import json_response, label, parse_json, read_body, require_json, to_list
+from pallet.serve.http import json_response, label, parse_json, read_body, require_json, routed, to_list
 from pallet.serve.types import InferenceRequest
 
 PROTOCOL = "v1"
@@ -20,13 +20,15 @@ def routes(plane: DataPlane) -> list[Route]:
     async def predict(request: Request) -> Response:
         name = request.path_params["name"]
         request.state.protocol = PROTOCOL
-        model = label(request, plane.get(name))
+        label(request, plane.get(name))
         require_json(request)
         doc = parse_json(await read_body(request, plane.config.max_body_bytes))
         if not isinstance(doc, dict) or not ({"instances", "inputs"} & set(doc)):
             raise BadRequest('request body must be a JSON object with "instances": [...]')
         key = "instances" if "instances" in doc else "inputs"
-        response = await plane.infer(InferenceRequest(name, from_instances(doc[key], model.signature, key)))
+        model = routed(request, plane, name)
+        response = await plane.infer(InferenceRequest(name, from_instances(doc[key], model.signature, key),
+                                                      str(model.ref.version)))
         return json_response({"predictions": predictions(response.outputs)})
 
     async def status(request: Request) -> Response:

@@ -18,7 +18,7 @@ import pallet
 from pallet.serve import codecs
 from pallet.serve.dataplane import DataPlane
 from pallet.serve.errors import BadRequest, Conflict
-from pallet.serve.http import DIGITS, json_response, label, parse_json, read_body, require_json
+from pallet.serve.http import DIGITS, json_response, label, parse_json, read_body, require_json, routed
 from pallet.serve.types import InferenceRequest, InferenceResponse
 from pallet.signature import TensorSpec
 
@@ -61,7 +61,8 @@ def routes(plane: DataPlane) -> list[Route]:
         label(request, plane.get(name, version))  # 404 before the body is read
         require_json(request)
         body = await read_body(request, plane.config.max_body_bytes)
-        parsed, binary_outputs = decode_request(body, request.headers.get(HEADER_LENGTH), name, version)
+        answering = str(routed(request, plane, name, version).ref.version)
+        parsed, binary_outputs = decode_request(body, request.headers.get(HEADER_LENGTH), name, answering)
         return encode_response(await plane.infer(parsed), binary_outputs)
 
     async def repository_index(request: Request) -> Response:

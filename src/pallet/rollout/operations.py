@@ -1,0 +1,241 @@
+"""Rollout operations, shared by the CLI, the admin HTTP API and Python scripts.
+
+Each operation checks its versions in the store, then writes the next revision of the name's
+rollout; every server serving the name picks it up within its poll interval, loads and warms
+any new version before routing to it, and unloads versions that left once they are idle.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import socket
+import time
+from dataclasses import replace
+from typing import Any
+
+from pallet.errors import NoRollout, RolloutConflict, RolloutError
+from pallet.rollout.canary import Thresholds, decide
+from pallet.rollout.figures import Figures
+from pallet.rollout.policy import Policy, Shadow
+from pallet.rollout.state import Canary, Event, Rollout, RolloutChanged, RolloutState
+from pallet.store import ModelRef, Store, default_store
+
+
+def default_actor() -> str:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = str(os.getuid())
+    return f"{user}@{socket.gethostname()}"
+
+
+class Rollouts:
+    """`Rollouts(store).promote("digits", to="digits:4")` and friends; `actor` says who acts, for history."""
+
+    def __init__(self, store: Store | None = None, actor: str | None = None, state: RolloutState | None = None):
+        self.store = store or default_store()
+        self.state = state or RolloutState(self.store.index.engine)
+        self.actor = actor or default_actor()
+
+    # -- reading --------------------------------------------------------------------------------
+
+    def get(self, name: str) -> Rollout | None:
+        return self.state.get(name)
+
+    def status(self, name: str) -> dict[str, Any]:
+        """Versions, traffic shares, the canary's progress and the live figures of the current step."""
+        rollout = self._require(name)
+        counted = self.state.figures(name, rollout.revision)
+        shares = rollout.policy.shares()
+        shadow = rollout.policy.shadow
+        versions = []
+        for version in rollout.policy.versions:
+            figures = counted.get(version)
+            versions.append({"version": version, "share": round(shares.get(version, 0.0), 3),
+                             "role": _role(rollout, version),
+                             **(figures.summary() if figures else {"requests": 0})})
+        doc = {"name": name, "mode": rollout.mode, "revision": rollout.revision, "updated": rollout.updated,
+               "stable": rollout.stable, "previous": rollout.previous, "sticky_key": rollout.policy.sticky_key,
+               "shadow": None if shadow is None else {"version": shadow.version, "fraction": shadow.fraction},
+               "versions": versions, "canary": None}
+        if rollout.canary:
+            c = rollout.canary
+            doc["canary"] = {"to": c.to, "steps": c.steps, "step": c.step + 1, "share": c.steps[c.step],
+                             "step_seconds": c.step_seconds,
+                             "step_left_seconds": round(max(0.0, c.step_started + c.step_seconds - time.time()), 1),
+                             "thresholds": c.thresholds.to_dict(), "held": c.held}
+        return doc
+
+    def history(self, name: str, limit: int | None = None) -> list[Event]:
+        events = self.state.history(name, limit)
+        if not events:
+            self._require(name)
+        return events
+
+    # -- changing -------------------------------------------------------------------------------
+
+    def promote(self, name: str, to: str, *, reason: str = "") -> Rollout:
+        """Send all of `name`'s traffic to `to` at once."""
+        version = self._version(name, to)
+        current = self.state.get(name)
+        if current is not None and current.mode == "single" and current.stable == version:
+            raise RolloutConflict(f"{name}:{version} already serves all of '{name}'")
+        base = current or self._first(name, None)
+        previous = base.stable if base.stable != version else base.previous
+        new = base.changed(policy=Policy.single(version), stable=version, previous=previous, canary=None,
+                           mode="single")
+        return self.state.write(new, self.actor, "promote", reason or f"promoted {name}:{version}")
+
+    def rollback(self, name: str, *, reason: str = "", actor: str | None = None) -> Rollout:
+        """End a canary, split or shadow, back to the stable version; or, when nothing is in flight,
+        go back to the version that was stable before the last promotion."""
+        current = self._require(name)
+        if current.mode != "single":
+            new = current.changed(policy=Policy.single(current.stable), canary=None, mode="single")
+            why = f"back to {name}:{current.stable}"
+        elif current.previous is not None:
+            self._version(name, current.previous)
+            new = current.changed(policy=Policy.single(current.previous), stable=current.previous,
+                                  previous=current.stable, mode="single")
+            why = f"back to {name}:{current.previous} from {name}:{current.stable}"
+        else:
+            raise RolloutConflict(f"'{name}' has nothing to roll back to: {name}:{current.stable} is its first version "
+                              "under rollouts")
+        return self.state.write(new, actor or self.actor, "rollback", f"{reason}; {why}" if reason else why)
+
+    def start(self, name: str, to: str, *, steps: list[float] = (5, 25, 50, 100), step_seconds: float = 300,
+              thresholds: Thresholds | None = None, shadow_fraction: float = 0.2, sticky_key: str | None = None,
+              baseline: str | None = None) -> Rollout:
+        """A canary: `to` gets `steps[0]`% of the traffic, then more at each step while its figures hold up."""
+        version = self._version(name, to)
+        steps = _steps(steps)
+        if step_seconds <= 0:
+            raise RolloutError(f"--step-duration must be above 0, got {step_seconds} s")
+        if not 0 <= shadow_fraction <= 1:
+            raise RolloutError(f"--shadow-fraction must be within 0..1, got {shadow_fraction}")
+        current = self.state.get(name)
+        if current is not None and current.mode == "canary":
+            raise RolloutConflict(f"a canary of '{name}' to {name}:{current.canary.to} is running; "
+                              f"roll it back or wait for it to finish first")
+        base = current or self._first(name, baseline)
+        if base.stable == version:
+            raise RolloutConflict(f"{name}:{version} is already the stable version of '{name}'")
+        canary = Canary(version, steps, 0, step_seconds, time.time(), thresholds or Thresholds(), shadow_fraction)
+        new = base.changed(policy=_canary_policy(base.stable, canary, sticky_key), canary=canary, mode="canary")
+        return self.state.write(new, self.actor, "start",
+                                f"canary to {name}:{version}: steps {_percent_list(steps)}, "
+                                f"{_duration(step_seconds)} each")
+
+    def split(self, name: str, weights: dict[str, float], *, sticky_key: str | None = None) -> Rollout:
+        """A fixed split (an A/B test): `{"digits:3": 90, "digits:4": 10}`."""
+        if len(weights) < 1:
+            raise RolloutError("a split needs at least one version=weight")
+        by_version = {self._version(name, ref): float(w) for ref, w in weights.items()}
+        policy = Policy(by_version, sticky_key)
+        current = self.state.get(name)
+        base = current or self._first(name, None)
+        stable = base.stable if base.stable in by_version else max(by_version, key=by_version.get)
+        new = base.changed(policy=policy, stable=stable, canary=None, mode="split")
+        shares = ", ".join(f"{name}:{v}={s:g}%" for v, s in policy.shares().items())
+        sticky = f", sticky by {sticky_key}" if sticky_key else ""
+        return self.state.write(new, self.actor, "split", f"split {shares}{sticky}")
+
+    def shadow(self, name: str, to: str, *, fraction: float = 1.0) -> Rollout:
+        """Copies of a `fraction` of the live requests go to `to`; callers get the stable version's answers."""
+        version = self._version(name, to)
+        base = self.state.get(name) or self._first(name, None)
+        if base.mode == "canary":
+            raise RolloutConflict(f"a canary of '{name}' is running and already shadows its candidate; roll it back first")
+        if base.stable == version:
+            raise RolloutConflict(f"{name}:{version} is the version serving '{name}'; shadow another one")
+        policy = Policy.single(base.stable)
+        new = base.changed(policy=Policy(policy.weights, None, Shadow(version, fraction)), canary=None, mode="shadow")
+        return self.state.write(new, self.actor, "shadow", f"shadow {fraction:.0%} of the requests to {name}:{version}")
+
+    def tick(self, name: str, now: float | None = None, actor: str = "canary") -> Rollout | None:
+        """Judge a running canary on its figures: advance, hold or roll back. Any server may call it;
+        one write per revision wins. Returns the new rollout when it changed."""
+        rollout = self.state.get(name)
+        if rollout is None or rollout.canary is None:
+            return None
+        canary, now = rollout.canary, time.time() if now is None else now
+        counted = self.state.figures(name, rollout.revision)
+        decision = decide(counted.get(rollout.stable, Figures()), counted.get(canary.to, Figures()),
+                          canary.thresholds, step_over=now >= canary.step_started + canary.step_seconds)
+        step = f"step {canary.step + 1}/{len(canary.steps)} ({canary.steps[canary.step]:g}%)"
+        try:
+            if decision.action == "rollback":
+                return self.rollback(name, reason=f"{step}: {decision.reason}", actor=actor)
+            if decision.action == "hold":
+                if decision.reason == "step in progress" or decision.reason == canary.held:
+                    return None
+                held = replace(canary, held=decision.reason)
+                return self.state.write(rollout.changed(canary=held), actor, "hold", f"{step}: {decision.reason}")
+            if canary.step + 1 >= len(canary.steps) - 1:  # the next step is 100%: the canary is done
+                new = rollout.changed(policy=Policy.single(canary.to), stable=canary.to, previous=rollout.stable,
+                                      canary=None, mode="single")
+                return self.state.write(new, actor, "promote", f"{step}: {decision.reason}; canary complete, "
+                                                               f"{name}:{canary.to} serves 100%")
+            advanced = replace(canary, step=canary.step + 1, step_started=now, held="")
+            new = rollout.changed(policy=_canary_policy(rollout.stable, advanced, rollout.policy.sticky_key),
+                                  canary=advanced)
+            return self.state.write(new, actor, "advance", f"{step}: {decision.reason}; now "
+                                                           f"{advanced.steps[advanced.step]:g}% to {name}:{canary.to}")
+        except RolloutChanged:
+            return None
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _require(self, name: str) -> Rollout:
+        rollout = self.state.get(name)
+        if rollout is None:
+            raise NoRollout(f"'{name}' has no rollout yet; start one with 'pallet rollout promote|start|split|"
+                              f"shadow {name} ...'")
+        return rollout
+
+    def _version(self, name: str, ref: str) -> str:
+        """The version number `ref` names, checked against the store; `ref` must be one of `name`'s."""
+        parsed = ModelRef.parse(ref if (":" in ref or "@" in ref or not ref.isdigit()) else f"{name}:{ref}")
+        if parsed.name != name:
+            raise RolloutError(f"'{ref}' is a version of '{parsed.name}', not of '{name}'")
+        return str(self.store.resolve(parsed).ref.version)
+
+    def _first(self, name: str, baseline: str | None) -> Rollout:
+        """The rollout of a name that has none yet: its baseline is `baseline`, else @production."""
+        if baseline is None:
+            if self.store.index.alias(name, "production") is None:
+                raise RolloutError(f"'{name}' has no rollout yet and no @production alias to start from; "
+                                  f"name the version serving now with --from {name}:N")
+            baseline = f"{name}@production"
+        version = self._version(name, baseline)
+        return Rollout(name, Policy.single(version), version)
+
+
+def _canary_policy(stable: str, canary: Canary, sticky_key: str | None) -> Policy:
+    share = canary.steps[canary.step]
+    shadow = Shadow(canary.to, canary.shadow_fraction) if canary.shadow_fraction > 0 else None
+    return Policy({stable: 100.0 - share, canary.to: share}, sticky_key, shadow)
+
+
+def _role(rollout: Rollout, version: str) -> str:
+    if rollout.canary and version == rollout.canary.to:
+        return "candidate"
+    if rollout.policy.shadow and version == rollout.policy.shadow.version and version not in rollout.policy.shares():
+        return "shadow"
+    return "stable" if version == rollout.stable else "serving"
+
+
+def _steps(steps) -> list[float]:
+    steps = [float(s) for s in steps]
+    if not steps or any(not 0 < s <= 100 for s in steps) or steps != sorted(set(steps)):
+        raise RolloutError(f"--steps must be increasing percentages within 1..100, got {_percent_list(steps)}")
+    return steps if steps[-1] == 100 else [*steps, 100.0]
+
+
+def _percent_list(steps) -> str:
+    return ",".join(f"{s:g}" for s in steps)
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 60:g} min" if seconds >= 60 and seconds % 60 == 0 else f"{seconds:g} s"

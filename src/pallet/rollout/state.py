@@ -1,0 +1,193 @@
+"""Rollout state in the SQL store, shared by every worker and replica: the current rollout of each
+served name (with a revision number that only grows), the history of changes, and the figures
+each server process counted for the current revision."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+
+from pallet.errors import RolloutConflict
+from pallet.rollout.canary import Thresholds
+from pallet.rollout.figures import Figures
+from pallet.rollout.policy import Policy
+from pallet.store.index import create_tables
+
+metadata = sa.MetaData()
+
+rollouts = sa.Table(
+    "pallet_rollouts", metadata,
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("revision", sa.Integer, nullable=False),
+    sa.Column("record", sa.Text, nullable=False),     # JSON: policy, stable, previous, canary
+    sa.Column("updated", sa.String(40), nullable=False),
+)
+
+events = sa.Table(
+    "pallet_rollout_events", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(128), nullable=False, index=True),
+    sa.Column("revision", sa.Integer, nullable=False),
+    sa.Column("time", sa.String(40), nullable=False),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("action", sa.String(40), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("weights", sa.Text, nullable=False),    # JSON: the traffic shares after the change
+)
+
+figures = sa.Table(
+    "pallet_rollout_figures", metadata,
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("revision", sa.Integer, primary_key=True),
+    sa.Column("process", sa.String(80), primary_key=True),
+    sa.Column("version", sa.String(40), primary_key=True),
+    sa.Column("data", sa.Text, nullable=False),
+    sa.Column("updated", sa.Float, nullable=False),
+)
+
+
+class RolloutChanged(RolloutConflict):
+    """Someone else changed the rollout between reading and writing it."""
+
+
+@dataclass(frozen=True)
+class Canary:
+    to: str
+    steps: list[float]            # traffic percent on the candidate at each step; the last is 100
+    step: int                     # index into steps
+    step_seconds: float
+    step_started: float           # epoch seconds
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    shadow_fraction: float = 0.2  # of the baseline's requests copied to the candidate to compare answers
+    held: str = ""                # the last hold reason recorded, so a hold is written to history once
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"to": self.to, "steps": self.steps, "step": self.step, "step_seconds": self.step_seconds,
+                "step_started": self.step_started, "thresholds": self.thresholds.to_dict(),
+                "shadow_fraction": self.shadow_fraction, "held": self.held}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Canary:
+        return cls(**{**data, "thresholds": Thresholds(**data["thresholds"])})
+
+
+@dataclass(frozen=True)
+class Rollout:
+    name: str
+    policy: Policy
+    stable: str                   # the version traffic returns to on rollback
+    previous: str | None = None   # the stable version before the last promotion
+    canary: Canary | None = None
+    mode: str = "single"          # single | canary | split | shadow
+    revision: int = 0
+    updated: str = ""
+
+    def to_json(self) -> str:
+        return json.dumps({"policy": self.policy.to_dict(), "stable": self.stable, "previous": self.previous,
+                           "canary": self.canary.to_dict() if self.canary else None, "mode": self.mode})
+
+    @classmethod
+    def from_row(cls, row) -> Rollout:
+        data = json.loads(row.record)
+        return cls(row.name, Policy.from_dict(data["policy"]), data["stable"], data.get("previous"),
+                   Canary.from_dict(data["canary"]) if data.get("canary") else None, data.get("mode", "single"),
+                   row.revision, row.updated)
+
+    def changed(self, **changes: Any) -> Rollout:
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class Event:
+    name: str
+    revision: int
+    time: str
+    actor: str
+    action: str
+    reason: str
+    weights: dict[str, float]
+
+
+class RolloutState:
+    def __init__(self, engine: sa.Engine):
+        self.engine = engine
+        create_tables(engine, metadata, "rollout tables")
+
+    def get(self, name: str) -> Rollout | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(rollouts).where(rollouts.c.name == name)).first()
+        return Rollout.from_row(row) if row else None
+
+    def revisions(self, names: list[str]) -> dict[str, int]:
+        """The current revision of each name that has a rollout: one cheap query for polling."""
+        with self.engine.connect() as conn:
+            return dict(conn.execute(sa.select(rollouts.c.name, rollouts.c.revision)
+                                     .where(rollouts.c.name.in_(names))).all())
+
+    def write(self, rollout: Rollout, actor: str, action: str, reason: str) -> Rollout:
+        """Store `rollout` as the next revision after `rollout.revision` (0: the first), with its event,
+        in one transaction. Raises `RolloutChanged` when that revision is no longer the current one."""
+        now = _now()
+        new = rollout.changed(revision=rollout.revision + 1, updated=now)
+        try:
+            with self.engine.begin() as conn:
+                if rollout.revision == 0:
+                    conn.execute(rollouts.insert().values(name=new.name, revision=new.revision,
+                                                          record=new.to_json(), updated=now))
+                else:
+                    changed = conn.execute(rollouts.update().where(rollouts.c.name == new.name,
+                                                                   rollouts.c.revision == rollout.revision)
+                                           .values(revision=new.revision, record=new.to_json(), updated=now))
+                    if changed.rowcount != 1:
+                        raise RolloutChanged(f"the rollout of '{new.name}' changed meanwhile; look again")
+                conn.execute(events.insert().values(
+                    name=new.name, revision=new.revision, time=now, actor=actor[:200], action=action,
+                    reason=reason, weights=json.dumps(new.policy.shares())))
+                conn.execute(figures.delete().where(figures.c.name == new.name,
+                                                    figures.c.revision < new.revision))
+        except IntegrityError:
+            raise RolloutChanged(f"the rollout of '{new.name}' was started meanwhile; look again") from None
+        return new
+
+    def history(self, name: str, limit: int | None = None) -> list[Event]:
+        """Every change to `name`'s rollout, oldest first (`limit`: the newest ones)."""
+        query = sa.select(events).where(events.c.name == name).order_by(events.c.id.desc())
+        if limit:
+            query = query.limit(limit)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return [Event(r.name, r.revision, r.time, r.actor, r.action, r.reason, json.loads(r.weights))
+                for r in reversed(rows)]
+
+    # -- figures ------------------------------------------------------------------------------
+
+    def put_figures(self, name: str, revision: int, process: str, counted: dict[str, Figures]) -> None:
+        """Replace this process's figures for `name` at `revision`."""
+        now = time.time()
+        with self.engine.begin() as conn:
+            conn.execute(figures.delete().where(figures.c.name == name, figures.c.revision == revision,
+                                                figures.c.process == process))
+            if counted:
+                conn.execute(figures.insert(), [dict(name=name, revision=revision, process=process, version=v,
+                                                     data=json.dumps(f.to_dict()), updated=now)
+                                                for v, f in counted.items()])
+
+    def figures(self, name: str, revision: int) -> dict[str, Figures]:
+        """Every process's figures for `name` at `revision`, added up per version."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(figures.c.version, figures.c.data)
+                                .where(figures.c.name == name, figures.c.revision == revision)).all()
+        total: dict[str, Figures] = {}
+        for version, data in rows:
+            total.setdefault(version, Figures()).add(Figures.from_dict(json.loads(data)))
+        return total
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
