@@ -153,13 +153,14 @@ class Rollouts:
         new = base.changed(policy=Policy(policy.weights, None, Shadow(version, fraction)), canary=None, mode="shadow")
         return self.state.write(new, self.actor, "shadow", f"shadow {fraction:.0%} of the requests to {name}:{version}")
 
-    def tick(self, name: str, now: float | None = None, actor: str = "canary") -> Rollout | None:
+    def tick(self, name: str, now: float | None = None) -> Rollout | None:
         """Judge a running canary on its figures: advance, hold or roll back. Any server may call it;
         one write per revision wins. Returns the new rollout when it changed."""
         rollout = self.state.get(name)
         if rollout is None or rollout.canary is None:
             return None
         canary, now = rollout.canary, time.time() if now is None else now
+        actor = f"canary on {self.actor}"
         counted = self.state.figures(name, rollout.revision)
         decision = decide(counted.get(rollout.stable, Figures()), counted.get(canary.to, Figures()),
                           canary.thresholds, step_over=now >= canary.step_started + canary.step_seconds)

@@ -38,7 +38,12 @@ def routes(plane: DataPlane) -> list[Route]:
         return await asyncio.get_running_loop().run_in_executor(None, lambda: method(*args, **kwargs))
 
     async def status(request: Request) -> Response:
-        return json_response(await call(request, "status", request.path_params["name"]))
+        return json_response(served(await call(request, "status", request.path_params["name"])))
+
+    def served(doc: dict) -> dict:
+        """The status, with the revision this server routes by (it follows the store within a poll)."""
+        applied = plane.rollouts.get(doc["name"])
+        return {**doc, "served_revision": applied.revision if applied else None}
 
     async def history(request: Request) -> Response:
         events = await call(request, "history", request.path_params["name"])
@@ -68,7 +73,7 @@ def routes(plane: DataPlane) -> list[Route]:
             await call(request, "split", name, weights, sticky_key=_text(doc, "sticky_key", None))
         else:
             await call(request, "shadow", name, _text(doc, "to"), fraction=_number(doc, "fraction", 1.0))
-        return json_response(await call(request, "status", name))
+        return json_response(served(await call(request, "status", name)))
 
     return [
         Route("/admin/rollouts/{name}", status),

@@ -36,7 +36,7 @@ class RolloutSync:
     def open(cls, plane: DataPlane, poll_seconds: float) -> RolloutSync | None:
         """The sync for `plane`, or None (with a warning) when the store's database cannot hold rollouts."""
         try:
-            return cls(plane, Rollouts(plane.store, actor=f"canary on {PROCESS}"), poll_seconds)
+            return cls(plane, Rollouts(plane.store, actor=PROCESS), poll_seconds)
         except PalletError as e:
             log.warning("rollouts are off on this server: %s", e)
             return None

@@ -1,0 +1,254 @@
+"""Rollouts on a live server under a real client's steady load (127.0.0.1, bounded)."""
+
+import importlib
+import sys
+import threading
+import time
+from collections import Counter
+
+import httpx
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+from sklearn.linear_model import LogisticRegression
+
+import pallet
+from pallet.rollout import Rollouts, Thresholds
+from pallet.serve.app import create_app
+from pallet.serve.config import ServeConfig
+from pallet.store import Store
+from tests.serve.conftest import RunningServer
+
+USER_MODULE = '''
+import joblib
+import numpy as np
+
+
+class Wrapped:
+    """The digits classifier, changed by `answer`; kept in artifacts/model.joblib."""
+
+    def __init__(self, model=None):
+        self.model = model
+
+    def save(self, path):
+        joblib.dump(self.model, path / "model.joblib")
+
+    @classmethod
+    def load(cls, path):
+        return cls(joblib.load(path / "model.joblib"))
+
+    def predict(self, inputs):
+        x = inputs["input"]
+        return {"label": self.answer(x, self.model.predict(x))}
+
+
+class Flaky(Wrapped):
+    """Right where it answers, but fails on every row whose pixel 21 is brighter than 12."""
+
+    def answer(self, x, label):
+        if (x[:, 21] > 12).any():
+            raise ValueError("pixel 21 is too bright for this version")
+        return label
+
+
+class Shifted(Wrapped):
+    """Never fails, and answers the next digit over: always wrong."""
+
+    def answer(self, x, label):
+        return (label + 1) % 10
+'''
+
+
+@pytest.fixture(scope="module")
+def rollout_store(tmp_path_factory):
+    """digits:1 (production) and digits:2 (the same model, a good candidate); digits:3 fails on a third of
+    the inputs; digits:4 disagrees with digits:1 on every input."""
+    root = tmp_path_factory.mktemp("rollouts")
+    (root / "rollout_models.py").write_text(USER_MODULE)
+    sys.path.insert(0, str(root))
+    models = importlib.import_module("rollout_models")
+    x, y = load_digits(return_X_y=True)
+    classifier = LogisticRegression(max_iter=500).fit(x[:1000], y[:1000])
+    store = Store(root / "home")
+    safe = x[x[:, 21] <= 12][:5]  # the flaky version answers its own sample
+    store.save(classifier, "digits", sample=safe, aliases=["production"])
+    store.save(classifier, "digits", sample=safe)
+    store.save(models.Flaky(classifier), "digits", sample=safe)
+    store.save(models.Shifted(classifier), "digits", sample=safe)
+    yield store
+    sys.path.remove(str(root))
+
+
+@pytest.fixture
+def live(rollout_store):
+    """A server following the rollout state every 0.2 s, with no rollout to begin with."""
+    with rollout_store.index.engine.begin() as conn:
+        for table in ("pallet_rollout_figures", "pallet_rollout_events", "pallet_rollouts"):
+            conn.exec_driver_sql(f"DELETE FROM {table}") if _has(conn, table) else None
+    config = ServeConfig(models=["digits@production"], rollout_poll_seconds=0.2)
+    with RunningServer(create_app(config, rollout_store)) as server:
+        yield server
+
+
+def _has(conn, table: str) -> bool:
+    return conn.exec_driver_sql(f"SELECT name FROM sqlite_master WHERE name = '{table}'").first() is not None
+
+
+class Load:
+    """Clients sending digits rows one per request until stopped (each at most `limit` requests)."""
+
+    def __init__(self, url: str, clients: int = 4, limit: int = 3000, headers=None):
+        x, _ = load_digits(return_X_y=True)
+        self.rows = x
+        self.url = url
+        self.limit = limit
+        self.headers = headers or {}
+        self.stop = threading.Event()
+        self.results: list[tuple[int, str | None, int]] = []   # (status, version answering, row)
+        self.lock = threading.Lock()
+        self.threads = [threading.Thread(target=self._client, args=(i,), daemon=True) for i in range(clients)]
+
+    def _client(self, seed: int) -> None:
+        rng = np.random.default_rng(seed)
+        with httpx.Client(base_url=self.url, timeout=30) as client:
+            for _ in range(self.limit):
+                if self.stop.is_set():
+                    return
+                row = int(rng.integers(len(self.rows)))
+                body = {"inputs": [{"name": "input", "shape": [1, 64], "datatype": "FP64",
+                                    "data": self.rows[row].tolist()}]}
+                try:
+                    r = client.post("/v2/models/digits/infer", json=body, headers=self.headers)
+                    answer = (r.status_code, r.headers.get("x-model-version"), row)
+                except httpx.HTTPError:
+                    answer = (0, None, row)
+                with self.lock:
+                    self.results.append(answer)
+
+    def __enter__(self):
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        for t in self.threads:
+            t.join(timeout=30)
+
+    def recent(self, n: int) -> list[tuple[int, str | None, int]]:
+        with self.lock:
+            return self.results[-n:]
+
+    def versions_since(self, start: int) -> Counter:
+        with self.lock:
+            return Counter(v for _, v, _ in self.results[start:])
+
+
+def wait_for(condition, seconds: float = 60, what: str = "the condition"):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_promote_and_rollback_under_load_fail_no_request(live, rollout_store):
+    rollouts = Rollouts(rollout_store, actor="test")
+    with Load(live.url) as load, httpx.Client(base_url=live.url) as client:
+        wait_for(lambda: len(load.recent(50)) == 50, what="load to start")
+        rollouts.promote("digits", "digits:2")
+        wait_for(lambda: {v for _, v, _ in load.recent(30)} == {"2"}, what="digits:2 to answer everything")
+        wait_for(lambda: client.get("/v2/models/digits/versions/1/ready").status_code == 404,
+                 what="digits:1 to be retired")
+        rollouts.rollback("digits", reason="test")
+        wait_for(lambda: {v for _, v, _ in load.recent(30)} == {"1"}, what="digits:1 to answer everything again")
+        rollouts.promote("digits", "digits:2")
+        wait_for(lambda: {v for _, v, _ in load.recent(30)} == {"2"}, what="the second promotion")
+        body = client.post("/v2/models/digits/infer", json={"inputs": [{"name": "input", "shape": [1, 64],
+                           "datatype": "FP64", "data": [0] * 64}]}).json()
+    statuses = Counter(status for status, _, _ in load.results)
+    assert statuses == {200: len(load.results)}, statuses
+    assert len(load.results) > 200
+    assert body["model_version"] == "2"
+    assert [e.action for e in rollouts.history("digits")] == ["promote", "rollback", "promote"]
+
+
+def test_a_canary_to_a_good_version_reaches_100_percent(live, rollout_store):
+    rollouts = Rollouts(rollout_store, actor="test")
+    with Load(live.url):
+        rollouts.start("digits", "digits:2", steps=[20, 60, 100], step_seconds=1.5, shadow_fraction=0.5,
+                       thresholds=Thresholds(min_requests=15, min_compared=15, max_latency_ratio=3))
+        final = wait_for(lambda: (r := rollouts.get("digits")).canary is None and r, what="the canary to end")
+    events = rollouts.history("digits")
+    assert final.stable == "2" and final.policy.shares() == {"2": 100.0}, [e.reason for e in events]
+    actions = [e.action for e in events if e.action != "hold"]
+    assert actions == ["start", "advance", "promote"]
+    assert "agreement 100.0%" in events[-1].reason and "canary complete" in events[-1].reason
+
+
+@pytest.mark.parametrize("bad, reason", [("digits:3", "candidate error rate"),
+                                         ("digits:4", "candidate agrees with the baseline on 0.0%")])
+def test_a_canary_to_a_bad_version_rolls_back_by_itself(live, rollout_store, bad, reason):
+    rollouts = Rollouts(rollout_store, actor="test")
+    with Load(live.url) as load:
+        rollouts.start("digits", bad, steps=[30, 100], step_seconds=30, shadow_fraction=0.5,
+                       thresholds=Thresholds(min_requests=15, min_compared=15))
+        final = wait_for(lambda: (r := rollouts.get("digits")).canary is None and r, what="the rollback")
+        wait_for(lambda: {v for _, v, _ in load.recent(20)} == {"1"}, what="digits:1 to answer everything")
+    assert final.stable == "1" and final.policy.shares() == {"1": 100.0}
+    last = rollouts.history("digits")[-1]
+    assert last.action == "rollback" and last.actor.startswith("canary on ")
+    assert reason in last.reason
+
+
+def test_a_split_serves_its_shares_and_sticky_keys_stay_put(live, rollout_store):
+    rollouts = Rollouts(rollout_store, actor="test")
+    rollouts.split("digits", {"digits:1": 70, "digits:2": 30})
+    with httpx.Client(base_url=live.url) as client:
+        wait_for(lambda: _applied(client), what="the split")
+        body = {"inputs": [{"name": "input", "shape": [1, 64], "datatype": "FP64", "data": [0] * 64}]}
+        n = 600
+        versions = Counter(client.post("/v2/models/digits/infer", json=body).headers["x-model-version"]
+                           for _ in range(n))
+        assert abs(versions["2"] / n - 0.30) < 0.08, versions   # 4.3 standard deviations
+
+        rollouts.split("digits", {"digits:1": 50, "digits:2": 50}, sticky_key="X-User-ID")
+        wait_for(lambda: _applied(client), what="the sticky split")
+        first = {user: _version(client, body, user) for user in range(40)}
+        again = {user: _version(client, body, user) for user in range(40)}
+        v1 = client.post("/v1/models/digits:predict", json={"instances": [[0] * 64]}, headers={"X-User-ID": "7"})
+    assert first == again
+    assert set(first.values()) == {"1", "2"}
+    assert v1.headers["x-model-version"] == first[7]
+
+
+def _version(client, body, user) -> str:
+    return client.post("/v2/models/digits/infer", json=body, headers={"X-User-ID": str(user)}).headers["x-model-version"]
+
+
+def _applied(client) -> bool:
+    status = client.get("/admin/rollouts/digits").json()
+    return status["served_revision"] == status["revision"]
+
+
+def test_shadow_never_changes_what_callers_receive(live, rollout_store):
+    x, _ = load_digits(return_X_y=True)
+    labels = pallet.load("digits:1", store=rollout_store).predict(x[:200])["label"]
+    rollouts = Rollouts(rollout_store, actor="test")
+    rollouts.shadow("digits", "digits:4", fraction=1.0)
+    with httpx.Client(base_url=live.url) as client:
+        wait_for(lambda: _applied(client), what="the shadow")
+        answers = []
+        for i in range(200):
+            r = client.post("/v2/models/digits/infer", json={"inputs": [{"name": "input", "shape": [1, 64],
+                            "datatype": "FP64", "data": x[i].tolist()}]})
+            answers.append((r.status_code, r.headers["x-model-version"], r.json()["outputs"][0]["data"][0]))
+        status = wait_for(lambda: (s := client.get("/admin/rollouts/digits").json())["versions"][1]["compared"] >= 150
+                          and s, what="shadow figures to be counted")
+    assert all(code == 200 and version == "1" for code, version, _ in answers)
+    assert [label for _, _, label in answers] == labels.tolist()
+    shadow = status["versions"][1]
+    assert shadow["version"] == "4" and shadow["role"] == "shadow" and shadow["requests"] == 0
+    assert shadow["agreement"] == 0.0 and shadow["shadow_errors"] == 0 and shadow["shadow_p95_ms"] > 0
