@@ -252,3 +252,94 @@ def test_shadow_never_changes_what_callers_receive(live, rollout_store):
     shadow = status["versions"][1]
     assert shadow["version"] == "4" and shadow["role"] == "shadow" and shadow["requests"] == 0
     assert shadow["agreement"] == 0.0 and shadow["shadow_errors"] == 0 and shadow["shadow_p95_ms"] > 0
+
+
+@pytest.fixture
+def guarded(rollout_store, monkeypatch):
+    """A server whose admin endpoints need PALLET_API_KEY."""
+    with rollout_store.index.engine.begin() as conn:
+        for table in ("pallet_rollout_figures", "pallet_rollout_events", "pallet_rollouts"):
+            conn.exec_driver_sql(f"DELETE FROM {table}") if _has(conn, table) else None
+    monkeypatch.setenv("PALLET_API_KEY", "s3cret")
+    config = ServeConfig(models=["digits@production"], rollout_poll_seconds=0.2)
+    with RunningServer(create_app(config, rollout_store)) as server:
+        with httpx.Client(base_url=server.url, headers={"Authorization": "Bearer s3cret"}) as client:
+            yield server, client
+
+
+def test_the_admin_api_runs_every_operation_behind_the_key(guarded):
+    server, client = guarded
+    anonymous = httpx.post(f"{server.url}/admin/rollouts/digits/promote", json={"to": "digits:2"})
+    assert anonymous.status_code == 401 and "API key" in anonymous.json()["error"]
+    assert httpx.get(f"{server.url}/admin/rollouts/digits").status_code == 401
+
+    promoted = client.post("/admin/rollouts/digits/promote", json={"to": "digits:2", "reason": "retrained"})
+    assert promoted.status_code == 200, promoted.text
+    assert promoted.json()["stable"] == "2" and promoted.json()["versions"][0]["share"] == 100.0
+    wait_for(lambda: _applied(client), what="the promotion")
+    assert _predict_version(client) == "2"
+
+    split = client.post("/admin/rollouts/digits/split", json={"weights": {"digits:1": 50, "digits:2": 50},
+                                                               "sticky_key": "X-User-ID"})
+    assert split.json()["mode"] == "split" and split.json()["sticky_key"] == "X-User-ID"
+    shadow = client.post("/admin/rollouts/digits/shadow", json={"to": "digits:4", "fraction": 0.5})
+    assert shadow.json()["shadow"] == {"version": "4", "fraction": 0.5}
+    started = client.post("/admin/rollouts/digits/start", json={"to": "digits:4", "steps": [10, 100],
+                                                                "step_seconds": 60, "min_requests": 5})
+    assert started.status_code == 200 and started.json()["canary"]["thresholds"]["min_requests"] == 5
+    again = client.post("/admin/rollouts/digits/start", json={"to": "digits:4"})
+    assert again.status_code == 409 and "is running" in again.json()["error"]
+    back = client.post("/admin/rollouts/digits/rollback", json={"reason": "enough"})
+    assert back.json()["mode"] == "single" and back.json()["stable"] == "2"
+
+    history = client.get("/admin/rollouts/digits/history").json()
+    assert [e["action"] for e in history] == ["promote", "split", "shadow", "start", "rollback"]
+    assert history[0]["actor"] == "http from 127.0.0.1" and history[0]["reason"] == "retrained"
+    assert history[-1]["reason"] == "enough; back to digits:2"
+
+
+@pytest.mark.parametrize("path, body, status, message", [
+    ("promote", {}, 400, '"to" is required'),
+    ("promote", {"to": 4}, 400, '"to" must be a string'),
+    ("promote", {"to": "digits:99"}, 404, "99"),
+    ("promote", {"to": "iris:1"}, 400, "not of 'digits'"),
+    ("promote", [1], 400, "JSON object"),
+    ("split", {"weights": {"digits:2": "ten"}}, 400, '"weights" must be an object'),
+    ("split", {"weights": {"digits:2": -1}}, 400, "weight must be a number >= 0"),
+    ("start", {"to": "digits:2", "steps": []}, 400, '"steps" must be a non-empty list'),
+    ("start", {"to": "digits:2", "steps": [0, 200]}, 400, "increasing percentages"),
+    ("start", {"to": "digits:2", "max_error_rate": "low"}, 400, '"max_error_rate" must be a number'),
+    ("shadow", {"to": "digits:2", "fraction": 2}, 400, "shadow fraction"),
+    ("rollback", {}, 404, "has no rollout yet"),
+])
+def test_admin_mistakes_get_4xx_with_the_reason(guarded, path, body, status, message):
+    _, client = guarded
+    answer = client.post(f"/admin/rollouts/digits/{path}", json=body)
+    assert answer.status_code == status, answer.text
+    assert message in answer.json()["error"]
+
+
+def test_admin_status_of_a_name_without_rollout_is_404(guarded):
+    _, client = guarded
+    answer = client.get("/admin/rollouts/digits")
+    assert answer.status_code == 404 and "no rollout yet" in answer.json()["error"]
+
+
+def test_per_version_requests_are_in_metrics(live, rollout_store):
+    Rollouts(rollout_store).split("digits", {"digits:1": 50, "digits:2": 50})
+    with httpx.Client(base_url=live.url) as client:
+        wait_for(lambda: _applied(client), what="the split")
+        seen = Counter(_predict_version(client) for _ in range(60))
+        metrics = client.get("/metrics").text
+    for version in ("1", "2"):
+        line = f'pallet_requests_total{{model="digits",protocol="v2",status="200",version="{version}"}}'
+        counted = [float(l.split()[-1]) for l in metrics.splitlines() if l.startswith(line)]
+        assert counted and counted[0] >= seen[version] > 0, (version, seen)
+
+
+def _predict_version(client) -> str:
+    r = client.post("/v2/models/digits/infer", json={"inputs": [{"name": "input", "shape": [1, 64],
+                    "datatype": "FP64", "data": [0] * 64}]})
+    assert r.status_code == 200
+    assert r.json()["model_version"] == r.headers["x-model-version"]
+    return r.headers["x-model-version"]

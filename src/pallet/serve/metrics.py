@@ -20,6 +20,8 @@ BATCH_WAIT = Histogram("pallet_batch_queue_seconds", "How long a batch's oldest 
                        ["model", "version"],
                        buckets=(0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1))
 CACHE = Counter("pallet_cache_lookups", "Output cache lookups", ["model", "version", "result"])
+FEEDBACK = Counter("pallet_feedback", "Feedback records from the prototype page or the API",
+                   ["model", "version", "rating"])
 MODEL_LOAD_SECONDS = Gauge("pallet_model_load_seconds", "Time to load a model version",
                            ["model", "version"], multiprocess_mode="max")
 
@@ -49,13 +51,17 @@ def exposition() -> tuple[bytes, str]:
 
 def totals() -> dict[str, dict]:
     """Per model, everything counted so far: requests and errors, latency and batch-size histograms
-    (cumulative bucket counts by upper bound), cache hits and misses. The dashboard's raw data."""
+    (cumulative bucket counts by upper bound), cache hits and misses, and requests, errors and latency
+    per version (`versions`). The dashboard's raw data."""
     models: dict[str, dict] = {}
 
     def entry(model: str) -> dict:
         return models.setdefault(model, {"requests": 0, "client_errors": 0, "server_errors": 0,
                                          "latency": {}, "batch_rows": {}, "batches": 0, "batch_rows_sum": 0.0,
-                                         "cache_hit": 0, "cache_miss": 0})
+                                         "cache_hit": 0, "cache_miss": 0, "versions": {}})
+
+    def version(model: str, number: str) -> dict:
+        return entry(model)["versions"].setdefault(number, {"requests": 0, "errors": 0, "latency": {}})
 
     for family in _registry().collect():
         for sample in family.samples:
@@ -64,16 +70,18 @@ def totals() -> dict[str, dict]:
                 continue
             name, value = sample.name, sample.value
             if name == "pallet_requests_total":
-                e = entry(model)
+                e, v = entry(model), version(model, sample.labels["version"])
                 e["requests"] += value
+                v["requests"] += value
                 status = sample.labels["status"]
                 if status.startswith("4"):
                     e["client_errors"] += value
                 elif status.startswith("5"):
                     e["server_errors"] += value
+                    v["errors"] += value
             elif name == "pallet_request_duration_seconds_bucket":
-                buckets = entry(model)["latency"]
-                buckets[sample.labels["le"]] = buckets.get(sample.labels["le"], 0) + value
+                for buckets in (entry(model)["latency"], version(model, sample.labels["version"])["latency"]):
+                    buckets[sample.labels["le"]] = buckets.get(sample.labels["le"], 0) + value
             elif name == "pallet_batch_rows_bucket":
                 buckets = entry(model)["batch_rows"]
                 buckets[sample.labels["le"]] = buckets.get(sample.labels["le"], 0) + value

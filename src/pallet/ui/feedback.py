@@ -64,17 +64,19 @@ class FeedbackLog:
             row["inputs"], row["outputs"] = json.loads(row["inputs"]), json.loads(row["outputs"])
         return rows[::-1]
 
-    def counts(self) -> dict[str, dict[str, int]]:
-        """Per model: records, thumbs up and thumbs down."""
-        query = (sa.select(feedback.c.model, feedback.c.rating, sa.func.count())
-                 .group_by(feedback.c.model, feedback.c.rating))
-        found: dict[str, dict[str, int]] = {}
+    def counts(self) -> dict[str, dict[str, Any]]:
+        """Per model: records, thumbs up and thumbs down, in all and per version (`versions`)."""
+        query = (sa.select(feedback.c.model, feedback.c.version, feedback.c.rating, sa.func.count())
+                 .group_by(feedback.c.model, feedback.c.version, feedback.c.rating))
+        found: dict[str, dict[str, Any]] = {}
         with self.engine.connect() as conn:
-            for model, rating, count in conn.execute(query):
-                entry = found.setdefault(model, {"total": 0, "up": 0, "down": 0})
-                entry["total"] += count
-                if rating in RATINGS:
-                    entry[rating] += count
+            for model, version, rating, count in conn.execute(query):
+                entry = found.setdefault(model, {"total": 0, "up": 0, "down": 0, "versions": {}})
+                per_version = entry["versions"].setdefault(str(version), {"total": 0, "up": 0, "down": 0})
+                for counted in (entry, per_version):
+                    counted["total"] += count
+                    if rating in RATINGS:
+                        counted[rating] += count
         return found
 
 

@@ -20,6 +20,7 @@ from starlette.staticfiles import StaticFiles
 
 import pallet
 from pallet.errors import ModelNotFound
+from pallet.serve import metrics
 from pallet.serve.dataplane import DataPlane
 from pallet.serve.errors import BadRequest
 from pallet.serve.http import json_response, parse_json, read_body, require_json, to_list
@@ -72,6 +73,7 @@ def routes(plane: DataPlane, stats: Stats, ui_dir: str | None = None) -> list[Ba
         for name in plane.names():
             row = _summary(plane, name, counts.get(name))
             row["figures"] = figures.get(name)
+            row["traffic"] = _traffic(plane, name)
             rows.append(row)
         return json_response({"server": {"version": pallet.__version__, "started": started,
                                           "uptime_seconds": round(time.time() - started, 1),
@@ -86,6 +88,7 @@ def routes(plane: DataPlane, stats: Stats, ui_dir: str | None = None) -> list[Ba
         model = plane.get(name, version if version is not None else _version_field(body))
         record = _feedback_record(model, body)
         record_id = await _off_loop(lambda: feedback.add(model=model.ref.name, version=model.ref.version, **record))
+        metrics.FEEDBACK.labels(model.ref.name, str(model.ref.version), record["rating"] or "none").inc()
         return json_response({"id": record_id, "model": model.ref.name, "version": str(model.ref.version)}, 201)
 
     async def list_feedback(request: Request) -> Response:
@@ -135,6 +138,15 @@ def _summary(plane: DataPlane, name: str, counts: dict | None) -> dict[str, Any]
             "description": manifest.description, "framework": manifest.framework, "metrics": manifest.metrics,
             "size_bytes": manifest.size_bytes,
             "feedback": counts or {"total": 0, "up": 0, "down": 0}}
+
+
+def _traffic(plane: DataPlane, name: str) -> dict[str, Any]:
+    """How the name's requests are shared among its versions right now."""
+    rollout = plane.rollouts.get(name)
+    if rollout is None:
+        return {"mode": "single", "shares": {plane.default[name]: 100.0}}
+    return {"mode": rollout.mode, "shares": rollout.policy.shares(), "revision": rollout.revision,
+            "shadow": rollout.policy.shadow.version if rollout.policy.shadow else None}
 
 
 def _version_field(body: Any) -> str | None:

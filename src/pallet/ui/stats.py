@@ -34,18 +34,17 @@ def quantile(buckets: dict[str, float], q: float) -> float | None:
     return lower
 
 
-def _minus(now: dict[str, float], then: dict[str, float]) -> dict[str, float]:
-    return {le: count - then.get(le, 0) for le, count in now.items()}
+def _minus(now, then):
+    """`now` less `then`, key by key: numbers, and dicts of them, nested."""
+    if isinstance(now, dict):
+        then = then if isinstance(then, dict) else {}
+        return {key: _minus(value, then.get(key, {} if isinstance(value, dict) else 0)) for key, value in now.items()}
+    return now - then
 
 
 def _since(now: dict[str, dict], start: dict[str, dict]) -> dict[str, dict]:
     """Each model's totals less what they were at `start`."""
-    out = {}
-    for model, figures in now.items():
-        before = start.get(model, {})
-        out[model] = {key: _minus(value, before.get(key, {})) if isinstance(value, dict) else value - before.get(key, 0)
-                      for key, value in figures.items()}
-    return out
+    return _minus(now, start)
 
 
 class Stats:
@@ -90,6 +89,9 @@ class Stats:
                 "series": [_window(a, b, model) for a, b in zip(history, history[1:]) if b[0] - a[0] > 0.5],
                 "mean_batch_rows": current["batch_rows_sum"] / current["batches"] if current["batches"] else None,
                 "cache_hit_rate": _rate(current["cache_hit"], current["cache_miss"]),
+                "versions": {number: {"requests": v["requests"], "errors": v["errors"],
+                                      "p95_ms": _ms(quantile(v["latency"], 0.95))}
+                             for number, v in current.get("versions", {}).items()},
             }
         return models
 
@@ -104,8 +106,7 @@ def _window(start: tuple[float, dict], end: tuple[float, dict], model: str) -> d
     batches = b["batches"] - a["batches"]
 
     def ms(q: float) -> float | None:
-        value = quantile(latency, q)
-        return None if value is None else round(value * 1000, 3)
+        return _ms(quantile(latency, q))
 
     return {
         "time": round(t1, 3),
@@ -117,6 +118,10 @@ def _window(start: tuple[float, dict], end: tuple[float, dict], model: str) -> d
         "mean_batch_rows": (b["batch_rows_sum"] - a["batch_rows_sum"]) / batches if batches else None,
         "cache_hit_rate": _rate(b["cache_hit"] - a["cache_hit"], b["cache_miss"] - a["cache_miss"]),
     }
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 3)
 
 
 def _rate(hits: float, misses: float) -> float | None:

@@ -55,8 +55,28 @@ function render(data) {
       el("td", { class: "num", "data-testid": "feedback" }, fmt(m.feedback.total, 0)),
       el("td", { class: "num" }, rated ? percent(m.feedback.up / rated) : "–"));
   }));
+  $("version-rows").replaceChildren(...models.flatMap(versionRows));
   chart("rps", models, (p) => p.rps);
   chart("p99", models, (p) => p.p99_ms);
+}
+
+function versionRows(m) {
+  const shares = m.traffic.shares, served = (m.figures && m.figures.versions) || {};
+  const feedback = m.feedback.versions || {};
+  const numbers = [...new Set([...Object.keys(shares), ...Object.keys(served), ...Object.keys(feedback)])]
+    .sort((a, b) => Number(a) - Number(b));
+  return numbers.map((v) => {
+    const f = served[v] || {}, fb = feedback[v] || { total: 0, up: 0, down: 0 }, rated = fb.up + fb.down;
+    const role = v === m.traffic.shadow ? "shadow" : shares[v] !== undefined ? m.traffic.mode : "";
+    return el("tr", { "data-version": `${m.name}:${v}` },
+      el("td", {}, m.name), el("td", {}, v), el("td", {}, role),
+      el("td", { class: "num", "data-testid": "share" }, shares[v] !== undefined ? `${fmt(shares[v], 0)}%` : "–"),
+      el("td", { class: "num", "data-testid": "version-requests" }, fmt(f.requests || 0, 0)),
+      el("td", { class: "num" }, fmt(f.errors || 0, 0)),
+      el("td", { class: "num" }, fmt(f.p95_ms, 2)),
+      el("td", { class: "num", "data-testid": "version-feedback" }, fmt(fb.total, 0)),
+      el("td", { class: "num" }, rated ? percent(fb.up / rated) : "–"));
+  });
 }
 
 function chart(id, models, value) {

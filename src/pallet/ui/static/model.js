@@ -17,6 +17,7 @@ document.body.prepend(header());
 load(new URLSearchParams(location.search).get("version"));
 
 async function load(version) {
+  state.pinned = Boolean(version);  // no version chosen: the server's traffic policy picks one per request
   try {
     const query = version ? `?version=${encodeURIComponent(version)}` : "";
     state.desc = (await api(`/ui/api/models/${encodeURIComponent(name)}${query}`)).body;
@@ -324,7 +325,8 @@ async function predict(event) {
   const started = performance.now();
   try {
     const request = toV2(inputs);
-    const { body, response } = await api(`/v2/models/${encodeURIComponent(d.name)}/versions/${d.version}/infer`, { json: request });
+    const path = state.pinned ? `/versions/${encodeURIComponent(d.version)}/infer` : "/infer";
+    const { body, response } = await api(`/v2/models/${encodeURIComponent(d.name)}${path}`, { json: request });
     inputs = Object.fromEntries(request.inputs.map((t) => [t.name, nest(t.data, t.shape)]));
     const latency = performance.now() - started;
     const outputs = {};
