@@ -45,16 +45,17 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-from pallet.cli import batch, bench, build, demo, feedback, models, predict, rollout, serve, up  # noqa: E402  (commands register on `app`)
+from pallet.cli import batch, bench, build, demo, feedback, models, pipeline, predict, rollout, serve, up  # noqa: E402  (commands register on `app`)
 
 app.add_typer(models.app, name="models")
 app.add_typer(feedback.app, name="feedback")
 app.add_typer(batch.app, name="batch")
 app.add_typer(rollout.app, name="rollout")
+app.add_typer(pipeline.app, name="pipeline")
 
 
 def main() -> None:
     app()
 
 
-__all__ = ["app", "main", "batch", "bench", "build", "demo", "feedback", "predict", "rollout", "serve", "up"]
+__all__ = ["app", "main", "batch", "bench", "build", "demo", "feedback", "pipeline", "predict", "rollout", "serve", "up"]

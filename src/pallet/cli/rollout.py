@@ -46,10 +46,13 @@ def history(name: str = NAME, limit: int = typer.Option(None, min=1, help="Only 
 
 @app.command()
 def promote(name: str = NAME, to: str = TO,
-            reason: str = typer.Option("", help="Why, for the history.")) -> None:
+            reason: str = typer.Option("", help="Why, for the history."),
+            baseline: str = typer.Option(None, "--from", help="The version serving now, for a later rollback, when "
+                                                              "the name has no rollout yet (default: name@production).")
+            ) -> None:
     """Send all traffic to one version at once (servers load and warm it first)."""
     rollouts = Rollouts()
-    rollouts.promote(name, to, reason=reason)
+    rollouts.promote(name, to, reason=reason, baseline=baseline)
     _show(rollouts.status(name), False)
 
 

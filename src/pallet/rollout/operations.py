@@ -75,13 +75,17 @@ class Rollouts:
 
     # -- changing -------------------------------------------------------------------------------
 
-    def promote(self, name: str, to: str, *, reason: str = "") -> Rollout:
-        """Send all of `name`'s traffic to `to` at once."""
+    def promote(self, name: str, to: str, *, reason: str = "", baseline: str | None = None) -> Rollout:
+        """Send all of `name`'s traffic to `to` at once; `baseline` (else @production) is what a rollback
+        returns to when the name has no rollout yet."""
         version = self._version(name, to)
         current = self.state.get(name)
         if current is not None and current.mode == "single" and current.stable == version:
             raise RolloutConflict(f"{name}:{version} already serves all of '{name}'")
-        base = current or self._first(name, None)
+        if current is None and baseline is None and self.store.index.alias(name, "production") is None:
+            base = Rollout(name, Policy.single(version), version)  # nothing known to roll back to
+        else:
+            base = current or self._first(name, baseline)
         previous = base.stable if base.stable != version else base.previous
         new = base.changed(policy=Policy.single(version), stable=version, previous=previous, canary=None,
                            mode="single")

@@ -56,7 +56,8 @@ def routes(plane: DataPlane) -> list[Route]:
         if not isinstance(doc, dict):
             raise BadRequest("request body must be a JSON object")
         if action == "promote":
-            await call(request, "promote", name, _text(doc, "to"), reason=_text(doc, "reason", ""))
+            await call(request, "promote", name, _text(doc, "to"), reason=_text(doc, "reason", ""),
+                       baseline=_text(doc, "from", None))
         elif action == "rollback":
             await call(request, "rollback", name, reason=_text(doc, "reason", ""))
         elif action == "start":

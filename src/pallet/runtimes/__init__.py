@@ -19,6 +19,7 @@ from pallet.runtimes.base import Runtime
 RUNTIMES = {
     "onnx": "pallet.runtimes.onnx:OnnxRuntime",
     "sklearn": "pallet.runtimes.sklearn:SklearnRuntime",
+    "pipeline": "pallet.runtimes.pipeline:PipelineRuntime",
     "python": "pallet.runtimes.python:PythonRuntime",
 }
 

@@ -46,12 +46,7 @@ class PythonRuntime(Runtime):
         if kind.__module__ == "__main__":
             raise NoRuntime(f"class {kind.__qualname__} is defined in __main__; move it into a module "
                             "file so it can be imported again when the model is loaded")
-        source = inspect.getsourcefile(kind)
-        if source is None:
-            raise NoRuntime(f"cannot find the source file of class {kind.__qualname__}")
-        (folder / CODE).mkdir()
-        module = kind.__module__.rsplit(".", 1)[-1]
-        shutil.copyfile(source, folder / CODE / f"{module}.py")
+        module = copy_source(kind, folder)
         (folder / ARTIFACTS).mkdir(exist_ok=True)
         if not isinstance(model, type) and callable(getattr(model, "save", None)):
             model.save(folder / ARTIFACTS)
@@ -59,15 +54,7 @@ class PythonRuntime(Runtime):
 
     @classmethod
     def load(cls, folder: Path, options: dict[str, Any]) -> PythonRuntime:
-        path = folder / CODE / f"{options['module']}.py"
-        name = f"pallet_models.{options['module']}_{hashlib.sha1(str(folder).encode()).hexdigest()[:12]}"
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-        kind = module
-        for part in options["class"].split("."):
-            kind = getattr(kind, part)
+        kind = load_attribute(folder, options["module"], options["class"])
         load = inspect.getattr_static(kind, "load")
         if isinstance(load, (classmethod, staticmethod)):
             model = kind.load(folder / ARTIFACTS)
@@ -81,3 +68,28 @@ class PythonRuntime(Runtime):
         if isinstance(outputs, dict):
             return {name: np.asarray(value) for name, value in outputs.items()}
         return {"output": np.asarray(outputs)}
+
+
+def copy_source(obj: Any, folder: Path) -> str:
+    """Copy the file that defines `obj` (a class or function) into `folder/code/`; its module name there."""
+    source = inspect.getsourcefile(obj)
+    if source is None:
+        raise NoRuntime(f"cannot find the source file of {obj.__qualname__}")
+    (folder / CODE).mkdir(exist_ok=True)
+    module = obj.__module__.rsplit(".", 1)[-1]
+    shutil.copyfile(source, folder / CODE / f"{module}.py")
+    return module
+
+
+def load_attribute(folder: Path, module: str, qualname: str) -> Any:
+    """Import `folder/code/{module}.py` under a name of its own and return `qualname` from it."""
+    path = folder / CODE / f"{module}.py"
+    name = f"pallet_models.{module}_{hashlib.sha1(str(folder).encode()).hexdigest()[:12]}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    loaded = importlib.util.module_from_spec(spec)
+    sys.modules[name] = loaded
+    spec.loader.exec_module(loaded)
+    found = loaded
+    for part in qualname.split("."):
+        found = getattr(found, part)
+    return found

@@ -56,8 +56,10 @@ class DataPlane:
         version = self.store.resolve(ref)
         started = time.perf_counter()
         model = Model(version, **self.threads.runtime_options())
-        model.predict(version.sample())
         name, number = version.ref.name, str(version.ref.version)
+        if hasattr(model.runtime, "on_step"):  # a pipeline: time each step
+            model.runtime.on_step = lambda step, seconds: metrics.PIPELINE_STEP.labels(name, number, step).observe(seconds)
+        model.predict(version.sample())
         metrics.MODEL_LOAD_SECONDS.labels(name, number).set(time.perf_counter() - started)
         previous = self.models.setdefault(name, {}).get(number)
         if previous:  # a reload: requests already queued or running keep their executor and batcher

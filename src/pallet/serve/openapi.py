@@ -98,7 +98,8 @@ SCHEMAS = {
         "actor": {"type": "string"}, "action": {"type": "string"}, "reason": {"type": "string"},
         "weights": {"type": "object"}}},
     "Promote": {"type": "object", "required": ["to"], "properties": {
-        "to": {"type": "string", "description": "version reference, e.g. digits:4"}, "reason": {"type": "string"}}},
+        "to": {"type": "string", "description": "version reference, e.g. digits:4"}, "reason": {"type": "string"},
+        "from": {"type": "string", "description": "the version serving now, when the name has no rollout yet"}}},
     "Rollback": {"type": "object", "properties": {"reason": {"type": "string"}}},
     "Canary": {"type": "object", "required": ["to"], "properties": {
         "to": {"type": "string"}, "from": {"type": "string"},

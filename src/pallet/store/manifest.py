@@ -71,11 +71,11 @@ def sha256(path: Path) -> str:
 
 
 def describe_files(folder: Path) -> dict[str, dict[str, Any]]:
-    """sha256 and size of every file under `folder` but the manifest, by relative path."""
+    """sha256 and size of every file under `folder` but its own manifest, by relative path."""
     return {
         path.relative_to(folder).as_posix(): {"sha256": sha256(path), "size": path.stat().st_size}
         for path in sorted(folder.rglob("*"))
-        if path.is_file() and path.name != MANIFEST and "__pycache__" not in path.parts
+        if path.is_file() and path.relative_to(folder).as_posix() != MANIFEST and "__pycache__" not in path.parts
     }
 
 

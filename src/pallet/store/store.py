@@ -101,7 +101,9 @@ class Store:
             manifest = Manifest(
                 name=name, version=0, created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 framework=runtime_cls.framework, runtime=runtime_cls.name, signature=signature,
-                files=describe_files(tmp), packages=package_versions(["pallet", *runtime_cls.packages, *(requirements or [])]),
+                files=describe_files(tmp),
+                packages=package_versions(["pallet", *runtime_cls.packages, *(requirements or []),
+                                           *getattr(model, "requirements", ())]),  # a pipeline's steps need theirs
                 runtime_options=options, metrics=dict(metrics or {}), tags=dict(tags or {}), description=description,
             )
             ref = self._claim(tmp, manifest)

@@ -1,0 +1,160 @@
+"""Pipelines from pallet.yaml: stored with their steps pinned, served as one model on every protocol,
+timed per step, and rolled out like a model."""
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+
+import pallet
+from pallet.demo import train_demo_models
+from pallet.errors import IntegrityError, InvalidInput, PalletError
+from pallet.pipeline import Pipeline, load_pipelines
+from pallet.rollout import Rollouts
+from pallet.serve.app import create_app
+from pallet.serve.config import ServeConfig
+from pallet.store import Store
+from tests.serve.conftest import RunningServer
+from tests.serve.test_rollouts import wait_for
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "pipeline"
+NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    store = Store(tmp_path_factory.mktemp("pipeline") / "home")
+    train_demo_models(store)
+    done = subprocess.run([str(Path(sys.executable).parent / "pallet"), "pipeline", "save", str(EXAMPLE / "pallet.yaml")],
+                          env={**os.environ, "PALLET_HOME": str(store.home), "PALLET_DB_URL": store.db_url},
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "stored digits-app:1: steps:to_digits_scale -> digits:1 -> steps:name_the_digit"
+    return store
+
+
+@pytest.fixture(scope="module")
+def server(store):
+    config = ServeConfig(models=["digits-app:1", "digits@production"], rollout_poll_seconds=0.2, access_log=False)
+    with RunningServer(create_app(config, store)) as running:
+        yield running
+
+
+def expected(store, pixels: np.ndarray) -> list[str]:
+    digits = pallet.load("digits:1", store=store)
+    return [NAMES[i] for i in digits.predict(np.clip(np.rint(pixels * 16 / 255), 0, 16))["label"]]
+
+
+def scans(n: int = 6) -> np.ndarray:
+    x, _ = load_digits(return_X_y=True)
+    return np.rint(x[:n] * 255 / 16)   # what the scanner sends: 0..255
+
+
+def test_a_pipeline_version_pins_its_models_and_code(store, tmp_path):
+    version = store.resolve("digits-app:1")
+    assert version.manifest.runtime == "pipeline"
+    assert [s.get("model") or s.get("function") for s in version.manifest.runtime_options["steps"]] == \
+        ["steps:to_digits_scale", "digits:1", "steps:name_the_digit"]
+    assert {"steps/2-digits/model.joblib", "steps/2-digits/manifest.json", "code/steps.py"} <= set(version.manifest.files)
+    assert "scikit-learn" in version.manifest.packages
+    # A newer digits in the store changes nothing for the stored pipeline.
+    x, y = load_digits(return_X_y=True)
+    from sklearn.tree import DecisionTreeClassifier
+    store.save(DecisionTreeClassifier(max_depth=2).fit(x, y), "digits", sample=x[:5], aliases=["production"])
+    names = pallet.load("digits-app:1", store=store).predict(scans())["name"].tolist()
+    assert names == expected(store, scans())
+
+
+def test_the_pipeline_answers_on_every_protocol(server, store):
+    pixels = scans()
+    want = expected(store, pixels)
+    with httpx.Client(base_url=server.url) as client:
+        v2 = client.post("/v2/models/digits-app/infer", json={"inputs": [
+            {"name": "input", "shape": [6, 64], "datatype": "FP64", "data": pixels.ravel().tolist()}]})
+        v1 = client.post("/v1/models/digits-app:predict", json={"instances": pixels.tolist()})
+        sm = client.post("/invocations", content="\n".join(",".join(str(v) for v in row) for row in pixels),
+                         headers={"Content-Type": "text/csv", "Accept": "text/csv",
+                                  "X-Amzn-SageMaker-Target-Model": "digits-app"})
+        metrics = client.get("/metrics").text
+    assert v2.status_code == 200, v2.text
+    outputs = {o["name"]: o for o in v2.json()["outputs"]}
+    assert outputs["name"]["datatype"] == "BYTES" and outputs["name"]["data"] == want
+    assert [p["name"] for p in v1.json()["predictions"]] == want
+    assert sm.status_code == 200 and [line.split(",")[1] for line in sm.text.splitlines()] == want
+    for step in ("1:to_digits_scale", "2:digits:1", "3:name_the_digit"):
+        line = f'pallet_pipeline_step_seconds_count{{model="digits-app",step="{step}",version="1"}}'
+        assert any(l.startswith(line) and float(l.split()[-1]) >= 3 for l in metrics.splitlines()), step
+
+
+def test_a_pipeline_rolls_out_like_a_model(server, store):
+    ref = store.save(Pipeline.of([_scale(), "digits:1"], store=store), "digits-app",
+                     sample=store.resolve("digits:1").sample())
+    Rollouts(store, actor="test").promote("digits-app", str(ref), reason="no names any more")
+    body = {"inputs": [{"name": "input", "shape": [1, 64], "datatype": "FP64", "data": [0] * 64}]}
+    with httpx.Client(base_url=server.url) as client:
+        answer = wait_for(lambda: (r := client.post("/v2/models/digits-app/infer", json=body)).json()
+                          .get("model_version") == "2" and r, what="the pipeline's promotion")
+    assert answer.headers["x-model-version"] == "2"
+    assert {o["name"] for o in answer.json()["outputs"]} == {"label", "probabilities"}
+
+
+def _scale():
+    sys.path.insert(0, str(EXAMPLE))
+    try:
+        import steps
+    finally:
+        sys.path.remove(str(EXAMPLE))
+    return steps.to_digits_scale
+
+
+@pytest.mark.parametrize("yaml_text, message", [
+    ("models: [digits]", "declares no pipelines"),
+    ("pipelines: {app: {}}", "needs 'steps'"),
+    ("pipelines: {app: {steps: [{model: digits:99}]}}", "no version 99"),
+    ("pipelines: {app: {steps: [{function: nowhere:f}]}}", "cannot import 'nowhere:f'"),
+    ("pipelines: {app: {steps: [{function: no_colon}]}}", "must be written module:function"),
+    ("pipelines: {app: {steps: [{model: digits, function: a:b}]}}", "write '- model: REF'"),
+    ("pipelines: {app: {steps: [{model: digits}], retries: 3}}", "unknown key(s) retries"),
+    ("pipelines: [", "not valid YAML"),
+])
+def test_declaration_mistakes_are_named(store, tmp_path, yaml_text, message):
+    path = tmp_path / "pallet.yaml"
+    path.write_text(yaml_text)
+    with pytest.raises(PalletError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_pipelines(path, store)
+
+
+def test_steps_that_do_not_fit_are_refused_when_saving(store, tmp_path):
+    (tmp_path / "bad_steps.py").write_text(textwrap.dedent('''
+        def two_tensors(inputs):
+            return {"a": inputs["input"], "b": inputs["input"]}
+    '''))
+    (tmp_path / "pallet.yaml").write_text("pipelines:\n  broken:\n    steps:\n"
+                                          "      - function: bad_steps:two_tensors\n      - model: digits:1\n")
+    (declared,) = load_pipelines(tmp_path / "pallet.yaml", store)
+    with pytest.raises(InvalidInput, match=r"pipeline step 2 \(digits:1\) takes input; the step before gave a, b"):
+        store.save(declared.pipeline, "broken", sample=declared.pipeline.sample())
+
+
+def test_a_tampered_step_is_refused_at_load(store, tmp_path):
+    folder = store.resolve("digits-app:1").path / "steps" / "2-digits"
+    target = folder / "model.joblib"
+    original = target.read_bytes()
+    target.chmod(0o644)
+    try:
+        target.write_bytes(original + b"x")
+        with pytest.raises(IntegrityError, match="steps/2-digits/model.joblib"):
+            pallet.load("digits-app:1", store=store)
+    finally:
+        target.write_bytes(original)
+
+
+def test_functions_must_live_in_a_module_file():
+    with pytest.raises(PalletError, match="at the top of a module file"):
+        Pipeline([lambda inputs: inputs])
