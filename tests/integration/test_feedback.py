@@ -32,7 +32,10 @@ def test_records_counts_and_versions(store):
     assert (records[0]["correct"], records[0]["comment"]) == ("3", "fine")
     assert [r["request_id"] for r in log.records("digits", version=2)] == ["r2"]
     assert [r["version"] for r in log.records("digits", limit=1)] == [2]  # the newest
-    assert log.counts() == {"digits": {"total": 2, "up": 1, "down": 1}, "iris": {"total": 1, "up": 0, "down": 0}}
+    assert log.counts() == {
+        "digits": {"total": 2, "up": 1, "down": 1, "versions": {"1": {"total": 1, "up": 1, "down": 0},
+                                                             "2": {"total": 1, "up": 0, "down": 1}}},
+        "iris": {"total": 1, "up": 0, "down": 0, "versions": {"1": {"total": 1, "up": 0, "down": 0}}}}
     assert FeedbackLog(store.index.engine).records("digits")  # a second log sees the same table
     with pytest.raises(PalletError, match="rating must be 'up', 'down' or absent"):
         _add(log, rating="maybe")
