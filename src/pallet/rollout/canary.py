@@ -62,4 +62,5 @@ def decide(baseline: Figures, candidate: Figures, thresholds: Thresholds, step_o
     agreement = (f", agreement {candidate.agreement:.1%} over {candidate.compared} rows"
                  if candidate.agreement is not None else "")
     rate = failed / answered if answered else 0.0
-    return Decision("advance", f"error rate {rate:.1%} over {answered} requests, {latency}{agreement}")
+    return Decision("advance", f"error rate {rate:.1%} over {candidate.requests} requests and {candidate.shadowed} "
+                               f"shadow copies, {latency}{agreement}")

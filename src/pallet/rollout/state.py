@@ -45,7 +45,7 @@ figures = sa.Table(
     "pallet_rollout_figures", metadata,
     sa.Column("name", sa.String(128), primary_key=True),
     sa.Column("revision", sa.Integer, primary_key=True),
-    sa.Column("process", sa.String(80), primary_key=True),
+    sa.Column("process", sa.String(200), primary_key=True),
     sa.Column("version", sa.String(40), primary_key=True),
     sa.Column("data", sa.Text, nullable=False),
     sa.Column("updated", sa.Float, nullable=False),

@@ -19,7 +19,7 @@ from pallet.rollout.state import Rollout
 from pallet.serve.dataplane import DataPlane
 
 log = logging.getLogger("pallet.rollout")
-PROCESS = f"{socket.gethostname()}:{os.getpid()}"
+PROCESS = f"pallet serve {socket.gethostname()}:{os.getpid()}"
 
 
 class RolloutSync:
@@ -68,7 +68,8 @@ class RolloutSync:
             if rollout.canary is not None:
                 changed = await loop.run_in_executor(None, self.rollouts.tick, name)
                 if changed is not None:
-                    log.info("rollout of %s: revision %d (%s)", name, changed.revision, changed.mode)
+                    (event,) = await loop.run_in_executor(None, self.rollouts.history, name, 1)
+                    log.info("canary of %s: %s: %s", name, event.action, event.reason)
 
     async def apply(self, rollout: Rollout) -> None:
         """Load and warm what the policy needs, route by it, then retire what it no longer names."""

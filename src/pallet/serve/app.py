@@ -23,7 +23,7 @@ from pallet.serve.http import json_response
 from pallet.serve.middleware import APIKey, RequestContext, ShareToken
 from pallet.serve.openapi import routes as openapi_routes
 from pallet.serve.protocols import sagemaker, v1, v2
-from pallet.serve.server import configure_access_log
+from pallet.serve.server import configure_access_log, configure_rollout_log
 from pallet.store import Store, default_store
 from pallet.ui import routes as ui
 from pallet.ui.stats import Stats
@@ -37,6 +37,7 @@ def create_app(config: ServeConfig, store: Store | None = None) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
         configure_access_log(config.access_log)
+        configure_rollout_log()
         threads.apply(plane.threads)
         for ref in config.models:
             plane.load(ref)

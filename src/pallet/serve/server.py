@@ -94,6 +94,17 @@ def configure_access_log(enabled: bool) -> None:
         logger.addHandler(handler)
 
 
+def configure_rollout_log() -> None:
+    """Rollout changes this server applies, and canary decisions it makes: one line each on stderr."""
+    logger = logging.getLogger("pallet.rollout")
+    logger.setLevel(logging.INFO)
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s pallet.rollout %(levelname)s %(message)s"))
+        logger.addHandler(handler)
+        logger.propagate = False
+
+
 def _check_port(host: str, port: int) -> None:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
