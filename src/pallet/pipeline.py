@@ -133,6 +133,6 @@ def _import(reference: str, where: str, at: str) -> Callable:
         found: Any = importlib.import_module(module_name)
         for part in qualname.split("."):
             found = getattr(found, part)
-    except (ImportError, AttributeError) as e:
-        raise PalletError(f"{at}: cannot import '{reference}': {e}") from None
+    except Exception as e:  # not found, or the module failed while importing: either way, say which step
+        raise PalletError(f"{at}: cannot import '{reference}': {type(e).__name__}: {e}") from None
     return found

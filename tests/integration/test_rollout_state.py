@@ -84,14 +84,42 @@ def test_canary_rolls_back_on_errors_from_any_process(versions):
     assert "step 1/2 (50%): candidate error rate 50.0% (10 of 20 requests)" in last.reason
 
 
-def test_a_hold_is_recorded_once(versions):
+def test_a_hold_is_recorded_once_and_the_step_keeps_its_figures(versions):
     rollouts = Rollouts(versions)
-    rollout = rollouts.start("digits", "digits:2", steps=[50, 100], step_seconds=1)
+    rollout = rollouts.start("digits", "digits:2", steps=[50, 100], step_seconds=1,
+                             thresholds=Thresholds(min_agreement=0), shadow_fraction=0)
     later = rollout.canary.step_started + 5
+    rollouts.state.put_figures("digits", rollout.revision, "p1", {"2": _requests(5)})
     held = rollouts.tick("digits", now=later)
-    assert held.canary.held.startswith("candidate served 0 of the 20 requests")
-    assert rollouts.tick("digits", now=later + 1) is None
-    assert [e.action for e in rollouts.history("digits")] == ["start", "hold"]
+    assert held.canary.held == "candidate served 5 of the 20 requests a step needs (--min-requests)"
+    assert held.revision == rollout.revision  # no traffic moved: the servers keep counting the same step
+    rollouts.state.put_figures("digits", rollout.revision, "p1", {"2": _requests(12)})
+    assert rollouts.tick("digits", now=later + 1) is None  # still short: the hold is not written again
+    rollouts.state.put_figures("digits", rollout.revision, "p2", {"1": _requests(30), "2": _requests(10)})
+    done = rollouts.tick("digits", now=later + 2)
+    assert done.stable == "2" and done.mode == "single"
+    assert [(e.action, e.revision) for e in rollouts.history("digits")] == [("start", 1), ("hold", 1), ("promote", 2)]
+
+
+def test_many_judges_of_one_failing_step_roll_back_once(versions):
+    import threading
+
+    rollouts = Rollouts(versions)
+    rollouts.promote("digits", "digits:2")
+    rollout = rollouts.start("digits", "digits:3", steps=[50, 100], thresholds=Thresholds(min_requests=5))
+    failing = Figures()
+    for _ in range(10):
+        failing.observe(0.001, ok=False)
+    rollouts.state.put_figures("digits", rollout.revision, "p1", {"3": failing})
+    judges = [Rollouts(versions, actor=f"judge-{i}") for i in range(6)]
+    threads = [threading.Thread(target=j.tick, args=("digits",)) for j in judges]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    final = rollouts.get("digits")
+    assert final.stable == "2" and final.policy.shares() == {"2": 100.0} and final.previous == "1"
+    assert [e.action for e in rollouts.history("digits")] == ["promote", "start", "rollback"]
 
 
 def test_split_and_shadow_then_rollback_to_stable(versions):
@@ -115,6 +143,11 @@ def test_split_and_shadow_then_rollback_to_stable(versions):
     (lambda r: r.split("digits", {"digits:2": -5}), RolloutError, "weight must be a number"),
     (lambda r: r.shadow("digits", "digits:1"), RolloutConflict, "is the version serving"),
     (lambda r: r.status("iris"), NoRollout, "has no rollout yet"),
+    (lambda r: r.start("digits", "digits:2", shadow_fraction=0), RolloutError, "agreement cannot be judged"),
+    (lambda r: r.start("digits", "digits:2", thresholds=Thresholds(min_requests=0)), RolloutError,
+     "min-requests must be a whole number, 1 or more"),
+    (lambda r: r.start("digits", "digits:2", thresholds=Thresholds(max_error_rate=2)), RolloutError,
+     "max-error-rate must be within 0..1"),
 ])
 def test_mistakes_get_clear_errors(versions, call, error, message):
     with pytest.raises(error, match=message):

@@ -60,8 +60,9 @@ def test_a_pipeline_version_pins_its_models_and_code(store, tmp_path):
     version = store.resolve("digits-app:1")
     assert version.manifest.runtime == "pipeline"
     assert [s.get("model") or s.get("function") for s in version.manifest.runtime_options["steps"]] == \
-        ["steps:to_digits_scale", "digits:1", "steps:name_the_digit"]
-    assert {"steps/2-digits/model.joblib", "steps/2-digits/manifest.json", "code/steps.py"} <= set(version.manifest.files)
+        ["step1_steps:to_digits_scale", "digits:1", "step3_steps:name_the_digit"]
+    assert {"steps/2-digits/model.joblib", "steps/2-digits/manifest.json", "code/step1_steps.py",
+            "code/step3_steps.py"} <= set(version.manifest.files)
     assert "scikit-learn" in version.manifest.packages
     # A newer digits in the store changes nothing for the stored pipeline.
     x, y = load_digits(return_X_y=True)
@@ -122,12 +123,34 @@ def _scale():
     ("pipelines: {app: {steps: [{model: digits, function: a:b}]}}", "write '- model: REF'"),
     ("pipelines: {app: {steps: [{model: digits}], retries: 3}}", "unknown key(s) retries"),
     ("pipelines: [", "not valid YAML"),
+    ("pipelines: {app: {steps: [{function: broken_module:f}]}}", "cannot import 'broken_module:f': ZeroDivisionError"),
 ])
 def test_declaration_mistakes_are_named(store, tmp_path, yaml_text, message):
     path = tmp_path / "pallet.yaml"
     path.write_text(yaml_text)
+    (tmp_path / "broken_module.py").write_text("1 / 0\n")
     with pytest.raises(PalletError, match=message.replace("(", r"\(").replace(")", r"\)")):
         load_pipelines(path, store)
+
+
+def test_steps_from_modules_of_the_same_name_keep_apart(store, tmp_path):
+    bodies = {"pre": "def run(inputs):\n    return {'input': inputs['input'] * 1.0}\n",
+              "post": "def run(outputs):\n    return {'digit': outputs['label']}\n"}
+    for package, body in bodies.items():
+        (tmp_path / package).mkdir()
+        (tmp_path / package / "__init__.py").write_text("")
+        (tmp_path / package / "steps.py").write_text(body)
+    (tmp_path / "pallet.yaml").write_text("pipelines:\n  twins:\n    steps:\n      - function: pre.steps:run\n"
+                                          "      - model: digits:1\n      - function: post.steps:run\n")
+    (declared,) = load_pipelines(tmp_path / "pallet.yaml", store)
+    store.save(declared.pipeline, "twins", sample=declared.pipeline.sample())
+    for module in ("pre.steps", "pre", "post.steps", "post"):
+        sys.modules.pop(module, None)
+    sys.path.remove(str(tmp_path))  # the stored version imports its own copies
+    x, _ = load_digits(return_X_y=True)
+    outputs = pallet.load("twins", store=store).predict(x[:3])
+    assert set(outputs) == {"digit"}
+    assert outputs["digit"].tolist() == pallet.load("digits:1", store=store).predict(x[:3])["label"].tolist()
 
 
 def test_steps_that_do_not_fit_are_refused_when_saving(store, tmp_path):

@@ -301,6 +301,9 @@ def test_the_admin_api_runs_every_operation_behind_the_key(guarded):
 @pytest.mark.parametrize("path, body, status, message", [
     ("promote", {}, 400, '"to" is required'),
     ("promote", {"to": 4}, 400, '"to" must be a string'),
+    ("promote", {"to": None}, 400, '"to" is required'),
+    ("start", {"to": "digits:2", "min_requests": 0}, 400, "min-requests must be a whole number"),
+    ("split", {"weights": {"digits:2": True}}, 400, '"weights" must be an object'),
     ("promote", {"to": "digits:99"}, 404, "99"),
     ("promote", {"to": "iris:1"}, 400, "not of 'digits'"),
     ("promote", [1], 400, "JSON object"),
@@ -343,3 +346,16 @@ def _predict_version(client) -> str:
     assert r.status_code == 200
     assert r.json()["model_version"] == r.headers["x-model-version"]
     return r.headers["x-model-version"]
+
+
+def test_a_split_that_gives_the_stable_version_nothing_still_answers_by_name(live, rollout_store):
+    Rollouts(rollout_store).split("digits", {"digits:1": 0, "digits:2": 100})
+    with httpx.Client(base_url=live.url) as client:
+        wait_for(lambda: _applied(client), what="the split")
+        wait_for(lambda: client.get("/v2/models/digits/versions/1/ready").status_code == 404, what="digits:1 retired")
+        metadata = client.get("/v2/models/digits")
+        v1 = client.post("/v1/models/digits:predict", json={"instances": [[0] * 64]})
+        dashboard = client.get("/ui/api/dashboard")
+    assert metadata.status_code == 200 and metadata.json()["versions"] == ["2"]
+    assert v1.status_code == 200 and v1.headers["x-model-version"] == "2"
+    assert dashboard.status_code == 200

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
+from pallet.errors import RolloutError
 from pallet.rollout.figures import Figures
 
 Action = Literal["advance", "hold", "rollback"]
@@ -23,6 +24,18 @@ class Thresholds:
     tolerance: float = 0.01            # relative difference two regression outputs may have and agree
     min_requests: int = 20             # candidate requests a step needs before it can advance
     min_compared: int = 20             # rows compared before agreement is judged
+
+    def __post_init__(self) -> None:
+        checks = [("max_error_rate", 0 <= self.max_error_rate <= 1, "within 0..1"),
+                  ("max_latency_ratio", self.max_latency_ratio >= 1, "1 or more"),
+                  ("min_latency_delta_ms", self.min_latency_delta_ms >= 0, "0 or more"),
+                  ("min_agreement", 0 <= self.min_agreement <= 1, "within 0..1"),
+                  ("tolerance", self.tolerance >= 0, "0 or more"),
+                  ("min_requests", self.min_requests >= 1 and self.min_requests == int(self.min_requests), "a whole number, 1 or more"),
+                  ("min_compared", self.min_compared >= 1 and self.min_compared == int(self.min_compared), "a whole number, 1 or more")]
+        for name, ok, expected in checks:
+            if not ok:
+                raise RolloutError(f"{name.replace('_', '-')} must be {expected}, got {getattr(self, name)}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

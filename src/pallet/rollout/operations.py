@@ -91,7 +91,7 @@ class Rollouts:
                            mode="single")
         return self.state.write(new, self.actor, "promote", reason or f"promoted {name}:{version}")
 
-    def rollback(self, name: str, *, reason: str = "", actor: str | None = None) -> Rollout:
+    def rollback(self, name: str, *, reason: str = "") -> Rollout:
         """End a canary, split or shadow, back to the stable version; or, when nothing is in flight,
         go back to the version that was stable before the last promotion."""
         current = self._require(name)
@@ -106,7 +106,7 @@ class Rollouts:
         else:
             raise RolloutConflict(f"'{name}' has nothing to roll back to: {name}:{current.stable} is its first version "
                               "under rollouts")
-        return self.state.write(new, actor or self.actor, "rollback", f"{reason}; {why}" if reason else why)
+        return self.state.write(new, self.actor, "rollback", f"{reason}; {why}" if reason else why)
 
     def start(self, name: str, to: str, *, steps: list[float] = (5, 25, 50, 100), step_seconds: float = 300,
               thresholds: Thresholds | None = None, shadow_fraction: float = 0.2, sticky_key: str | None = None,
@@ -118,6 +118,10 @@ class Rollouts:
             raise RolloutError(f"--step-duration must be above 0, got {step_seconds} s")
         if not 0 <= shadow_fraction <= 1:
             raise RolloutError(f"--shadow-fraction must be within 0..1, got {shadow_fraction}")
+        thresholds = thresholds or Thresholds()
+        if shadow_fraction == 0 and thresholds.min_agreement > 0:
+            raise RolloutError("with --shadow-fraction 0 no answers are compared, so agreement cannot be judged; "
+                               "set --min-agreement 0 as well, or shadow a share of the requests")
         current = self.state.get(name)
         if current is not None and current.mode == "canary":
             raise RolloutConflict(f"a canary of '{name}' to {name}:{current.canary.to} is running; "
@@ -125,7 +129,7 @@ class Rollouts:
         base = current or self._first(name, baseline)
         if base.stable == version:
             raise RolloutConflict(f"{name}:{version} is already the stable version of '{name}'")
-        canary = Canary(version, steps, 0, step_seconds, time.time(), thresholds or Thresholds(), shadow_fraction)
+        canary = Canary(version, steps, 0, step_seconds, time.time(), thresholds, shadow_fraction)
         new = base.changed(policy=_canary_policy(base.stable, canary, sticky_key), canary=canary, mode="canary")
         return self.state.write(new, self.actor, "start",
                                 f"canary to {name}:{version}: steps {_percent_list(steps)}, "
@@ -139,7 +143,8 @@ class Rollouts:
         policy = Policy(by_version, sticky_key)
         current = self.state.get(name)
         base = current or self._first(name, None)
-        stable = base.stable if base.stable in by_version else max(by_version, key=by_version.get)
+        serving = policy.shares()
+        stable = base.stable if base.stable in serving else max(serving, key=serving.get)
         new = base.changed(policy=policy, stable=stable, canary=None, mode="split")
         shares = ", ".join(f"{name}:{v}={s:g}%" for v, s in policy.shares().items())
         sticky = f", sticky by {sticky_key}" if sticky_key else ""
@@ -170,13 +175,15 @@ class Rollouts:
                           canary.thresholds, step_over=now >= canary.step_started + canary.step_seconds)
         step = f"step {canary.step + 1}/{len(canary.steps)} ({canary.steps[canary.step]:g}%)"
         try:
-            if decision.action == "rollback":
-                return self.rollback(name, reason=f"{step}: {decision.reason}", actor=actor)
+            if decision.action == "rollback":  # from the revision judged: a later change wins over this one
+                new = rollout.changed(policy=Policy.single(rollout.stable), canary=None, mode="single")
+                return self.state.write(new, actor, "rollback", f"{step}: {decision.reason}; back to "
+                                                                f"{name}:{rollout.stable}")
             if decision.action == "hold":
-                if decision.reason == "step in progress" or decision.reason == canary.held:
-                    return None
-                held = replace(canary, held=decision.reason)
-                return self.state.write(rollout.changed(canary=held), actor, "hold", f"{step}: {decision.reason}")
+                if decision.reason == "step in progress" or canary.held:
+                    return None  # a hold is recorded once per step; its figures keep counting
+                return self.state.note(rollout.changed(canary=replace(canary, held=decision.reason)), actor, "hold",
+                                       f"{step}: {decision.reason}")
             if canary.step + 1 >= len(canary.steps) - 1:  # the next step is 100%: the canary is done
                 new = rollout.changed(policy=Policy.single(canary.to), stable=canary.to, previous=rollout.stable,
                                       canary=None, mode="single")

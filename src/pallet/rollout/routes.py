@@ -8,6 +8,7 @@ import functools
 from dataclasses import asdict, fields
 from typing import Any
 
+from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -16,7 +17,8 @@ from pallet.rollout.canary import Thresholds
 from pallet.rollout.operations import Rollouts
 from pallet.rollout.state import RolloutState
 from pallet.serve.dataplane import DataPlane
-from pallet.serve.errors import BadRequest
+from pallet.errors import PalletError
+from pallet.serve.errors import BadRequest, Unavailable
 from pallet.serve.http import json_response, parse_json, read_body
 
 MAX_BODY = 64 * 1024
@@ -29,13 +31,19 @@ def routes(plane: DataPlane) -> list[Route]:
 
     def rollouts(request: Request) -> Rollouts:
         if not state:
-            state.append(RolloutState(plane.store.index.engine))
+            try:
+                state.append(RolloutState(plane.store.index.engine))
+            except PalletError as e:  # the database is away: the tables could not even be checked
+                raise Unavailable(str(e)) from None
         client = request.client.host if request.client else "unknown"
         return Rollouts(plane.store, actor=f"http from {client}", state=state[0])
 
     async def call(request: Request, operation: str, *args: Any, **kwargs: Any) -> Any:
-        method = getattr(rollouts(request), operation)  # database work: off the event loop
-        return await asyncio.get_running_loop().run_in_executor(None, lambda: method(*args, **kwargs))
+        method = getattr(rollouts(request), operation)
+        try:  # database work: off the event loop
+            return await asyncio.get_running_loop().run_in_executor(None, lambda: method(*args, **kwargs))
+        except (OperationalError, InterfaceError) as e:
+            raise Unavailable(f"the rollout state cannot be read or written now ({e.orig}); retry shortly") from None
 
     async def status(request: Request) -> Response:
         return json_response(served(await call(request, "status", request.path_params["name"])))
@@ -68,7 +76,8 @@ def routes(plane: DataPlane) -> list[Route]:
                        sticky_key=_text(doc, "sticky_key", None), baseline=_text(doc, "from", None))
         elif action == "split":
             weights = doc.get("weights")
-            if not isinstance(weights, dict) or not all(isinstance(w, (int, float)) for w in weights.values()):
+            if not isinstance(weights, dict) or not all(isinstance(w, (int, float)) and not isinstance(w, bool)
+                                                        for w in weights.values()):
                 raise BadRequest('"weights" must be an object of version reference to number, '
                                  'e.g. {"digits:3": 90, "digits:4": 10}')
             await call(request, "split", name, weights, sticky_key=_text(doc, "sticky_key", None))
@@ -89,7 +98,7 @@ _MISSING = object()
 
 def _text(doc: dict, key: str, default: Any = _MISSING) -> Any:
     value = doc.get(key, default)
-    if value is _MISSING:
+    if value is _MISSING or (value is None and default is _MISSING):
         raise BadRequest(f'"{key}" is required')
     if value is not None and value is not default and not isinstance(value, str):
         raise BadRequest(f'"{key}" must be a string')

@@ -155,6 +155,21 @@ class RolloutState:
             raise RolloutChanged(f"the rollout of '{new.name}' was started meanwhile; look again") from None
         return new
 
+    def note(self, rollout: Rollout, actor: str, action: str, reason: str) -> Rollout:
+        """Store a change that moves no traffic (a canary's hold) at the same revision, so the step's
+        figures keep counting; `RolloutChanged` when the revision moved meanwhile."""
+        now = _now()
+        with self.engine.begin() as conn:
+            changed = conn.execute(rollouts.update().where(rollouts.c.name == rollout.name,
+                                                           rollouts.c.revision == rollout.revision)
+                                   .values(record=rollout.to_json(), updated=now))
+            if changed.rowcount != 1:
+                raise RolloutChanged(f"the rollout of '{rollout.name}' changed meanwhile; look again")
+            conn.execute(events.insert().values(
+                name=rollout.name, revision=rollout.revision, time=now, actor=actor[:200], action=action,
+                reason=reason, weights=json.dumps(rollout.policy.shares())))
+        return rollout.changed(updated=now)
+
     def history(self, name: str, limit: int | None = None) -> list[Event]:
         """Every change to `name`'s rollout, oldest first (`limit`: the newest ones)."""
         query = sa.select(events).where(events.c.name == name).order_by(events.c.id.desc())

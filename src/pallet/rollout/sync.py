@@ -12,6 +12,7 @@ import asyncio
 import logging
 import os
 import socket
+import time
 
 from pallet.errors import PalletError
 from pallet.rollout.operations import Rollouts
@@ -19,6 +20,7 @@ from pallet.rollout.state import Rollout
 from pallet.serve.dataplane import DataPlane
 
 log = logging.getLogger("pallet.rollout")
+RETRY_SECONDS = 30
 PROCESS = f"pallet serve {socket.gethostname()}:{os.getpid()}"
 
 
@@ -27,8 +29,8 @@ class RolloutSync:
         self.plane = plane
         self.rollouts = rollouts
         self.poll_seconds = poll_seconds
-        self.names = plane.names()          # the names this server was started with
-        self.failed: dict[str, int] = {}    # name -> a revision that could not be applied
+        self.failed: dict[str, tuple[int, float]] = {}     # name -> (revision not applied, when to try again)
+        self.flushed: dict[str, tuple[int, int]] = {}      # name -> (revision, answers) last written
         self.last_error = ""
         self.retiring: set[asyncio.Task] = set()
 
@@ -55,16 +57,23 @@ class RolloutSync:
     async def step(self) -> None:
         loop = asyncio.get_running_loop()
         state = self.rollouts.state
-        revisions = await loop.run_in_executor(None, state.revisions, self.names)
+        revisions = await loop.run_in_executor(None, state.revisions, self.plane.names())
         for name, revision in revisions.items():
             applied = self.plane.rollouts.get(name)
-            if (applied is None or applied.revision != revision) and self.failed.get(name) != revision:
-                rollout = await loop.run_in_executor(None, state.get, name)
-                if rollout is not None:
-                    await self.apply(rollout)
+            failed_revision, retry_at = self.failed.get(name, (None, 0.0))
+            if applied is not None and applied.revision == revision:
+                continue
+            if failed_revision == revision and time.monotonic() < retry_at:
+                continue
+            rollout = await loop.run_in_executor(None, state.get, name)
+            if rollout is not None:
+                await self.apply(rollout)
         for name, rollout in list(self.plane.rollouts.items()):
             counted = dict(self.plane.figures.get(name, {}))
-            await loop.run_in_executor(None, state.put_figures, name, rollout.revision, PROCESS, counted)
+            mark = (rollout.revision, sum(f.requests + f.shadowed for f in counted.values()))
+            if self.flushed.get(name) != mark:  # only what changed is written
+                await loop.run_in_executor(None, state.put_figures, name, rollout.revision, PROCESS, counted)
+                self.flushed[name] = mark
             if rollout.canary is not None:
                 changed = await loop.run_in_executor(None, self.rollouts.tick, name)
                 if changed is not None:
@@ -72,19 +81,24 @@ class RolloutSync:
                     log.info("canary of %s: %s: %s", name, event.action, event.reason)
 
     async def apply(self, rollout: Rollout) -> None:
-        """Load and warm what the policy needs, route by it, then retire what it no longer names."""
+        """Load and warm what the policy needs, route by it, then retire what it no longer names.
+        A version that cannot be loaded leaves the server on its current policy; it tries again later."""
         loop = asyncio.get_running_loop()
         name, plane = rollout.name, self.plane
+        prepared = []
         for version in rollout.policy.versions:
             if version not in plane.models.get(name, {}):
                 try:
-                    await loop.run_in_executor(None, plane.load, f"{name}:{version}")
-                except PalletError as e:
-                    self.failed[name] = rollout.revision
-                    log.error("rollout of %s revision %d not applied: cannot load %s:%s: %s",
-                              name, rollout.revision, name, version, e)
+                    prepared.append(await loop.run_in_executor(None, plane.prepare, f"{name}:{version}"))
+                except Exception as e:  # a missing, corrupt or failing version: keep serving what works
+                    self.failed[name] = (rollout.revision, time.monotonic() + RETRY_SECONDS)
+                    log.error("rollout of %s revision %d not applied (retrying in %d s): cannot load %s:%s: %s",
+                              name, rollout.revision, RETRY_SECONDS, name, version, e)
                     return
+        for model in prepared:
+            plane.register(model)
         plane.apply(rollout)
+        self.failed.pop(name, None)
         log.info("%s routes by rollout revision %d: %s", name, rollout.revision,
                  ", ".join(f"{name}:{v}={share:g}%" for v, share in rollout.policy.shares().items()))
         for version in list(plane.models.get(name, {})):

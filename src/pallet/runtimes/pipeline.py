@@ -45,7 +45,8 @@ class PipelineRuntime(Runtime):
                 shutil.copytree(step.path, folder / target)
                 steps.append({"model": str(step.ref), "path": target})
             else:
-                steps.append({"function": f"{copy_source(step, folder)}:{step.__qualname__}"})
+                module = f"step{i + 1}_{step.__module__.rsplit('.', 1)[-1]}"  # two steps' modules may share a name
+                steps.append({"function": f"{copy_source(step, folder, module)}:{step.__qualname__}"})
         return {"steps": steps, "batchable": model.batchable}
 
     @classmethod

@@ -70,13 +70,14 @@ class PythonRuntime(Runtime):
         return {"output": np.asarray(outputs)}
 
 
-def copy_source(obj: Any, folder: Path) -> str:
-    """Copy the file that defines `obj` (a class or function) into `folder/code/`; its module name there."""
+def copy_source(obj: Any, folder: Path, module: str | None = None) -> str:
+    """Copy the file that defines `obj` (a class or function) into `folder/code/` as `module`.py
+    (default: the last part of its module's name); the module name there."""
     source = inspect.getsourcefile(obj)
     if source is None:
         raise NoRuntime(f"cannot find the source file of {obj.__qualname__}")
     (folder / CODE).mkdir(exist_ok=True)
-    module = obj.__module__.rsplit(".", 1)[-1]
+    module = module or obj.__module__.rsplit(".", 1)[-1]
     shutil.copyfile(source, folder / CODE / f"{module}.py")
     return module
 

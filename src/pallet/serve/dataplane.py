@@ -53,6 +53,11 @@ class DataPlane:
     def load(self, ref: str | ModelRef) -> Model:
         """Load a stored version and warm it with a prediction on its sample; the first version
         loaded under a name answers for the bare name (unless a rollout says otherwise)."""
+        return self.register(self.prepare(ref))
+
+    def prepare(self, ref: str | ModelRef) -> Model:
+        """Read, verify, load and warm a version; touches nothing the event loop reads, so it may
+        run on another thread while the server answers. `register` then makes it servable."""
         version = self.store.resolve(ref)
         started = time.perf_counter()
         model = Model(version, **self.threads.runtime_options())
@@ -61,6 +66,10 @@ class DataPlane:
             model.runtime.on_step = lambda step, seconds: metrics.PIPELINE_STEP.labels(name, number, step).observe(seconds)
         model.predict(version.sample())
         metrics.MODEL_LOAD_SECONDS.labels(name, number).set(time.perf_counter() - started)
+        return model
+
+    def register(self, model: Model) -> Model:
+        name, number = model.ref.name, str(model.ref.version)
         previous = self.models.setdefault(name, {}).get(number)
         if previous:  # a reload: requests already queued or running keep their executor and batcher
             previous.model = model
@@ -78,6 +87,8 @@ class DataPlane:
         if versions is None:
             raise ModelNotFound(f"model '{name}' is not loaded; loaded: {self._loaded_names()}")
         self.default.pop(name, None)
+        self.rollouts.pop(name, None)
+        self.figures.pop(name, None)
         self.unloaded.add(name)
         for loaded in versions.values():
             if loaded.batcher:
@@ -107,7 +118,8 @@ class DataPlane:
         if previous is None or previous.revision != rollout.revision:
             self.figures[rollout.name] = {}
         self.rollouts[rollout.name] = rollout
-        self.default[rollout.name] = rollout.stable if rollout.stable in versions else rollout.policy.versions[0]
+        shares = rollout.policy.shares()  # metadata and the pages speak for a version that gets traffic
+        self.default[rollout.name] = rollout.stable if rollout.stable in shares else max(shares, key=shares.get)
 
     def _batcher(self, model: Model, executor: ThreadPoolExecutor) -> Batcher | None:
         size = self.config.max_batch_size
@@ -258,13 +270,17 @@ class DataPlane:
         loaded = self.models.get(name, {}).get(number)
         if loaded is None or loaded.in_flight >= self.config.max_queue // 2:
             return  # shadows never take the last half of a version's queue
+        try:
+            arrays = loaded.model.signature.validate(arrays)
+        except InvalidInput:
+            return  # the candidate takes other inputs: nothing to compare, and not its failure
         started, compared, agreed, ok = time.perf_counter(), 0, 0, True
         try:
             with self._lease(loaded, name):
                 outputs = await self._run(loaded, name, arrays)
             rollout = self.rollouts.get(name)
             tolerance = rollout.canary.thresholds.tolerance if rollout and rollout.canary else 0.01
-            compared, agreed = compare(served, outputs, tolerance)
+            compared, agreed = await asyncio.to_thread(compare, served, outputs, tolerance)
         except Exception as e:  # a shadow's failure is counted, never raised to anyone
             ok = False
             log.debug("shadow request to %s:%s failed: %s", name, number, e)

@@ -34,6 +34,10 @@ class ModelNotReady(PalletError):
     """The model is known but not loaded (yet, or any more)."""
 
 
+class Unavailable(PalletError):
+    """Something the server leans on (the database) cannot be reached now: retry shortly."""
+
+
 class Overloaded(PalletError):
     """More requests wait for a model than its queue holds: shed the load, ask to retry."""
 
@@ -57,6 +61,7 @@ STATUS: list[tuple[type[Exception], int]] = [
     (PredictionError, 500),
     (ModelNotReady, 503),
     (Overloaded, 503),
+    (Unavailable, 503),
     (PalletError, 500),
 ]
 

@@ -76,7 +76,7 @@ def routes(plane: DataPlane) -> list[Route]:
     async def load(request: Request) -> Response:
         single_process()
         loop = asyncio.get_running_loop()  # loading reads and verifies files: keep it off the event loop
-        model = await loop.run_in_executor(None, plane.load, request.path_params["name"])
+        model = plane.register(await loop.run_in_executor(None, plane.prepare, request.path_params["name"]))
         return json_response({"name": model.ref.name, "version": str(model.ref.version), "state": "READY"})
 
     async def unload(request: Request) -> Response:
