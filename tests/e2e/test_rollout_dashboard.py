@@ -40,7 +40,7 @@ def _feedback_counts(url: str) -> dict[str, float]:
 
 
 def test_the_page_follows_the_split_and_the_dashboard_reads_it_per_version(page, split_server):
-    before = _feedback_counts(split_server.url)
+    thumbs_before = _feedback_counts(split_server.url)
     page.goto(split_server.url + "/ui/iris")
     answered = []
     for i in range(12):
@@ -67,5 +67,5 @@ def test_the_page_follows_the_split_and_the_dashboard_reads_it_per_version(page,
     assert _number(page, rated) == 1
     assert "split" in page.locator("tr[data-version='iris:1']").inner_text()
     after = _feedback_counts(split_server.url)
-    assert after[answered[0]] - before.get(answered[0], 0) == 1
+    assert after[answered[0]] - thumbs_before.get(answered[0], 0) == 1
     screenshot(page, "dashboard-versions")
