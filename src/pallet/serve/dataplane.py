@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Mapping
@@ -143,17 +142,19 @@ class DataPlane:
     def get(self, name: str, version: str | None = None) -> Model:
         return self._get(name, version).model
 
-    def route(self, name: str, version: str | None = None, headers: Mapping[str, str] | None = None) -> str:
+    def route(self, name: str, version: str | None = None, headers: Mapping[str, str] | None = None) -> Model:
         """The version that answers a request: the one asked for, else the one the name's traffic
         policy picks (by the sticky header when the policy has one), else the default."""
+        return self._pick(name, version, headers).model
+
+    def _pick(self, name: str, version: str | None, headers: Mapping[str, str] | None = None) -> Loaded:
         if version is None:
             rollout = self.rollouts.get(name)
             if rollout is not None:
                 policy = rollout.policy
                 key = headers.get(policy.sticky_key) if policy.sticky_key and headers is not None else None
                 version = policy.choose(key)
-        self._get(name, version)  # ModelNotFound now, before the body is read
-        return version if version is not None else self.default[name]
+        return self._get(name, version)
 
     def _get(self, name: str, version: str | None) -> Loaded:
         versions = self.models.get(name)
@@ -187,21 +188,24 @@ class DataPlane:
     # -- inference ------------------------------------------------------------------------
 
     async def infer(self, request: InferenceRequest) -> InferenceResponse:
-        number = self.route(request.model, request.version)
-        loaded = self._get(request.model, number)
-        with self._lease(loaded, request.model):
-            started = time.perf_counter()
-            try:
-                response, arrays = await self._infer(loaded, request)
-            except (PredictionError, ModelNotReady):
-                self._count(request.model, number, time.perf_counter() - started, ok=False)
-                raise
-            self._count(request.model, number, time.perf_counter() - started, ok=True)
-        rollout = self.rollouts.get(request.model)
-        if rollout is not None and request.outputs is None:
-            shadow = rollout.policy.shadows(number)
+        name = request.model
+        loaded = self._pick(name, request.version)
+        number = str(loaded.model.ref.version)
+        self._admit(loaded, name)
+        started = time.perf_counter()
+        try:
+            response, arrays = await self._infer(loaded, request)
+        except (PredictionError, ModelNotReady):
+            self._count(name, number, time.perf_counter() - started, ok=False)
+            raise
+        finally:
+            loaded.in_flight -= 1
+        rollout = self.rollouts.get(name)
+        if rollout is not None:
+            self._count(name, number, time.perf_counter() - started, ok=True)
+            shadow = rollout.policy.shadows(number) if request.outputs is None else None
             if shadow is not None:
-                self._start_shadow(request.model, shadow, arrays, response.outputs)
+                self._start_shadow(name, shadow, arrays, response.outputs)
         return response
 
     async def _infer(self, loaded: Loaded, request: InferenceRequest) -> tuple[InferenceResponse, dict]:
@@ -230,18 +234,13 @@ class DataPlane:
             outputs = {wanted: outputs[wanted] for wanted in request.outputs}
         return InferenceResponse(name, number, outputs, request.id), arrays
 
-    @contextlib.contextmanager
-    def _lease(self, loaded: Loaded, name: str):
-        """Count a request against the version from routing to answer: load shedding, and a version
-        is closed only when none holds it."""
+    def _admit(self, loaded: Loaded, name: str) -> None:
+        """Count a request against the version from routing to answer (the caller takes it off):
+        load shedding, and a version is closed only when none holds it."""
         if loaded.in_flight >= self.config.max_queue:
             raise Overloaded(f"model '{name}' has {loaded.in_flight} requests waiting or running, "
                              f"its limit (--max-queue {self.config.max_queue}); retry shortly")
         loaded.in_flight += 1
-        try:
-            yield
-        finally:
-            loaded.in_flight -= 1
 
     async def _run(self, loaded: Loaded, name: str, arrays: dict) -> dict:
         try:
@@ -276,8 +275,11 @@ class DataPlane:
             return  # the candidate takes other inputs: nothing to compare, and not its failure
         started, compared, agreed, ok = time.perf_counter(), 0, 0, True
         try:
-            with self._lease(loaded, name):
+            self._admit(loaded, name)
+            try:
                 outputs = await self._run(loaded, name, arrays)
+            finally:
+                loaded.in_flight -= 1
             rollout = self.rollouts.get(name)
             tolerance = rollout.canary.thresholds.tolerance if rollout and rollout.canary else 0.01
             compared, agreed = await asyncio.to_thread(compare, served, outputs, tolerance)

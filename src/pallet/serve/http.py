@@ -89,7 +89,7 @@ def label(request: Request, model: Model) -> Model:
 def routed(request: Request, plane: DataPlane, name: str, version: str | None = None) -> Model:
     """The version that answers: the one asked for or the one the traffic policy picks, labelled.
     Call `plane.infer` with its version with no `await` in between, so it cannot be retired first."""
-    return label(request, plane.get(name, plane.route(name, version, request.headers)))
+    return label(request, plane.route(name, version, request.headers))
 
 
 def to_list(array: np.ndarray) -> list:
