@@ -1,6 +1,7 @@
 """Rollouts on a live server under a real client's steady load (127.0.0.1, bounded)."""
 
 import importlib
+import logging
 import sys
 import threading
 import time
@@ -359,3 +360,25 @@ def test_a_split_that_gives_the_stable_version_nothing_still_answers_by_name(liv
     assert metadata.status_code == 200 and metadata.json()["versions"] == ["2"]
     assert v1.status_code == 200 and v1.headers["x-model-version"] == "2"
     assert dashboard.status_code == 200
+
+
+def test_a_server_starts_and_answers_while_the_rollout_state_cannot_be_read(rollout_store, monkeypatch, caplog):
+    from sqlalchemy.exc import OperationalError
+
+    from pallet.rollout.state import RolloutState
+
+    def away(self, names):
+        raise OperationalError("SELECT", {}, Exception("connection refused"))
+
+    monkeypatch.setattr(RolloutState, "revisions", away)
+    logger = logging.getLogger("pallet.rollout")  # it writes to stderr on its own, not through the root logger
+    logger.addHandler(caplog.handler)
+    config = ServeConfig(models=["digits@production"], rollout_poll_seconds=0.2)
+    try:
+        with RunningServer(create_app(config, rollout_store)) as server, httpx.Client(base_url=server.url) as client:
+            assert _predict_version(client) == "1"
+            time.sleep(0.5)  # more polls fail: said once
+    finally:
+        logger.removeHandler(caplog.handler)
+    failures = [r for r in caplog.records if "rollout sync failed" in r.getMessage()]
+    assert len(failures) == 1 and "connection refused" in failures[0].getMessage()

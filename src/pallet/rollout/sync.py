@@ -43,16 +43,24 @@ class RolloutSync:
             log.warning("rollouts are off on this server: %s", e)
             return None
 
+    async def first_step(self) -> None:
+        """The step before the server answers: with the database away, it starts on the models it was
+        given and follows the policies once the database answers."""
+        await self._step_or_log()
+
     async def run(self) -> None:
         while True:
-            try:
-                await self.step()
-                self.last_error = ""
-            except Exception as e:  # the database may be away for a moment: keep serving, say so once
-                if str(e) != self.last_error:
-                    log.error("rollout sync failed (serving on with the last policy): %s", e)
-                    self.last_error = str(e)
+            await self._step_or_log()
             await asyncio.sleep(self.poll_seconds)
+
+    async def _step_or_log(self) -> None:
+        try:
+            await self.step()
+            self.last_error = ""
+        except Exception as e:  # the database may be away for a moment: keep serving, say so once
+            if str(e) != self.last_error:
+                log.error("rollout sync failed (serving on with the last policy): %s", e)
+                self.last_error = str(e)
 
     async def step(self) -> None:
         loop = asyncio.get_running_loop()
