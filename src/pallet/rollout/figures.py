@@ -6,6 +6,7 @@ processes and replicas, so a decision sees all the traffic.
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -76,14 +77,8 @@ class Figures:
 
 
 def _bucket(seconds: float) -> int:
-    low, high = 0, len(BOUNDS)
-    while low < high:
-        middle = (low + high) // 2
-        if seconds <= BOUNDS[middle]:
-            high = middle
-        else:
-            low = middle + 1
-    return low
+    """The first bucket whose upper bound holds `seconds` (the last one past every bound)."""
+    return bisect.bisect_left(BOUNDS, seconds)
 
 
 def quantile(counts: list[int], q: float) -> float | None:
