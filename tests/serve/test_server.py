@@ -309,5 +309,5 @@ def test_pallet_serve_on_every_interface_prints_shareable_urls(demo_store):
     urls = re.findall(rf"(http://[0-9.]+:{port}/\?token=([A-Za-z0-9_-]+))", out)
     assert urls and any("127.0.0.1" in url for url, _ in urls), out
     assert len({token for _, token in urls}) == 1  # one token, made by 'new', on every printed address
-    assert f"dashboard             http://" in out and "/dashboard?token=" in out
+    assert "dashboard             http://" in out and "/dashboard?token=" in out
     assert "Traceback" not in err
