@@ -49,10 +49,9 @@ class Decision:
 
 def decide(baseline: Figures, candidate: Figures, thresholds: Thresholds, step_over: bool) -> Decision:
     t = thresholds
-    answered = candidate.requests + candidate.shadowed
-    failed = candidate.errors + candidate.shadow_errors
-    if answered >= t.min_requests and failed / answered > t.max_error_rate:
-        return Decision("rollback", f"candidate error rate {failed / answered:.1%} ({failed} of {answered} "
+    answered, failed = candidate.answered, candidate.failed
+    if answered >= t.min_requests and candidate.error_rate > t.max_error_rate:
+        return Decision("rollback", f"candidate error rate {candidate.error_rate:.1%} ({failed} of {answered} "
                                     f"requests) is above --max-error-rate {t.max_error_rate:.1%}")
     if t.min_agreement > 0 and candidate.compared >= t.min_compared and candidate.agreement < t.min_agreement:
         return Decision("rollback", f"candidate agrees with the baseline on {candidate.agreement:.1%} of "
@@ -74,6 +73,5 @@ def decide(baseline: Figures, candidate: Figures, thresholds: Thresholds, step_o
             return Decision("rollback", f"candidate {latency}, above --max-latency-ratio {t.max_latency_ratio}")
     agreement = (f", agreement {candidate.agreement:.1%} over {candidate.compared} rows"
                  if candidate.agreement is not None else "")
-    rate = failed / answered if answered else 0.0
-    return Decision("advance", f"error rate {rate:.1%} over {candidate.requests} requests and {candidate.shadowed} "
+    return Decision("advance", f"error rate {candidate.error_rate or 0.0:.1%} over {candidate.requests} requests and {candidate.shadowed} "
                                f"shadow copies, {latency}{agreement}")

@@ -46,10 +46,17 @@ class Figures:
         return self
 
     @property
+    def answered(self) -> int:
+        """Everything the version answered, served and shadowed."""
+        return self.requests + self.shadowed
+
+    @property
+    def failed(self) -> int:
+        return self.errors + self.shadow_errors
+
+    @property
     def error_rate(self) -> float | None:
-        """Failed share of everything the version answered, served and shadowed."""
-        total = self.requests + self.shadowed
-        return (self.errors + self.shadow_errors) / total if total else None
+        return self.failed / self.answered if self.answered else None
 
     @property
     def agreement(self) -> float | None:

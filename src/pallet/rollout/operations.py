@@ -96,7 +96,7 @@ class Rollouts:
         go back to the version that was stable before the last promotion."""
         current = self._require(name)
         if current.mode != "single":
-            new = current.changed(policy=Policy.single(current.stable), canary=None, mode="single")
+            new = _to_stable(current)
             why = f"back to {name}:{current.stable}"
         elif current.previous is not None:
             self._version(name, current.previous)
@@ -176,8 +176,7 @@ class Rollouts:
         step = f"step {canary.step + 1}/{len(canary.steps)} ({canary.steps[canary.step]:g}%)"
         try:
             if decision.action == "rollback":  # from the revision judged: a later change wins over this one
-                new = rollout.changed(policy=Policy.single(rollout.stable), canary=None, mode="single")
-                return self.state.write(new, actor, "rollback", f"{step}: {decision.reason}; back to "
+                return self.state.write(_to_stable(rollout), actor, "rollback", f"{step}: {decision.reason}; back to "
                                                                 f"{name}:{rollout.stable}")
             if decision.action == "hold":
                 if decision.reason == "step in progress" or canary.held:
@@ -222,6 +221,11 @@ class Rollouts:
             baseline = f"{name}@production"
         version = self._version(name, baseline)
         return Rollout(name, Policy.single(version), version)
+
+
+def _to_stable(rollout: Rollout) -> Rollout:
+    """The rollout with a canary, split or shadow ended: all traffic on its stable version."""
+    return rollout.changed(policy=Policy.single(rollout.stable), canary=None, mode="single")
 
 
 def _canary_policy(stable: str, canary: Canary, sticky_key: str | None) -> Policy:

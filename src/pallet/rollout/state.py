@@ -146,9 +146,7 @@ class RolloutState:
                                            .values(revision=new.revision, record=new.to_json(), updated=now))
                     if changed.rowcount != 1:
                         raise RolloutChanged(f"the rollout of '{new.name}' changed meanwhile; look again")
-                conn.execute(events.insert().values(
-                    name=new.name, revision=new.revision, time=now, actor=actor[:200], action=action,
-                    reason=reason, weights=json.dumps(new.policy.shares())))
+                _add_event(conn, new, now, actor, action, reason)
                 conn.execute(figures.delete().where(figures.c.name == new.name,
                                                     figures.c.revision < new.revision))
         except IntegrityError:
@@ -165,9 +163,7 @@ class RolloutState:
                                    .values(record=rollout.to_json(), updated=now))
             if changed.rowcount != 1:
                 raise RolloutChanged(f"the rollout of '{rollout.name}' changed meanwhile; look again")
-            conn.execute(events.insert().values(
-                name=rollout.name, revision=rollout.revision, time=now, actor=actor[:200], action=action,
-                reason=reason, weights=json.dumps(rollout.policy.shares())))
+            _add_event(conn, rollout, now, actor, action, reason)
         return rollout.changed(updated=now)
 
     def history(self, name: str, limit: int | None = None) -> list[Event]:
@@ -202,6 +198,11 @@ class RolloutState:
         for version, data in rows:
             total.setdefault(version, Figures()).add(Figures.from_dict(json.loads(data)))
         return total
+
+
+def _add_event(conn: sa.Connection, rollout: Rollout, now: str, actor: str, action: str, reason: str) -> None:
+    conn.execute(events.insert().values(name=rollout.name, revision=rollout.revision, time=now, actor=actor[:200],
+                                        action=action, reason=reason, weights=json.dumps(rollout.policy.shares())))
 
 
 def _now() -> str:

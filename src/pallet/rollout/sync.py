@@ -43,17 +43,14 @@ class RolloutSync:
             log.warning("rollouts are off on this server: %s", e)
             return None
 
-    async def first_step(self) -> None:
-        """The step before the server answers: with the database away, it starts on the models it was
-        given and follows the policies once the database answers."""
-        await self._step_or_log()
-
     async def run(self) -> None:
         while True:
-            await self._step_or_log()
+            await self.sync_once()
             await asyncio.sleep(self.poll_seconds)
 
-    async def _step_or_log(self) -> None:
+    async def sync_once(self) -> None:
+        """One step, its failure logged (once until it changes) rather than raised: with the database
+        away, a server starts on the models it was given and follows the policies once it answers."""
         try:
             await self.step()
             self.last_error = ""

@@ -43,7 +43,7 @@ def create_app(config: ServeConfig, store: Store | None = None) -> Starlette:
             plane.load(ref)
         rollouts = RolloutSync.open(plane, config.rollout_poll_seconds)
         if rollouts is not None:
-            await rollouts.first_step()  # start on the stored traffic policies, not only the models named
+            await rollouts.sync_once()  # start on the stored traffic policies, not only the models named
         tasks = [asyncio.create_task(stats.run())]  # the dashboard's history
         if rollouts is not None:
             tasks.append(asyncio.create_task(rollouts.run()))

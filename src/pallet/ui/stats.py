@@ -42,11 +42,6 @@ def _minus(now, then):
     return now - then
 
 
-def _since(now: dict[str, dict], start: dict[str, dict]) -> dict[str, dict]:
-    """Each model's totals less what they were at `start`."""
-    return _minus(now, start)
-
-
 class Stats:
     """Figures since the server started. One process's metrics may predate this app (an app made in
     a process that served before), so they count from its start; several workers share fresh files."""
@@ -57,7 +52,7 @@ class Stats:
         self.snapshots: deque[tuple[float, dict[str, dict]]] = deque(maxlen=history)
 
     def read(self) -> dict[str, dict]:
-        return _since(self._read(), self.start)
+        return _minus(self._read(), self.start)  # each model's totals since the start
 
     def sample(self) -> tuple[float, dict[str, dict]]:
         snapshot = (time.time(), self.read())
