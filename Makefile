@@ -4,7 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run demo test bench clean chromium nginx
+EDGE := .venv-edge
+TVM := .venv-tvm
+
+.PHONY: install run demo test bench clean chromium nginx edge tvm npm
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -13,6 +16,27 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# The export toolchains, each in an environment of its own (pallet finds them through
+# PALLET_EDGE_PYTHON and PALLET_TVM_PYTHON, or in the environment it runs in).
+$(EDGE)/.installed: pyproject.toml
+	test -x $(EDGE)/bin/python || $(PYTHON) -m venv $(EDGE)
+	$(EDGE)/bin/python -m pip install --quiet --upgrade pip
+	$(EDGE)/bin/python -m pip install --quiet -e '.[edge]'
+	touch $@
+
+$(TVM)/.installed: pyproject.toml
+	test -x $(TVM)/bin/python || $(PYTHON) -m venv $(TVM)
+	$(TVM)/bin/python -m pip install --quiet --upgrade pip
+	$(TVM)/bin/python -m pip install --quiet -e '.[tvm]'
+	touch $@
+
+edge: $(EDGE)/.installed
+tvm: $(TVM)/.installed
+
+# The web export installs onnxruntime-web from the npm registry.
+npm:
+	command -v npm >/dev/null || (apt-get update -qq && apt-get install -y -qq npm)
 
 demo: install
 	$(BIN)/pallet demo
@@ -28,8 +52,8 @@ chromium:
 nginx:
 	command -v nginx >/dev/null || test -x /usr/sbin/nginx || (apt-get update -qq && apt-get install -y -qq nginx)
 
-test: install chromium nginx
-	$(BIN)/python -m pytest
+test: install edge tvm chromium nginx npm
+	PALLET_EDGE_PYTHON=$(CURDIR)/$(EDGE)/bin/python PALLET_TVM_PYTHON=$(CURDIR)/$(TVM)/bin/python $(BIN)/python -m pytest
 
 # Benchmarks: wrk from Debian, each peer in its own venv, results in benchmarks/results/.
 bench: install
@@ -40,4 +64,4 @@ bench: install
 	$(BIN)/python benchmarks/chart.py
 
 clean:
-	rm -rf $(VENV) .pallet .pytest_cache
+	rm -rf $(VENV) $(EDGE) $(TVM) .pallet .pytest_cache

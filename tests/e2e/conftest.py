@@ -38,7 +38,7 @@ class Shout:
 @pytest.fixture(scope="session")
 def ui_store(tmp_path_factory):
     store = Store(tmp_path_factory.mktemp("ui") / "home")
-    train_demo_models(store)
+    train_demo_models(store, torch_models=())
     code = tmp_path_factory.mktemp("code")
     (code / "shout_model.py").write_text(textwrap.dedent(TEXT_MODEL))
     sys.path.insert(0, str(code))

@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     store = Store(tmp_path_factory.mktemp("build") / "home")
-    train_demo_models(store)
+    train_demo_models(store, torch_models=())
     return store
 
 
@@ -137,7 +137,7 @@ def test_build_and_bundle_mistakes_are_one_line(store, tmp_path):
 
 def test_a_tampered_model_is_not_bundled(store, tmp_path):
     source = Store(tmp_path / "home")
-    train_demo_models(source)
+    train_demo_models(source, torch_models=())
     weights = source.resolve("iris").path / "model.joblib"
     weights.chmod(0o644)
     weights.write_bytes(weights.read_bytes() + b"tampered")

@@ -22,16 +22,16 @@ PALLET = str(Path(sys.executable).parent / "pallet")
 def shared_env(tmp_path, postgres_url):
     """A store in PostgreSQL: digits:1 @production, digits:2 @candidate (trained the same way)."""
     store = Store(tmp_path / "home", postgres_url)
-    train_demo_models(store)
-    train_demo_models(store, alias="candidate")
+    train_demo_models(store, torch_models=())
+    train_demo_models(store, alias="candidate", torch_models=())
     return {"PALLET_HOME": str(store.home), "PALLET_DB_URL": postgres_url}
 
 
 @pytest.fixture(scope="module")
 def local_env(tmp_path_factory):
     store = Store(tmp_path_factory.mktemp("rollout-cli") / "home")
-    train_demo_models(store)
-    train_demo_models(store, alias="candidate")
+    train_demo_models(store, torch_models=())
+    train_demo_models(store, alias="candidate", torch_models=())
     return {"PALLET_HOME": str(store.home), "PALLET_DB_URL": store.db_url}
 
 

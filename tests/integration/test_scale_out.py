@@ -19,7 +19,7 @@ ROW = {"instances": [[5.1, 3.5, 1.4, 0.2]]}
 @pytest.fixture(scope="module")
 def home(tmp_path_factory):
     store = Store(tmp_path_factory.mktemp("scale") / "home")
-    train_demo_models(store)
+    train_demo_models(store, torch_models=())
     return {"PALLET_HOME": str(store.home), "PALLET_DB_URL": store.db_url}
 
 

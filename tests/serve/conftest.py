@@ -47,7 +47,7 @@ class RunningServer:
 @pytest.fixture(scope="session")
 def demo_store(tmp_path_factory):
     store = Store(tmp_path_factory.mktemp("serve") / "home")
-    train_demo_models(store)
+    train_demo_models(store, torch_models=())
     return store
 
 

@@ -30,7 +30,7 @@ NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight",
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     store = Store(tmp_path_factory.mktemp("pipeline") / "home")
-    train_demo_models(store)
+    train_demo_models(store, torch_models=())
     done = subprocess.run([str(Path(sys.executable).parent / "pallet"), "pipeline", "save", str(EXAMPLE / "pallet.yaml")],
                           env={**os.environ, "PALLET_HOME": str(store.home), "PALLET_DB_URL": store.db_url},
                           capture_output=True, text=True, timeout=120)

@@ -9,9 +9,11 @@ from rich.table import Table
 
 from pallet.cli.output import console, human_size, metrics_text
 from pallet.errors import InvalidReference
+from pallet.export.report import Report
 from pallet.store import ModelRef, default_store
+from pallet.store.manifest import diff as manifest_diff
 
-app = typer.Typer(help="List, inspect, tag and remove stored models.", no_args_is_help=True)
+app = typer.Typer(help="List, inspect, compare, tag and remove stored models.", no_args_is_help=True)
 
 
 @app.command("list")
@@ -65,10 +67,59 @@ def show(ref: str = typer.Argument(..., help="name, name:VERSION or name@ALIAS")
                 notes = f"labels: {', '.join(map(str, s.labels[:12]))}" + (" ..." if len(s.labels) > 12 else "")
             sig.add_row(kind, s.name, s.dtype, str(list(s.shape)), notes)
     out.print(sig)
-    files = Table("file", "size", "sha256", title="files", title_justify="left")
-    for name, f in m.files.items():
-        files.add_row(name, human_size(f["size"]), f["sha256"])
+    files = Table("file", "size", "share", "sha256", title=f"files ({human_size(m.size_bytes)} in all)",
+                  title_justify="left")
+    for name, f in sorted(m.files.items(), key=lambda item: -item[1]["size"]):
+        files.add_row(name, human_size(f["size"]), f"{f['size'] / max(m.size_bytes, 1):.1%}", f["sha256"])
     out.print(files)
+    if m.lineage:
+        out.print(f"[dim]derived from[/dim] {m.lineage['parent']} ({m.lineage.get('operation', '')})")
+    if m.report:
+        out.print(Report.from_dict(m.report).table())
+
+
+@app.command()
+def diff(a: str = typer.Argument(..., help="The first version: name:VERSION or name@ALIAS."),
+         b: str = typer.Argument(..., help="The version to compare it with."),
+         as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables.")) -> None:
+    """Compare two versions: size, metrics, signature, files and how each runs."""
+    store = default_store()
+    changes = manifest_diff(store.resolve(a).manifest, store.resolve(b).manifest)
+    if as_json:
+        typer.echo(json.dumps(changes, indent=2))
+        return
+    out = console()
+    size = changes["size_bytes"]
+    table = Table("", changes["a"], changes["b"], "change", title="size and metrics", title_justify="left")
+    table.add_row("size", human_size(size["a"]), human_size(size["b"]),
+                  f"{'+' if size['change'] >= 0 else '-'}{human_size(abs(size['change']))}"
+                  + (f" (x{size['ratio']:.2f})" if size["ratio"] else ""))
+    for key, values in changes["metrics"].items():
+        va, vb = values["a"], values["b"]
+        change = f"{vb - va:+.4g}" if isinstance(va, (int, float)) and isinstance(vb, (int, float)) else ""
+        table.add_row(key, _value(va), _value(vb), change)
+    table.add_row("runtime", changes["runtime"]["a"], changes["runtime"]["b"], "")
+    table.add_row("derived from", changes["lineage"]["a"] or "-", changes["lineage"]["b"] or "-", "")
+    out.print(table)
+    if changes["signature"]:
+        sig = Table("", changes["a"], changes["b"], title="signature changes", title_justify="left")
+        for key, values in changes["signature"].items():
+            sig.add_row(key, values["a"] or "-", values["b"] or "-")
+        out.print(sig)
+    else:
+        out.print("signature: the same")
+    files = Table("file", changes["a"], changes["b"], title="files that differ", title_justify="left")
+    for key, values in changes["files"].items():
+        files.add_row(key, _size(values["a"]), _size(values["b"]))
+    out.print(files)
+
+
+def _value(value) -> str:
+    return "-" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _size(value: int | None) -> str:
+    return "-" if value is None else human_size(value)
 
 
 @app.command()

@@ -6,20 +6,13 @@ from rich.console import Console
 from rich.table import Table
 
 from pallet.store import ModelVersion, Store
+from pallet.store.manifest import human_size
 
 
 def console(stderr: bool = False) -> Console:
     """A console that does not squeeze tables into 80 columns when writing to a pipe or file."""
     out = Console(stderr=stderr)
     return out if out.is_terminal else Console(stderr=stderr, width=160)
-
-
-def human_size(size: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    raise AssertionError("unreachable")
 
 
 def metrics_text(metrics: dict) -> str:

@@ -19,6 +19,12 @@ from pallet.runtimes.base import Runtime
 RUNTIMES = {
     "onnx": "pallet.runtimes.onnx:OnnxRuntime",
     "sklearn": "pallet.runtimes.sklearn:SklearnRuntime",
+    "torch": "pallet.runtimes.torch:TorchRuntime",
+    "sentence": "pallet.runtimes.sentence:SentenceRuntime",
+    "tflite": "pallet.runtimes.edge:TfliteRuntime",
+    "executorch": "pallet.runtimes.edge:ExecutorchRuntime",
+    "coreml": "pallet.runtimes.edge:CoremlRuntime",
+    "tvm": "pallet.runtimes.edge:TvmRuntime",
     "pipeline": "pallet.runtimes.pipeline:PipelineRuntime",
     "python": "pallet.runtimes.python:PythonRuntime",
 }
@@ -41,7 +47,7 @@ def runtime_for(model: Any) -> type[Runtime]:
             return runtime
     raise NoRuntime(
         f"pallet cannot save a {type(model).__module__}.{type(model).__qualname__}: pass a scikit-learn "
-        "estimator, an ONNX model (path, bytes or ModelProto), or a class with load(path) and predict(inputs)"
+        "estimator, a torch nn.Module or torch.export program, an ONNX model (path, bytes or ModelProto), or a class with load(path) and predict(inputs)"
     )
 
 

@@ -39,6 +39,7 @@ class OnnxRuntime(Runtime):
         self.input_shapes = {i.name: tuple(d if isinstance(d, int) and d > 0 else -1 for d in i.shape)
                              for i in self.session.get_inputs() if i.shape}
         self.output_names = [o.name for o in self.session.get_outputs()]
+        self.runner = f"onnxruntime {ort.__version__} (CPU)"
 
     @classmethod
     def accepts(cls, model: Any) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
+import re
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -31,6 +32,10 @@ class Manifest:
     metrics: dict[str, float] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
     description: str = ""
+    # Where a derived version came from: {"parent": "digits-torch:2", "parent_sha256": {...}, "operation": "export onnx"}
+    lineage: dict[str, Any] = field(default_factory=dict)
+    # The parity and size report an export or optimization was accepted with (pallet.export.Report)
+    report: dict[str, Any] = field(default_factory=dict)
 
     @property
     def size_bytes(self) -> int:
@@ -60,6 +65,27 @@ class Manifest:
             raise IntegrityError(f"{path} is missing: the version folder is incomplete") from None
         except (ValueError, KeyError, TypeError) as e:
             raise IntegrityError(f"{path} is not a valid manifest: {e}") from None
+
+
+def human_size(size: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")
+
+
+SIZE_UNITS = {"": 1, "B": 1, "KB": 1000, "MB": 1000**2, "GB": 1000**3, "KIB": 1024, "MIB": 1024**2, "GIB": 1024**3}
+
+
+def parse_size(text: str | int) -> int:
+    """Bytes in `text`: 2000000, 2MB, 1.5 MiB, 300KiB."""
+    if isinstance(text, int):
+        return text
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", str(text))
+    if not match or match.group(2).upper() not in SIZE_UNITS:
+        raise PalletError(f"'{text}' is not a size: write bytes or a number with B, KB, MB, GB, KiB, MiB or GiB")
+    return int(float(match.group(1)) * SIZE_UNITS[match.group(2).upper()])
 
 
 def sha256(path: Path) -> str:
@@ -103,3 +129,24 @@ def package_versions(names: list[str]) -> dict[str, str]:
         except metadata.PackageNotFoundError:
             raise PalletError(f"package '{name}' is not installed, so its version cannot be pinned") from None
     return versions
+
+
+def diff(a: Manifest, b: Manifest) -> dict[str, Any]:
+    """What changed from version `a` to version `b`: size, metrics, signature, files, how it runs."""
+    sig_a = {f"{kind} {s.name}": s.describe() for kind, specs in (("input", a.signature.inputs),
+                                                                   ("output", a.signature.outputs)) for s in specs}
+    sig_b = {f"{kind} {s.name}": s.describe() for kind, specs in (("input", b.signature.inputs),
+                                                                   ("output", b.signature.outputs)) for s in specs}
+    return {
+        "a": f"{a.name}:{a.version}", "b": f"{b.name}:{b.version}",
+        "size_bytes": {"a": a.size_bytes, "b": b.size_bytes, "change": b.size_bytes - a.size_bytes,
+                       "ratio": b.size_bytes / a.size_bytes if a.size_bytes else None},
+        "metrics": {k: {"a": a.metrics.get(k), "b": b.metrics.get(k)} for k in sorted({*a.metrics, *b.metrics})},
+        "signature": {k: {"a": sig_a.get(k), "b": sig_b.get(k)} for k in sorted({*sig_a, *sig_b})
+                      if sig_a.get(k) != sig_b.get(k)},
+        "files": {k: {"a": a.files.get(k, {}).get("size"), "b": b.files.get(k, {}).get("size")}
+                  for k in sorted({*a.files, *b.files})
+                  if a.files.get(k, {}).get("sha256") != b.files.get(k, {}).get("sha256")},
+        "runtime": {"a": f"{a.framework} ({a.runtime})", "b": f"{b.framework} ({b.runtime})"},
+        "lineage": {"a": a.lineage.get("parent"), "b": b.lineage.get("parent")},
+    }

@@ -7,6 +7,8 @@ import os
 import shutil
 import stat
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -69,23 +71,55 @@ class Store:
     def save(self, model: Any, name: str, *, sample: Any, metrics: dict[str, float] | None = None,
              tags: dict[str, str] | None = None, requirements: list[str] | None = None,
              artifacts: str | Path | None = None, description: str = "",
-             aliases: list[str] = ()) -> ModelRef:
+             aliases: list[str] = (), lineage: dict[str, Any] | None = None,
+             report: dict[str, Any] | None = None) -> ModelRef:
         """Store `model` as the next version of `name`; return its reference (`name:3`).
 
         The signature is read from `sample` (a batch: an array, nested lists, or a dict of
         named arrays) and the model's outputs on it, so a model that cannot predict on its
         own sample is never stored.
         """
-        check_name(name)
-        for alias in aliases:
-            check_alias(alias)
         runtime_cls = runtimes.runtime_for(model)
-        tmp = self.home / "tmp" / uuid.uuid4().hex
-        tmp.mkdir(parents=True)
-        try:
+        with self._staging(name, aliases) as tmp:
             options = runtime_cls.save(model, tmp)
             if artifacts is not None:
                 _copy_into(Path(artifacts), tmp / "artifacts")
+            ref = self._finish(tmp, name, runtime_cls, options, sample, metrics=metrics, tags=tags,
+                               requirements=[*(requirements or []), *getattr(model, "requirements", ())],
+                               description=description, lineage=lineage, report=report)
+        for alias in aliases:
+            self.index.set_alias(name, alias, ref.version)
+        return ref
+
+    def save_files(self, folder: str | Path, name: str, *, runtime: str, options: dict[str, Any], sample: Any,
+                   signature: Signature | None = None, metrics: dict[str, float] | None = None,
+                   tags: dict[str, str] | None = None, requirements: list[str] | None = None,
+                   description: str = "", lineage: dict[str, Any] | None = None,
+                   report: dict[str, Any] | None = None) -> ModelRef:
+        """Store a folder a runtime can load (or, with `signature`, an artifact for another device
+        that cannot run here) as the next version of `name`."""
+        with self._staging(name, ()) as tmp:
+            _copy_into(Path(folder), tmp)
+            return self._finish(tmp, name, runtimes.get_runtime(runtime), options, sample, metrics=metrics,
+                                tags=tags, requirements=requirements, description=description, lineage=lineage,
+                                report=report, signature=signature)
+
+    @contextmanager
+    def _staging(self, name: str, aliases) -> Iterator[Path]:
+        check_name(name)
+        for alias in aliases:
+            check_alias(alias)
+        tmp = self.home / "tmp" / uuid.uuid4().hex
+        tmp.mkdir(parents=True)
+        try:
+            yield tmp
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def _finish(self, tmp: Path, name: str, runtime_cls: type[Runtime], options: dict[str, Any], sample: Any, *,
+                metrics, tags, requirements, description, lineage, report,
+                signature: Signature | None = None) -> ModelRef:
+        if signature is None:  # run the model on its sample: the signature is what it really takes and gives
             runtime = runtime_cls.load(tmp, options)
             inputs = _sample_inputs(sample, runtime.input_names)
             signature = Signature.infer(inputs, dtypes=runtime.input_dtypes, shapes=runtime.input_shapes)
@@ -97,21 +131,18 @@ class Store:
             signature = Signature(signature.inputs, tuple(
                 _with_labels(TensorSpec.from_array(n, v), runtime.output_labels.get(n)) for n, v in outputs.items()
             ))
-            np.savez(tmp / SAMPLE, **inputs)
-            manifest = Manifest(
-                name=name, version=0, created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                framework=runtime_cls.framework, runtime=runtime_cls.name, signature=signature,
-                files=describe_files(tmp),
-                packages=package_versions(["pallet", *runtime_cls.packages, *(requirements or []),
-                                           *getattr(model, "requirements", ())]),  # a pipeline's steps need theirs
-                runtime_options=options, metrics=dict(metrics or {}), tags=dict(tags or {}), description=description,
-            )
-            ref = self._claim(tmp, manifest)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        for alias in aliases:
-            self.index.set_alias(name, alias, ref.version)
-        return ref
+        else:
+            inputs = signature.validate(_sample_inputs(sample, [s.name for s in signature.inputs]))
+        np.savez(tmp / SAMPLE, **inputs)
+        manifest = Manifest(
+            name=name, version=0, created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            framework=runtime_cls.framework, runtime=runtime_cls.name, signature=signature,
+            files=describe_files(tmp),
+            packages=package_versions(["pallet", *runtime_cls.packages, *(requirements or [])]),
+            runtime_options=options, metrics=dict(metrics or {}), tags=dict(tags or {}), description=description,
+            lineage=dict(lineage or {}), report=dict(report or {}),
+        )
+        return self._claim(tmp, manifest)
 
     def _claim(self, tmp: Path, manifest: Manifest) -> ModelRef:
         """Move the finished folder to the next free version number, then index it.

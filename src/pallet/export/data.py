@@ -1,0 +1,117 @@
+"""Held-out data for parity, accuracy and distillation: a named data set or a file.
+
+`sentences` (English sentences pallet composes, for text models), `sklearn:digits` (the test split), `sklearn:digits:train`, `sklearn:iris`,
+`sklearn:breast_cancer`, `sklearn:diabetes`: the data sets scikit-learn ships, split
+as `pallet demo` splits them (a quarter held out, fixed seed). A `.npz` file holds
+one array per input (and `label` for the true answers); a `.npy` file is the
+single input; a `.csv` file is one column per feature, with an optional `label`
+column; a `.txt` file is one text per line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pallet.errors import InvalidInput
+from pallet.signature import Signature
+
+SKLEARN_SETS = {"digits": "load_digits", "iris": "load_iris", "breast_cancer": "load_breast_cancer",
+                "diabetes": "load_diabetes"}
+LABEL_NAMES = ("label", "target", "y")
+
+
+@dataclass
+class Data:
+    name: str
+    inputs: dict[str, np.ndarray]
+    labels: np.ndarray | None = None     # true answers, when the data set has them
+
+    def __len__(self) -> int:
+        return len(next(iter(self.inputs.values())))
+
+    def head(self, n: int) -> Data:
+        return Data(self.name, {k: v[:n] for k, v in self.inputs.items()},
+                    None if self.labels is None else self.labels[:n])
+
+    def rows(self, index: np.ndarray) -> Data:
+        return Data(self.name, {k: v[index] for k, v in self.inputs.items()},
+                    None if self.labels is None else self.labels[index])
+
+
+def split(name: str, part: str = "test") -> tuple[np.ndarray, np.ndarray]:
+    """(x, y) of one part of a scikit-learn data set, split the one way pallet always splits it."""
+    import sklearn.datasets
+    from sklearn.model_selection import train_test_split
+
+    if name not in SKLEARN_SETS:
+        raise InvalidInput(f"no data set 'sklearn:{name}'; there are: "
+                           + ", ".join(f"sklearn:{n}" for n in SKLEARN_SETS))
+    if part not in ("train", "test"):
+        raise InvalidInput(f"data set part '{part}' is neither train nor test")
+    x, y = getattr(sklearn.datasets, SKLEARN_SETS[name])(return_X_y=True)
+    classify = name != "diabetes"
+    x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=0.25, random_state=0,
+                                                        stratify=y if classify else None)
+    return (x_train, y_train) if part == "train" else (x_test, y_test)
+
+
+def sentences(count: int = 240) -> np.ndarray:
+    """`count` distinct English sentences, composed the same way every time."""
+    subjects = ["The engineer", "A small dog", "My neighbour", "The committee", "Our new model", "The old train",
+                "A curious child", "The city council"]
+    verbs = ["reviewed", "painted", "ignored", "celebrated", "measured", "repaired"]
+    objects = ["the quarterly report.", "a wooden fence by the river.", "every request that arrived late.",
+               "the results of the football match.", "a recipe for lemon cake.",
+               "the noisy server in the basement."]
+    texts = [f"{s} {v} {o}" for o in objects for v in verbs for s in subjects]
+    return np.array(texts[:count], dtype=object)
+
+
+def load_data(spec: str, signature: Signature) -> Data:
+    """The data `spec` names, cast to the inputs `signature` declares."""
+    if spec == "sentences":
+        return Data(spec, _cast({_only_input(signature, spec): sentences()}, signature, spec))
+    if spec.startswith("sklearn:"):
+        name, _, part = spec.removeprefix("sklearn:").partition(":")
+        x, y = split(name, part or "test")
+        return Data(spec, _cast({_only_input(signature, spec): x}, signature, spec), y)
+    path = Path(spec)
+    if not path.is_file():
+        raise InvalidInput(f"data '{spec}' is neither a file nor a data set (sentences, sklearn:digits, ...)")
+    if path.suffix == ".npy":
+        return Data(spec, _cast({_only_input(signature, spec): np.load(path, allow_pickle=False)}, signature, spec))
+    if path.suffix == ".npz":
+        with np.load(path, allow_pickle=False) as arrays:
+            found = {k: arrays[k] for k in arrays.files}
+        labels = next((found.pop(k) for k in LABEL_NAMES if k in found), None)
+        return Data(spec, _cast(found, signature, spec), labels)
+    if path.suffix == ".txt":
+        lines = [line for line in path.read_text().splitlines() if line.strip()]
+        return Data(spec, _cast({_only_input(signature, spec): np.array(lines, dtype=object)}, signature, spec))
+    if path.suffix == ".csv":
+        import pyarrow.csv
+
+        table = pyarrow.csv.read_csv(path)
+        label = next((k for k in LABEL_NAMES if k in table.column_names), None)
+        labels = table.column(label).to_numpy() if label else None
+        features = [c for c in table.column_names if c != label]
+        x = np.column_stack([table.column(c).to_numpy(zero_copy_only=False) for c in features])
+        return Data(spec, _cast({_only_input(signature, spec): x}, signature, spec), labels)
+    raise InvalidInput(f"data file {spec} is not .npz, .npy, .csv or .txt")
+
+
+def _only_input(signature: Signature, spec: str) -> str:
+    if len(signature.inputs) != 1:
+        raise InvalidInput(f"{spec} is one table, but the model takes {len(signature.inputs)} inputs: "
+                           "pass an .npz file with one array per input")
+    return signature.inputs[0].name
+
+
+def _cast(inputs: dict[str, np.ndarray], signature: Signature, spec: str) -> dict[str, np.ndarray]:
+    try:
+        return signature.validate(inputs)
+    except InvalidInput as e:
+        raise InvalidInput(f"data {spec} does not fit the model: {e}") from None

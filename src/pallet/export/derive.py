@@ -1,0 +1,145 @@
+"""A derived version: a parent turned into a new format or a smaller model, checked, then stored.
+
+Every export and optimization ends here: the child answers the parent's sample and
+the held-out data, its answers are compared with the parent's, both are measured,
+the budgets are applied, and only then is the child stored, with its lineage and
+its report in the manifest.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pallet.errors import PalletError
+from pallet.export.base import Converted, Runner
+from pallet.export.check import answers, compare, measure
+from pallet.export.data import Data, load_data
+from pallet.export.report import Figures, Parity, Report
+from pallet.runtimes.base import Runtime
+from pallet.store import ModelRef, ModelVersion, Store
+from pallet.store.manifest import describe_files
+
+
+class ExportRefused(PalletError):
+    """A derived model that answers too differently from its parent, or misses a budget."""
+
+    def __init__(self, message: str, report: Report):
+        super().__init__(message)
+        self.report = report
+
+
+@dataclass
+class Budget:
+    atol: float | None = 1e-3           # largest absolute difference from the parent a conversion may make
+    min_agreement: float | None = 0.99  # share of rows that must agree with the parent
+    max_size: int | None = None         # bytes
+    min_accuracy: float | None = None
+
+
+@dataclass
+class Parent:
+    """The version being derived from, loaded, with its answers on the evaluation data."""
+
+    version: ModelVersion
+    runtime: Runtime
+    data: Data                          # the parent's sample followed by the held-out rows: parity
+    held_out: Data                      # the held-out rows (with true labels when known), or the sample: figures
+
+    @classmethod
+    def open(cls, store: Store, ref: str, data: str | None) -> Parent:
+        version = store.resolve(ref)
+        sample = Data("its sample", version.signature.validate(version.sample()))
+        spec = data or version.manifest.tags.get("dataset")
+        if not spec:
+            return cls(version, version.load_runtime(), sample, sample)
+        held_out = load_data(spec, version.signature)
+        both = Data(f"its sample and {held_out.name}",
+                    {k: np.concatenate([sample.inputs[k], held_out.inputs[k]]) for k in sample.inputs})
+        return cls(version, version.load_runtime(), both, held_out)
+
+    def __post_init__(self) -> None:
+        self.answers = answers(self.runtime.predict, self.data)
+        self.held_out_answers = answers(self.runtime.predict, self.held_out)
+
+
+def derive(store: Store, parent: Parent, operation: str, label: str, name: str, folder: Path, converted: Converted,
+           child: Runner, budget: Budget, *, describe: dict | None = None,
+           progress: Callable[[str], None] = lambda _: None) -> tuple[ModelRef, Report]:
+    """Check `folder` (the child, in `converted`'s runtime) against the parent and store it."""
+    data = parent.data
+    if not child.executes:
+        parity = Parity(len(data), data.name, executed=False, runner=child.name)
+    else:
+        progress(f"checking parity on {len(data)} rows ({data.name}) with {child.name}")
+        max_diff, agreement = compare(parent.answers, child.answers(data))
+        parity = Parity(len(data), data.name, True, child.name, max_diff, agreement)
+    report = Report(operation, str(parent.version.ref), parity, structure=describe or {}, notes=converted.notes)
+    size = sum(f["size"] for f in describe_files(folder).values())
+    progress("measuring parent and child (size, latency at batch 1, throughput at batch 64, accuracy)")
+    report.figures = [
+        measure("parent", str(parent.version.ref), parent.version.manifest.size_bytes, parent.runtime.predict,
+                parent.held_out) if child.executes
+        else Figures("parent", str(parent.version.ref), parent.version.manifest.size_bytes),
+        child.figures(label, size, parent.held_out, parent.held_out_answers),
+    ]
+    misses = _misses(report, budget)
+    if misses:
+        raise ExportRefused(f"{operation} of {parent.version.ref} refused: {'; '.join(misses)} "
+                            f"(parity: {parity.describe()})", report)
+    child_figures = report.child
+    metrics = {k: v for k, v in (("accuracy", child_figures.accuracy), ("agreement", parity.agreement))
+               if v is not None}
+    ref = store.save_files(
+        folder, name, runtime=converted.runtime, options=converted.options, sample=parent.version.sample(),
+        signature=None if child.in_process else parent.version.signature, metrics=metrics,
+        tags={k: v for k, v in parent.version.manifest.tags.items() if k == "dataset"},
+        requirements=[r for r in converted.requirements if _installed(r)],
+        description=f"{parent.version.ref}, {operation}",
+        lineage={"parent": str(parent.version.ref), "operation": operation,
+                 "parent_files": {k: v["sha256"] for k, v in parent.version.manifest.files.items()}},
+        report=report.to_dict())
+    child_figures.ref = str(ref)
+    return ref, report
+
+
+def _misses(report: Report, budget: Budget) -> list[str]:
+    misses = []
+    parity = report.parity
+    if parity.executed:
+        if budget.atol is not None and parity.max_abs_diff is not None and parity.max_abs_diff > budget.atol:
+            misses.append(f"max abs diff {parity.max_abs_diff:.3g} is over the tolerance {budget.atol:g}")
+        if budget.min_agreement is not None and parity.agreement is not None \
+                and parity.agreement < budget.min_agreement:
+            misses.append(f"agreement {parity.agreement:.2%} is below {budget.min_agreement:.2%}")
+    return misses + report.gate(budget.max_size, budget.min_accuracy)
+
+
+def _installed(requirement: str) -> bool:
+    """Whether a requirement can be pinned: pinned already (by the environment that made the export), or installed."""
+    from importlib import metadata
+
+    if "==" in requirement:
+        return True
+    try:
+        metadata.version(requirement)
+    except metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+def staging(store: Store) -> tempfile.TemporaryDirectory:
+    (store.home / "tmp").mkdir(parents=True, exist_ok=True)
+    return tempfile.TemporaryDirectory(dir=store.home / "tmp")
+
+
+def copy_out(version: ModelVersion, out: Path) -> Path:
+    """The stored version's files and manifest, written to `out` for a device or a web server."""
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(version.path, out, dirs_exist_ok=True, copy_function=shutil.copyfile)
+    return out

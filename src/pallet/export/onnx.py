@@ -1,0 +1,136 @@
+"""ONNX: scikit-learn through skl2onnx, torch through torch.onnx (the torch.export-based exporter)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pallet.errors import NoRuntime
+from pallet.export.base import Converted, Target
+from pallet.runtimes.base import Runtime
+from pallet.runtimes.onnx import FILE
+from pallet.store import ModelVersion
+
+OPSET = 18
+
+
+class OnnxTarget(Target):
+    name = "onnx"
+    suffix = "onnx"
+    description = "ONNX, run by onnxruntime on servers, browsers, phones and most accelerators"
+
+    def convert(self, parent: ModelVersion, runtime: Runtime, folder: Path) -> Converted:
+        return onnx_form(parent, runtime, folder)
+
+    def describe(self, folder: Path, converted: Converted) -> dict[str, Any]:
+        return {**describe_onnx(folder / FILE), **super().describe(folder, converted)}
+
+
+def onnx_form(parent: ModelVersion, runtime: Runtime, folder: Path) -> Converted:
+    """Write the parent's ONNX form into `folder`: `model.onnx`, and whatever else its runtime needs
+    beside the graph (a sentence encoder's tokenizer)."""
+    if hasattr(runtime, "export_onnx"):
+        name, options = runtime.export_onnx(folder)
+        return Converted(name, options, requirements=["onnxruntime", "tokenizers"])
+    to_onnx(parent, runtime, folder / FILE)
+    return Converted("onnx", requirements=["onnxruntime"])
+
+
+def to_onnx(parent: ModelVersion, runtime: Runtime, path: Path) -> None:
+    """Write the parent as an ONNX graph whose inputs and outputs keep the parent's names."""
+    kind = parent.manifest.runtime
+    if kind == "onnx":
+        path.write_bytes((parent.path / FILE).read_bytes())
+    elif kind == "sklearn":
+        path.write_bytes(_from_sklearn(parent, runtime))
+    elif kind == "torch":
+        _from_torch(parent, runtime, path)
+    else:
+        raise NoRuntime(f"{parent.ref} is a {parent.manifest.framework} model; ONNX export takes scikit-learn, "
+                        "torch and ONNX models")
+
+
+def _from_sklearn(parent: ModelVersion, runtime: Any) -> bytes:
+    from skl2onnx import convert_sklearn
+    from skl2onnx.common.data_types import FloatTensorType, Int64TensorType, StringTensorType
+
+    spec = parent.signature.inputs
+    if len(spec) != 1 or len(spec[0].shape) != 2:
+        raise NoRuntime(f"{parent.ref}: ONNX export of scikit-learn models takes one 2-D feature input")
+    features = spec[0].shape[1]
+    outputs = {s.name: s for s in parent.signature.outputs}
+    if "probabilities" in outputs:
+        classes = runtime.classes
+        label_type = StringTensorType([None]) if classes.dtype.kind in "USO" else Int64TensorType([None])
+        final = [("label", label_type), ("probabilities", FloatTensorType([None, len(classes)]))]
+        options = {"zipmap": False}
+    else:
+        final, options = [("prediction", FloatTensorType([None, 1]))], {}
+    try:
+        model = convert_sklearn(runtime.estimator, initial_types=[(spec[0].name, FloatTensorType([None, features]))],
+                                final_types=final, options={id(runtime.estimator): options} if options else None,
+                                target_opset={"": 17, "ai.onnx.ml": 3})
+    except Exception as e:  # skl2onnx raises many types for estimators it has no converter for
+        raise NoRuntime(f"skl2onnx cannot convert {parent.ref}: {e}") from None
+    return model.SerializeToString()
+
+
+def _from_torch(parent: ModelVersion, runtime: Any, path: Path) -> None:
+    import torch
+
+    sample = parent.sample()
+    args = tuple(torch.from_numpy(sample[name]) for name in runtime.input_names)
+    with torch.inference_mode():
+        out = runtime.module(*args)
+    names = list(out) if isinstance(out, dict) else runtime.output_names or (
+        [f"output_{i}" for i in range(len(out))] if isinstance(out, (tuple, list)) else ["output"])
+    batch = torch.export.Dim("batch")
+    dynamic = {name: {0: batch} for name in runtime.input_names} if runtime.batchable else None
+    try:
+        with quiet():
+            torch.onnx.export(runtime.module, args, str(path), input_names=runtime.input_names, output_names=names,
+                              dynamic_shapes=dynamic, dynamo=True, opset_version=OPSET, external_data=False,
+                              verbose=False)
+    except Exception as e:  # the exporter raises its own error types for unsupported operators
+        raise NoRuntime(f"torch.onnx cannot export {parent.ref}: {str(e).splitlines()[0]}") from None
+
+
+@contextmanager
+def quiet() -> Iterator[None]:
+    """The torch exporter's progress lines and advice about packages the export does not use, silenced."""
+    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._export", "onnxscript")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+def describe_onnx(path: Path) -> dict[str, Any]:
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+
+    def tensors(values) -> list[dict[str, Any]]:
+        return [{"name": v.name, "dtype": onnx.helper.tensor_dtype_to_np_dtype(v.type.tensor_type.elem_type).name
+                 if v.type.tensor_type.elem_type else "?",
+                 "shape": [d.dim_value if d.HasField("dim_value") else -1 for d in v.type.tensor_type.shape.dim]}
+                for v in values]
+
+    return {"inputs": tensors(model.graph.input), "outputs": tensors(model.graph.output),
+            "operators": sorted({n.op_type for n in model.graph.node}),
+            "opsets": {o.domain or "ai.onnx": o.version for o in model.opset_import},
+            "parameters": int(sum(np.prod(t.dims) for t in model.graph.initializer))}
