@@ -10,11 +10,11 @@ import typer
 
 from pallet.cli import app
 from pallet.cli.output import console
-from pallet.errors import InvalidInput
+from pallet.errors import InvalidInput, PalletError
 from pallet.export import TARGETS, Budget, ExportRefused, Report, export as export_version
 from pallet.export.optimize import LOSSY, distill, quantize
 from pallet.store import default_store
-from pallet.store.manifest import parse_size
+from pallet.store.manifest import human_size, parse_size
 
 
 @contextmanager
@@ -89,3 +89,46 @@ def optimize(
                                      progress=progress)
     _print(report, as_json)
     console(stderr=True).print(f"stored {child}")
+
+
+@app.command()
+def fits(
+    ref: str = typer.Argument(..., help="The version to judge: name, name:VERSION or name@ALIAS."),
+    device: str = typer.Option(..., "--device", help="A device profile: browser, phone, microcontroller, or one "
+                                                      "that --config declares under 'devices:'."),
+    config: Path = typer.Option(None, "--config", help="A pallet.yaml with more device profiles."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Say which formats and which variants (float32, int8, fp16) of a model fit a device, and why not.
+    Exits 1 when nothing fits."""
+    from rich.table import Table
+
+    from pallet.export.devices import fits as judge
+    from pallet.export.devices import load_devices
+
+    if config is None and Path("pallet.yaml").is_file():
+        config = Path("pallet.yaml")
+    devices = load_devices(config)
+    if device not in devices:
+        raise InvalidInput(f"no device profile '{device}'; there are: {', '.join(devices)}")
+    profile = devices[device]
+    with console(stderr=True).status(f"measuring {ref} for {device}"):
+        fit = judge(default_store(), ref, profile)
+    if as_json:
+        typer.echo(json.dumps(fit.to_dict(), indent=2))
+    else:
+        out = console()
+        out.print(f"[bold]{device}[/bold]: {profile.description}; budget {human_size(profile.max_size)}, "
+                  f"{profile.max_latency_ms:g} ms a prediction (this machine x{profile.slowdown:g})")
+        formats = Table("format", "carries it", title="formats", title_justify="left")
+        for name, why in fit.formats.items():
+            formats.add_row(name, "yes" if not why else f"no: {why}")
+        out.print(formats)
+        table = Table("variant", "size", "ms here", "ms on device", "fits", title="variants", title_justify="left")
+        for c in fit.candidates:
+            table.add_row(c.variant, human_size(c.size_bytes), f"{c.latency_ms:.3f}", f"{c.device_latency_ms:.2f}",
+                          "yes" if c.fits else "no: " + "; ".join(c.reasons))
+        out.print(table)
+    if not fit.fits:
+        raise PalletError(f"{fit.ref} does not fit {device}: "
+                          + ("no format carries it" if all(fit.formats.values()) else "no variant meets the budgets"))

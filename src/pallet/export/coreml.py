@@ -9,8 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from pallet.errors import NoRuntime
 from pallet.export.base import Converted, NotHere, Runner
-from pallet.export.worker import InWorker, torch_module
+from pallet.export.worker import InWorker, open_version, torch_module
+from pallet.signature import Signature
 
 PACKAGE = "model.mlpackage"
 NOT_HERE = "Core ML runs only on macOS, iOS and iPadOS; coremltools cannot execute it on Linux"
@@ -29,8 +31,10 @@ class CoremlTarget(InWorker):
         module, args, inputs, names = torch_module(source, self.name)
         program = torch.export.export(module, args).run_decompositions({})
         model = ct.convert(program, convert_to="mlprogram", compute_precision=ct.precision.FLOAT32,
+                           outputs=[ct.TensorType(name=name) for name in names],
                            minimum_deployment_target=ct.target.iOS16)
         model.save(str(folder / PACKAGE))
+        check_structure(self.describe_here(folder, None), open_version(source).signature)
         return Converted("coreml", {"inputs": inputs, "outputs": names}, requirements=["coremltools"],
                          notes=[f"not executed: {NOT_HERE}; its inputs, outputs and shapes were checked"])
 
@@ -49,3 +53,18 @@ class CoremlTarget(InWorker):
 
         return {"inputs": tensors(spec.description.input), "outputs": tensors(spec.description.output),
                 "specification_version": spec.specificationVersion, "kind": spec.WhichOneof("Type")}
+
+
+def check_structure(found: dict[str, Any], signature: Signature) -> None:
+    """The package takes and gives what the parent does, one row at a time: same names, same row shapes."""
+    problems = []
+    for kind, specs in (("inputs", signature.inputs), ("outputs", signature.outputs)):
+        have = {t["name"]: t["shape"] for t in found[kind]}
+        for spec in specs:
+            if spec.name not in have:
+                problems.append(f"{kind[:-1]} '{spec.name}' is missing (it has {', '.join(have) or 'none'})")
+            elif [1, *spec.shape[1:]] != list(have[spec.name]):
+                problems.append(f"{kind[:-1]} '{spec.name}' has shape {have[spec.name]}, "
+                                f"not {[1, *spec.shape[1:]]}")
+    if problems:
+        raise NoRuntime("the Core ML package does not match its parent: " + "; ".join(problems))

@@ -1,6 +1,7 @@
 """Held-out data for parity, accuracy and distillation: a named data set or a file.
 
-`sentences` (English sentences pallet composes, for text models), `sklearn:digits` (the test split), `sklearn:digits:train`, `sklearn:iris`,
+`sentences`: English sentences pallet composes, for text models.
+`sklearn:digits` (the test split), `sklearn:digits:train`, `sklearn:iris`,
 `sklearn:breast_cancer`, `sklearn:diabetes`: the data sets scikit-learn ships, split
 as `pallet demo` splits them (a quarter held out, fixed seed). A `.npz` file holds
 one array per input (and `label` for the true answers); a `.npy` file is the

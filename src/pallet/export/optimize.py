@@ -43,22 +43,23 @@ def quantize(store: Store, ref: str, kind: str, *, name: str | None = None, data
         progress(f"taking the ONNX form of {parent.version.ref}")
         converted = onnx_form(parent.version, parent.runtime, source)
         progress(f"quantizing to {kind}")
-        _copy_besides_model(source, folder)
-        (_int8 if kind == "int8" else _fp16)(source / FILE, folder / FILE)
+        quantized(source, kind, folder)
         target = OnnxTarget()
         return derive(store, parent, f"quantize {kind}", kind, name or f"{parent.version.ref.name}-{kind}", folder,
                       converted, target.runner(folder, converted), budget,
                       describe=target.describe(folder, converted), progress=progress)
 
 
-def _copy_besides_model(source: Path, folder: Path) -> None:
-    """The ONNX form's other files (a tokenizer, say), which quantization leaves as they are."""
+def quantized(source: Path, kind: str, folder: Path) -> None:
+    """The ONNX form in `source`, quantized to `kind`, written to `folder` with the form's other files
+    (a tokenizer, say) as they are."""
     import shutil
 
     shutil.copytree(source, folder, ignore=shutil.ignore_patterns(FILE))
+    (to_int8 if kind == "int8" else to_fp16)(source / FILE, folder / FILE)
 
 
-def _int8(source: Path, target: Path) -> None:
+def to_int8(source: Path, target: Path) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     root = logging.getLogger()
@@ -70,7 +71,7 @@ def _int8(source: Path, target: Path) -> None:
         root.setLevel(level)
 
 
-def _fp16(source: Path, target: Path) -> None:
+def to_fp16(source: Path, target: Path) -> None:
     import onnx
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
@@ -120,7 +121,8 @@ def distill(store: Store, ref: str, student: str, data: str, *, name: str | None
         options = TorchRuntime.save(model, folder)
         converted = Converted("torch", options, requirements=["torch"])
         return derive(store, parent, f"distill {student} on {data}", "student",
-                      name or f"{parent.version.ref.name}-student", folder, converted, run_here(folder, converted), budget, progress=progress)
+                      name or f"{parent.version.ref.name}-student", folder, converted, run_here(folder, converted),
+                      budget, progress=progress)
 
 
 def _epochs(progress: Callable[[str], None], total: int) -> Callable[[int, int], None]:

@@ -88,8 +88,9 @@ class Report:
     HEADER = ("version", "ref", "size", "p50 ms (batch 1)", "rows/s (batch 64)", "accuracy", "agreement")
 
     def rows(self) -> list[tuple[str, ...]]:
-        return [(f.label, f.ref or "-", human_size(f.size_bytes), _num(f.p50_ms, "{:.3f}"), _num(f.rows_per_s, "{:,.0f}"),
-                 _num(f.accuracy, "{:.2%}"), _num(f.agreement, "{:.2%}")) for f in self.figures]
+        return [(f.label, f.ref or "-", human_size(f.size_bytes), _num(f.p50_ms, "{:.3f}"),
+                 _num(f.rows_per_s, "{:,.0f}"), _num(f.accuracy, "{:.2%}"), _num(f.agreement, "{:.2%}"))
+                for f in self.figures]
 
     def table(self):
         from rich.table import Table

@@ -32,7 +32,8 @@ class Manifest:
     metrics: dict[str, float] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
     description: str = ""
-    # Where a derived version came from: {"parent": "digits-torch:2", "parent_sha256": {...}, "operation": "export onnx"}
+    # Where a derived version came from: {"parent": "digits-torch:2", "operation": "export onnx",
+    # "parent_files": {path: sha256}}
     lineage: dict[str, Any] = field(default_factory=dict)
     # The parity and size report an export or optimization was accepted with (pallet.export.Report)
     report: dict[str, Any] = field(default_factory=dict)

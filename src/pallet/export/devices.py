@@ -1,0 +1,163 @@
+"""Device profiles, and which variants of a model fit one, checked before anything is exported.
+
+A profile is a size budget, a latency budget (measured here, one row per call,
+multiplied by how much slower the device is than this machine), the formats the
+device runs and, where it is strict, the ONNX operators it has. `fits` builds the
+parent's ONNX form and its int8 and fp16 variants in a scratch folder (nothing is
+stored), measures each, and says for each why it fits or not.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pallet.errors import PalletError
+from pallet.export.check import measure
+from pallet.export.onnx import FILE, describe_onnx, onnx_form
+from pallet.store import Store
+from pallet.store.manifest import human_size, parse_size
+
+
+@dataclass(frozen=True)
+class Device:
+    name: str
+    description: str
+    max_size: int                     # bytes of model on the device
+    max_latency_ms: float             # one prediction, on the device
+    slowdown: float                   # how many times slower than this machine the device is taken to be
+    formats: tuple[str, ...]          # export targets the device runs
+    operators: tuple[str, ...] = ()   # the ONNX operators it has; empty: any
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "description": self.description, "max_size": self.max_size,
+                "max_latency_ms": self.max_latency_ms, "slowdown": self.slowdown, "formats": list(self.formats),
+                "operators": list(self.operators)}
+
+
+# The operators TensorFlow Lite Micro's built-in kernels cover, in ONNX terms (float32 and static int8).
+MICRO_OPERATORS = ("Add", "ArgMax", "AveragePool", "Cast", "Concat", "Conv", "Div", "Flatten", "Gather", "Gemm",
+                   "MatMul", "MaxPool", "Mul", "Relu", "Reshape", "Sigmoid", "Softmax", "Squeeze", "Sub", "Tanh",
+                   "Transpose", "Unsqueeze", "QuantizeLinear", "DequantizeLinear", "Identity", "Constant", "Shape")
+
+BUILTIN = {
+    "browser": Device("browser", "a web page on a laptop: onnxruntime-web (WebAssembly, one thread)",
+                      parse_size("10MiB"), 50.0, 3.0, ("web",)),
+    "phone": Device("phone", "a mid-range phone: LiteRT, ExecuTorch or Core ML on its CPU",
+                    parse_size("50MiB"), 30.0, 5.0, ("tflite", "executorch", "coreml")),
+    "microcontroller": Device("microcontroller", "a Cortex-M class board with 256 KiB of flash: TFLite Micro",
+                              parse_size("256KiB"), 100.0, 200.0, ("tflite",), MICRO_OPERATORS),
+}
+FORMATS_FOR_TORCH_ONLY = {"tflite", "executorch", "coreml"}
+
+
+def load_devices(config: str | Path | None = None) -> dict[str, Device]:
+    """The built-in profiles, and those `devices:` in a pallet.yaml adds or replaces."""
+    devices = dict(BUILTIN)
+    if config is None:
+        return devices
+    path = Path(config)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise PalletError(f"{path} does not exist") from None
+    except yaml.YAMLError as e:
+        raise PalletError(f"{path} is not valid YAML: {e}") from None
+    for name, spec in (data.get("devices") or {}).items() if isinstance(data, dict) else ():
+        at = f"{path}: device '{name}'"
+        if not isinstance(spec, dict):
+            raise PalletError(f"{at} must be a mapping with max_size, max_latency_ms, slowdown and formats")
+        unknown = set(spec) - {"description", "max_size", "max_latency_ms", "slowdown", "formats", "operators"}
+        missing = {"max_size", "max_latency_ms", "formats"} - set(spec)
+        if unknown or missing:
+            raise PalletError(f"{at}: " + "; ".join(
+                ([f"unknown key(s) {', '.join(sorted(unknown))}"] if unknown else [])
+                + ([f"missing {', '.join(sorted(missing))}"] if missing else [])))
+        from pallet.export import TARGETS
+
+        formats = tuple(spec["formats"])
+        bad = [f for f in formats if f not in TARGETS]
+        if bad:
+            raise PalletError(f"{at}: unknown format(s) {', '.join(bad)}; formats are {', '.join(TARGETS)}")
+        try:
+            devices[name] = Device(name, str(spec.get("description", name)), parse_size(spec["max_size"]),
+                                   float(spec["max_latency_ms"]), float(spec.get("slowdown", 1.0)), formats,
+                                   tuple(spec.get("operators") or ()))
+        except (TypeError, ValueError) as e:
+            raise PalletError(f"{at}: {e}") from None
+    return devices
+
+
+@dataclass
+class Candidate:
+    variant: str                      # onnx (float32), int8, fp16
+    size_bytes: int
+    latency_ms: float                 # measured here
+    device_latency_ms: float          # measured here x slowdown
+    operators: list[str]
+    reasons: list[str] = field(default_factory=list)   # why it does not fit; empty: it fits
+
+    @property
+    def fits(self) -> bool:
+        return not self.reasons
+
+
+@dataclass
+class Fit:
+    ref: str
+    device: Device
+    formats: dict[str, str]           # format -> "" when it can carry the model, else why not
+    candidates: list[Candidate]
+
+    @property
+    def fits(self) -> bool:
+        return any(not why for why in self.formats.values()) and any(c.fits for c in self.candidates)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ref": self.ref, "device": self.device.to_dict(), "fits": self.fits, "formats": self.formats,
+                "candidates": [{**c.__dict__, "fits": c.fits} for c in self.candidates]}
+
+
+def fits(store: Store, ref: str, device: Device) -> Fit:
+    """Which formats and which variants of `ref` fit `device`, and why the others do not."""
+    from pallet.export.base import run_here
+    from pallet.export.derive import Parent
+    from pallet.export.optimize import QUANTIZATIONS, quantized
+
+    parent = Parent.open(store, ref, None)
+    version = parent.version
+    formats = {}
+    for name in device.formats:
+        if name in FORMATS_FOR_TORCH_ONLY and version.manifest.runtime != "torch":
+            formats[name] = f"the {name} export takes torch models; this is {version.manifest.framework}"
+        elif name in ("web", "tvm") and version.manifest.runtime == "sentence":
+            formats[name] = f"the {name} export takes plain ONNX graphs; this needs its tokenizer too"
+        else:
+            formats[name] = ""
+    candidates = []
+    with tempfile.TemporaryDirectory() as tmp:
+        source = Path(tmp) / "float32"
+        source.mkdir()
+        form = onnx_form(version, parent.runtime, source)
+        for variant in ("float32", *QUANTIZATIONS):
+            folder = source if variant == "float32" else Path(tmp) / variant
+            if variant != "float32":
+                quantized(source, variant, folder)
+            size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+            figures = measure(variant, "", size, run_here(folder, form).predict, parent.data, seconds=0.3)
+            operators = describe_onnx(folder / FILE)["operators"]
+            candidate = Candidate(variant, size, figures.p50_ms, figures.p50_ms * device.slowdown, operators)
+            if size > device.max_size:
+                candidate.reasons.append(f"{human_size(size)} is over the {human_size(device.max_size)} budget")
+            if candidate.device_latency_ms > device.max_latency_ms:
+                candidate.reasons.append(f"{candidate.device_latency_ms:.2f} ms on the device ({figures.p50_ms:.3f} ms "
+                                         f"here x{device.slowdown:g}) is over {device.max_latency_ms:g} ms")
+            missing = [op for op in operators if device.operators and op not in device.operators]
+            if missing:
+                candidate.reasons.append(f"uses {', '.join(missing)}, which the device does not have")
+            candidates.append(candidate)
+    return Fit(str(version.ref), device, formats, candidates)
