@@ -29,6 +29,8 @@ def build(
                           scale=Scale(image=image, replicas=replicas, max_replicas=max(replicas, 10)),
                           targets=tuple(target))
     typer.echo(f"bundle {report.path}: {human_size(report.size_bytes)} in {len(report.files)} files")
+    for ref, size in report.models:
+        typer.echo(f"  model {ref}: {human_size(size)}")
     for name, size in report.largest:
         typer.echo(f"  {human_size(size):>10}  {name}")
     typer.echo(f"serve it:  pallet serve --bundle {report.path}")

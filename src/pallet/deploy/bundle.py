@@ -57,6 +57,7 @@ class BuildReport:
     size_bytes: int
     largest: list[tuple[str, int]] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
+    models: list[tuple[str, int]] = field(default_factory=list)   # each model version and its size in bytes
 
 
 TARGETS = ("docker", "kubernetes", "nginx", "lambda", "lambda-image", "sagemaker")
@@ -138,7 +139,9 @@ def build(refs: list[str], out: Path, *, store: Store, serve: ServeSettings | No
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return _report(out)
+    report = _report(out)
+    report.models = [(str(v.ref), v.manifest.size_bytes) for v in versions]
+    return report
 
 
 def _copy_models(versions: list[ModelVersion], home: Path) -> None:

@@ -65,6 +65,7 @@ class DataPlane:
             model.runtime.on_step = lambda step, seconds: metrics.PIPELINE_STEP.labels(name, number, step).observe(seconds)
         model.predict(version.sample())
         metrics.MODEL_LOAD_SECONDS.labels(name, number).set(time.perf_counter() - started)
+        metrics.MODEL_SIZE.labels(name, number).set(version.manifest.size_bytes)
         return model
 
     def register(self, model: Model) -> Model:

@@ -25,6 +25,8 @@ PIPELINE_STEP = Histogram("pallet_pipeline_step_seconds", "Time in each step of 
                           buckets=(0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5))
 FEEDBACK = Counter("pallet_feedback", "Feedback records from the prototype page or the API",
                    ["model", "version", "rating"])
+MODEL_SIZE = Gauge("pallet_model_size_bytes", "Bytes on disk of a loaded model version (every file of it)",
+                   ["model", "version"], multiprocess_mode="max")
 MODEL_LOAD_SECONDS = Gauge("pallet_model_load_seconds", "Time to load a model version",
                            ["model", "version"], multiprocess_mode="max")
 

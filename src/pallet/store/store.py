@@ -7,7 +7,7 @@ import os
 import shutil
 import stat
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -95,14 +95,16 @@ class Store:
                    signature: Signature | None = None, metrics: dict[str, float] | None = None,
                    tags: dict[str, str] | None = None, requirements: list[str] | None = None,
                    description: str = "", lineage: dict[str, Any] | None = None,
-                   report: dict[str, Any] | None = None) -> ModelRef:
+                   report: dict[str, Any] | None = None,
+                   accept: Callable[[Manifest], None] | None = None) -> ModelRef:
         """Store a folder a runtime can load (or, with `signature`, an artifact for another device
-        that cannot run here) as the next version of `name`."""
+        that cannot run here) as the next version of `name`. `accept` sees the finished manifest
+        (its files and their sizes) before the version is claimed, and may refuse it by raising."""
         with self._staging(name, ()) as tmp:
             _copy_into(Path(folder), tmp)
             return self._finish(tmp, name, runtimes.get_runtime(runtime), options, sample, metrics=metrics,
                                 tags=tags, requirements=requirements, description=description, lineage=lineage,
-                                report=report, signature=signature)
+                                report=report, signature=signature, accept=accept)
 
     @contextmanager
     def _staging(self, name: str, aliases) -> Iterator[Path]:
@@ -118,7 +120,7 @@ class Store:
 
     def _finish(self, tmp: Path, name: str, runtime_cls: type[Runtime], options: dict[str, Any], sample: Any, *,
                 metrics, tags, requirements, description, lineage, report,
-                signature: Signature | None = None) -> ModelRef:
+                signature: Signature | None = None, accept: Callable[[Manifest], None] | None = None) -> ModelRef:
         if signature is None:  # run the model on its sample: the signature is what it really takes and gives
             runtime = runtime_cls.load(tmp, options)
             inputs = _sample_inputs(sample, runtime.input_names)
@@ -142,6 +144,8 @@ class Store:
             runtime_options=options, metrics=dict(metrics or {}), tags=dict(tags or {}), description=description,
             lineage=dict(lineage or {}), report=dict(report or {}),
         )
+        if accept is not None:
+            accept(manifest)
         return self._claim(tmp, manifest)
 
     def _claim(self, tmp: Path, manifest: Manifest) -> ModelRef:

@@ -25,7 +25,7 @@ from pallet.signature import TensorSpec
 PROTOCOL = "v2"
 HEADER_LENGTH = "inference-header-content-length"
 EXTENSIONS = ["binary_tensor_data", "model_repository"]
-PLATFORMS = {"onnx": "onnxruntime_onnx", "sklearn": "sklearn", "python": "python"}
+PLATFORMS = {"onnx": "onnxruntime_onnx", "sklearn": "sklearn", "python": "python", "torch": "pytorch_libtorch"}
 
 
 def routes(plane: DataPlane) -> list[Route]:
@@ -48,6 +48,7 @@ def routes(plane: DataPlane) -> list[Route]:
             "platform": PLATFORMS.get(model.version.manifest.runtime, model.version.manifest.runtime),
             "inputs": [_tensor_metadata(s) for s in model.signature.inputs],
             "outputs": [_tensor_metadata(s) for s in model.signature.outputs],
+            "parameters": {"size_bytes": model.version.manifest.size_bytes},
         })
 
     async def model_ready(request: Request) -> Response:
