@@ -22,7 +22,7 @@ def demo_home(tmp_path_factory):
     done = subprocess.run([PALLET, "demo"], env={**os.environ, "PALLET_HOME": str(home)},
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    assert "stored 3 models" in done.stderr
+    assert "stored 5 models" in done.stderr
     return home
 
 
@@ -38,15 +38,17 @@ def invoke(home, monkeypatch, *args, stdin=None):
     return runner.invoke(app, list(args), input=stdin)
 
 
-def test_demo_registers_three_models_with_accuracy_and_production_alias(demo_home):
+def test_demo_registers_the_models_with_accuracy_and_production_alias(demo_home):
     done = pallet(demo_home, "models", "list", "--json")
     assert done.returncode == 0, done.stderr
     rows = {r["name"]: r for r in json.loads(done.stdout)}
-    assert set(rows) == {"digits", "iris", "digits-onnx"}
+    assert set(rows) == {"digits", "iris", "digits-onnx", "digits-torch", "minilm"}
     for row in rows.values():
         assert row["aliases"] == ["production"]
-        assert row["metrics"]["accuracy"] > 0.9
-    assert rows["digits-onnx"]["framework"] == "onnx"
+    for name in ("digits", "iris", "digits-onnx", "digits-torch"):
+        assert rows[name]["metrics"]["accuracy"] > 0.9
+    assert rows["digits-onnx"]["framework"] == "onnx" and rows["digits-torch"]["framework"] == "pytorch"
+    assert rows["minilm"]["framework"] == "sentence-transformers" and rows["minilm"]["size_bytes"] > 80e6
 
 
 def test_models_list_table(demo_home):

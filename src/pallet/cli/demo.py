@@ -12,7 +12,8 @@ from pallet.store import default_store
 
 @app.command()
 def demo(alias: str = typer.Option("production", help="Alias to point at the new versions.")) -> None:
-    """Train the demo models (digits, iris, digits-onnx) and register them in the store."""
+    """Train the demo models (digits, iris, digits-onnx; digits-torch and minilm with pallet[torch]) and
+    register them in the store."""
     store = default_store()
     with console(stderr=True).status("training demo models") as status:
         refs = train_demo_models(store, alias=alias, progress=lambda step: status.update(step))

@@ -64,9 +64,9 @@ async function start() {
     session = await ort.InferenceSession.create("model.onnx", { executionProviders: ["wasm"] });
     const sample = await (await fetch("sample.json")).json();
     title.textContent = `${manifest.name}:${manifest.version}`;
-    const kib = (manifest.size_bytes / 1024).toFixed(1);
-    document.getElementById("facts").textContent =
-      `${manifest.description} · ${kib} KiB with its runtime · onnxruntime-web ${ort.env.versions.web}, offline`;
+    const model = manifest.files["model.onnx"].size;
+    document.getElementById("facts").textContent = `${manifest.description} · model ${size(model)}, ` +
+      `${size(manifest.size_bytes)} with its runtime · onnxruntime-web ${ort.env.versions.web}, offline`;
     document.getElementById("inputs").value = JSON.stringify(sample);
     const button = document.getElementById("predict");
     button.disabled = false;
@@ -85,11 +85,23 @@ async function predictClicked() {
   try {
     const inputs = JSON.parse(document.getElementById("inputs").value);
     out.className = "";
-    out.textContent = JSON.stringify(await palletPredict(inputs), null, 1);
+    out.textContent = show(await palletPredict(inputs));
   } catch (e) {
     out.className = "error";
     out.textContent = String(e.message || e);
   }
+}
+
+function size(bytes) {
+  return bytes < 1024 * 1024 ? `${(bytes / 1024).toFixed(1)} KiB` : `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
+}
+
+// One line per row of each output, numbers to four significant digits.
+function show(outputs) {
+  const value = (v) => (typeof v === "number" && !Number.isInteger(v) ? Number(v.toPrecision(4)) : v);
+  return Object.entries(outputs).map(([name, rows]) =>
+    `${name}:\n` + rows.map((row, i) => `  ${i}: ${JSON.stringify(Array.isArray(row) ? row.map(value) : value(row))}`)
+      .join("\n")).join("\n\n");
 }
 
 start();

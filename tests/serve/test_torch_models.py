@@ -1,0 +1,111 @@
+"""The torch demo models on every protocol: digits-torch (a torch MLP) and minilm (sentence embeddings)."""
+
+import asyncio
+import re
+
+import httpx
+import numpy as np
+import pytest
+import tritonclient.http as triton
+
+from pallet.demo import SENTENCES, register_minilm, train_digits_torch
+from pallet.export.data import split
+from pallet.serve.app import create_app
+from pallet.serve.config import ServeConfig
+from pallet.store import Store
+from tests.serve.conftest import RunningServer
+
+X_TEST, Y_TEST = split("digits", "test")
+
+
+@pytest.fixture(scope="module")
+def torch_store(tmp_path_factory):
+    store = Store(tmp_path_factory.mktemp("torch") / "home")
+    train_digits_torch(store)
+    register_minilm(store)
+    return store
+
+
+@pytest.fixture(scope="module")
+def torch_server(torch_store):
+    config = ServeConfig(models=["digits-torch", "minilm"], max_batch_size=64, access_log=False)
+    with RunningServer(create_app(config, torch_store)) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def expected(torch_store):
+    """What the stored models answer when called directly, to compare the server's answers with."""
+    minilm = torch_store.resolve("minilm").load_runtime()
+    return minilm.predict({"text": np.array(SENTENCES, dtype=object)})["embedding"]
+
+
+def test_minilm_embeds_text_sent_as_v2_bytes(torch_server, expected):
+    body = {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [3], "data": SENTENCES}]}
+    response = httpx.post(f"{torch_server.url}/v2/models/minilm/infer", json=body, timeout=60)
+    assert response.status_code == 200, response.text
+    output = response.json()["outputs"][0]
+    assert output["name"] == "embedding" and output["datatype"] == "FP32" and output["shape"] == [3, 384]
+    embedding = np.array(output["data"], dtype=np.float32).reshape(3, 384)
+    assert np.allclose(np.linalg.norm(embedding, axis=1), 1.0, atol=1e-5)
+    assert np.allclose(embedding, expected, atol=1e-5)
+    assert response.headers["x-model-version"] == "1"
+
+
+def test_minilm_through_tritonclient_and_v1_and_sagemaker(torch_server, expected):
+    client = triton.InferenceServerClient(f"127.0.0.1:{torch_server.port}")
+    text = triton.InferInput("text", [2], "BYTES")
+    text.set_data_from_numpy(np.array(SENTENCES[:2], dtype=object), binary_data=True)
+    result = client.infer("minilm", [text], outputs=[triton.InferRequestedOutput("embedding", binary_data=True)])
+    assert np.allclose(result.as_numpy("embedding"), expected[:2], atol=1e-5)
+    v1 = httpx.post(f"{torch_server.url}/v1/models/minilm:predict", json={"instances": SENTENCES[1:]}, timeout=60)
+    assert v1.status_code == 200, v1.text
+    assert np.allclose(v1.json()["predictions"], expected[1:], atol=1e-5)  # one output: each row bare
+    sagemaker = httpx.post(f"{torch_server.url}/invocations", json={"instances": SENTENCES[:1]},
+                           headers={"X-Amzn-SageMaker-Target-Model": "minilm"}, timeout=60)
+    assert sagemaker.status_code == 200, sagemaker.text
+    assert np.allclose(sagemaker.json()["predictions"][0], expected[0], atol=1e-5)
+
+
+def test_minilm_rejects_numbers_with_a_4xx(torch_server):
+    body = {"inputs": [{"name": "text", "datatype": "FP32", "shape": [1, 2], "data": [1.0, 2.0]}]}
+    response = httpx.post(f"{torch_server.url}/v2/models/minilm/infer", json=body, timeout=60)
+    assert response.status_code == 400 and "text" in response.json()["error"]
+
+
+def test_digits_torch_answers_like_the_scikit_learn_digits_on_every_protocol(torch_server):
+    v2 = httpx.post(f"{torch_server.url}/v2/models/digits-torch/infer", timeout=60, json={
+        "inputs": [{"name": "input", "datatype": "FP32", "shape": [20, 64], "data": X_TEST[:20].ravel().tolist()}]})
+    assert v2.status_code == 200, v2.text
+    outputs = {o["name"]: o for o in v2.json()["outputs"]}
+    assert np.mean(np.array(outputs["label"]["data"]) == Y_TEST[:20]) >= 0.9
+    assert outputs["probabilities"]["shape"] == [20, 10]
+    v1 = httpx.post(f"{torch_server.url}/v1/models/digits-torch:predict", json={"instances": X_TEST[:3].tolist()})
+    assert [p["label"] for p in v1.json()["predictions"]] == outputs["label"]["data"][:3]
+    metadata = httpx.get(f"{torch_server.url}/v2/models/digits-torch").json()
+    assert metadata["platform"] == "pytorch_libtorch" and metadata["parameters"]["size_bytes"] > 10_000
+
+
+def calls(text: str, model: str) -> float:
+    match = re.search(rf'^pallet_batch_rows_count\{{model="{model}",version="1"\}} (\S+)$', text, re.M)
+    return float(match.group(1)) if match else 0.0
+
+
+async def _embed_concurrently(url: str, n: int) -> list[httpx.Response]:
+    async with httpx.AsyncClient(base_url=url, timeout=120) as client:
+        return await asyncio.gather(*(client.post("/v2/models/minilm/infer", json={
+            "inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": [SENTENCES[i % 3]]}]})
+            for i in range(n)))
+
+
+def test_concurrent_text_requests_batch_together_and_each_gets_its_own_row(torch_server, expected):
+    before = calls(httpx.get(f"{torch_server.url}/metrics").text, "minilm")
+    responses = asyncio.run(_embed_concurrently(torch_server.url, 24))
+    text = httpx.get(f"{torch_server.url}/metrics").text
+    after = calls(text, "minilm")
+    for i, response in enumerate(responses):
+        assert response.status_code == 200, response.text
+        assert np.allclose(response.json()["outputs"][0]["data"], expected[i % 3], atol=1e-4)
+    assert 1 <= after - before < 24
+    size = re.search(r'^pallet_model_size_bytes\{model="minilm",version="1"\} (\S+)$', text, re.M)
+    assert size and float(size.group(1)) > 80e6
