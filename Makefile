@@ -42,7 +42,7 @@ demo: install
 	$(BIN)/pallet demo
 
 run: demo
-	$(BIN)/pallet serve digits@production iris@production digits-onnx@production --port 8000
+	$(BIN)/pallet serve digits@production iris@production digits-onnx@production digits-torch@production minilm@production --port 8000
 
 # The browser tests drive Debian's Chromium (no browser download); install it when missing.
 chromium:

@@ -155,7 +155,8 @@ def test_wrong_usage_is_one_line_and_non_zero(demo_home, args, stdin, message):
 def test_help_for_every_command(demo_home):
     for args in ([], ["demo"], ["predict"], ["models"], ["models", "list"], ["models", "show"],
                  ["models", "tag"], ["models", "rm"], ["rollout"], ["rollout", "start"], ["rollout", "split"],
-                 ["rollout", "status"], ["rollout", "history"], ["pipeline", "save"]):
+                 ["rollout", "status"], ["rollout", "history"], ["pipeline", "save"], ["export"], ["optimize"],
+                 ["fits"], ["models", "diff"]):
         done = pallet(demo_home, *args, "--help")
         assert done.returncode == 0, args
         assert "Usage: pallet" in done.stdout

@@ -109,3 +109,25 @@ def test_concurrent_text_requests_batch_together_and_each_gets_its_own_row(torch
     assert 1 <= after - before < 24
     size = re.search(r'^pallet_model_size_bytes\{model="minilm",version="1"\} (\S+)$', text, re.M)
     assert size and float(size.group(1)) > 80e6
+
+
+def test_minilm_exports_to_onnx_and_int8_keeping_its_tokenizer(torch_store, expected):
+    from pallet.errors import NoRuntime
+    from pallet.export import export
+    from pallet.export.optimize import quantize
+
+    ref, report = export(torch_store, "minilm", "onnx")
+    onnx = torch_store.resolve(ref)
+    assert onnx.manifest.runtime == "sentence" and onnx.manifest.runtime_options["backend"] == "onnx"
+    assert "encoder/tokenizer.json" in onnx.manifest.files and "encoder/model.safetensors" not in onnx.manifest.files
+    assert report.parity.data == "its sample and sentences" and report.parity.rows == 243
+    assert report.parity.agreement == 1.0 and report.parity.max_abs_diff < 1e-4
+    ref, report = quantize(torch_store, str(ref), "int8")
+    int8 = torch_store.resolve(ref)
+    assert int8.manifest.size_bytes < onnx.manifest.size_bytes / 3
+    assert report.parity.agreement > 0.5  # cosine >= 0.99 for most sentences
+    embedding = int8.load_runtime().predict({"text": np.array(SENTENCES, dtype=object)})["embedding"]
+    cosine = np.sum(embedding * expected, axis=1)  # both L2-normalised
+    assert cosine.min() > 0.97
+    with pytest.raises(NoRuntime, match="needs more than an ONNX graph"):
+        export(torch_store, "minilm", "web")

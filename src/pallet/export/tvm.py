@@ -29,11 +29,11 @@ class TvmTarget(InWorker):
     toolchain = "tvm"
 
     def convert(self, parent: ModelVersion, runtime: Runtime, folder: Path) -> Converted:
+        if hasattr(runtime, "export_onnx"):
+            raise NoRuntime(f"{parent.ref} needs more than its ONNX graph to run ({parent.manifest.runtime}: "
+                            "a tokenizer, say); TVM compiles plain ONNX graphs")
         with tempfile.TemporaryDirectory() as tmp:
-            form = onnx_form(parent, runtime, Path(tmp))
-            if form.runtime != "onnx":
-                raise NoRuntime(f"{parent.ref} needs more than its ONNX graph to run ({form.runtime}); "
-                                "TVM compiles plain ONNX graphs")
+            onnx_form(parent, runtime, Path(tmp))
             ml = ml_operators(Path(tmp) / ONNX_FILE)
             if ml:
                 raise NoRuntime(f"{parent.ref}'s ONNX form uses {', '.join(ml)} (ai.onnx.ml), which TVM's ONNX "

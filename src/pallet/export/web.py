@@ -33,10 +33,10 @@ class WebTarget(Target):
     description = "a static web page running the ONNX form with onnxruntime-web (WebAssembly), offline"
 
     def convert(self, parent: ModelVersion, runtime: Runtime, folder: Path) -> Converted:
-        converted = onnx_form(parent, runtime, folder)
-        if converted.runtime != "onnx":
-            raise NoRuntime(f"{parent.ref} needs more than an ONNX graph to run ({converted.runtime}: "
+        if hasattr(runtime, "export_onnx"):
+            raise NoRuntime(f"{parent.ref} needs more than an ONNX graph to run ({parent.manifest.runtime}: "
                             "a tokenizer, say); the web page runs plain ONNX models")
+        converted = onnx_form(parent, runtime, folder)
         ort = onnxruntime_web()
         (folder / "ort").mkdir()
         for name in ORT_FILES:

@@ -51,7 +51,7 @@ class SentenceRuntime(Runtime):
     input_dtypes = {"text": "str"}
     input_shapes = {"text": (-1,)}
 
-    def __init__(self, folder: Path, backend: str, max_length: int):
+    def __init__(self, folder: Path, backend: str, max_length: int, threads: int = 0):
         from tokenizers import Tokenizer
 
         self.tokenizer = Tokenizer.from_file(str(folder / ENCODER / "tokenizer.json"))
@@ -63,10 +63,16 @@ class SentenceRuntime(Runtime):
         if backend == "onnx":
             import onnxruntime as ort
 
-            self.session = ort.InferenceSession(str(folder / GRAPH), providers=["CPUExecutionProvider"])
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = threads  # 0: onnxruntime's choice
+            self.session = ort.InferenceSession(str(folder / GRAPH), options, providers=["CPUExecutionProvider"])
             self.graph_inputs = [i.name for i in self.session.get_inputs()]
             self.runner = f"onnxruntime {ort.__version__} (CPU)"
         elif backend == "torch":
+            import torch
+
+            if threads:
+                torch.set_num_threads(threads)
             self.module = pooled_encoder(folder / ENCODER)
             self.runner = "torch"
         else:
@@ -84,7 +90,8 @@ class SentenceRuntime(Runtime):
 
     @classmethod
     def load(cls, folder: Path, options: dict[str, Any]) -> SentenceRuntime:
-        return cls(folder, options.get("backend", "torch"), int(options.get("max_length", 256)))
+        return cls(folder, options.get("backend", "torch"), int(options.get("max_length", 256)),
+                   int(options.get("intra_op_threads", 0)))
 
     def tokens(self, texts: np.ndarray) -> dict[str, np.ndarray]:
         encodings = self.tokenizer.encode_batch([str(t) for t in texts])
