@@ -152,7 +152,8 @@ def test_a_manifest_naming_an_unknown_runtime_refuses_to_load(store, digits_mode
     manifest["runtime"] = "tensorflow"
     os.chmod(path, 0o644)
     path.write_text(json.dumps(manifest))
-    with pytest.raises(NoRuntime, match="no runtime named 'tensorflow'; this pallet has: onnx, sklearn, pipeline, python"):
+    with pytest.raises(NoRuntime, match="no runtime named 'tensorflow'; this pallet has: onnx, sklearn, torch, "
+                                        "sentence, tflite, executorch, coreml, tvm, pipeline, python"):
         pallet.load("digits", store=store)
 
 
