@@ -44,6 +44,14 @@ def onnx_form(parent: ModelVersion, runtime: Runtime, folder: Path) -> Converted
     return Converted("onnx", requirements=["onnxruntime"])
 
 
+def plain_onnx(parent: ModelVersion, runtime: Runtime, folder: Path, target: str) -> Converted:
+    """The parent's ONNX form for a target that takes a bare graph, refusing parents that need more."""
+    if hasattr(runtime, "export_onnx"):
+        raise NoRuntime(f"{parent.ref} needs more than an ONNX graph to run ({parent.manifest.runtime}: a tokenizer, "
+                        f"say); the {target} export takes plain ONNX graphs")
+    return onnx_form(parent, runtime, folder)
+
+
 def to_onnx(parent: ModelVersion, runtime: Runtime, path: Path) -> None:
     """Write the parent as an ONNX graph whose inputs and outputs keep the parent's names."""
     kind = parent.manifest.runtime

@@ -15,7 +15,7 @@ from typing import Any
 from pallet.errors import NoRuntime
 from pallet.export.base import Converted
 from pallet.export.onnx import FILE as ONNX_FILE
-from pallet.export.onnx import onnx_form
+from pallet.export.onnx import plain_onnx
 from pallet.export.worker import InWorker, call
 from pallet.runtimes.base import Runtime
 from pallet.runtimes.edge import TvmRuntime
@@ -29,11 +29,8 @@ class TvmTarget(InWorker):
     toolchain = "tvm"
 
     def convert(self, parent: ModelVersion, runtime: Runtime, folder: Path) -> Converted:
-        if hasattr(runtime, "export_onnx"):
-            raise NoRuntime(f"{parent.ref} needs more than its ONNX graph to run ({parent.manifest.runtime}: "
-                            "a tokenizer, say); TVM compiles plain ONNX graphs")
         with tempfile.TemporaryDirectory() as tmp:
-            onnx_form(parent, runtime, Path(tmp))
+            plain_onnx(parent, runtime, Path(tmp), self.name)
             ml = ml_operators(Path(tmp) / ONNX_FILE)
             if ml:
                 raise NoRuntime(f"{parent.ref}'s ONNX form uses {', '.join(ml)} (ai.onnx.ml), which TVM's ONNX "

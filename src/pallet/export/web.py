@@ -15,9 +15,9 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from pallet.errors import NoRuntime, PalletError
+from pallet.errors import PalletError
 from pallet.export.base import Converted, Target
-from pallet.export.onnx import FILE, describe_onnx, onnx_form
+from pallet.export.onnx import FILE, describe_onnx, plain_onnx
 from pallet.runtimes.base import Runtime
 from pallet.store import ModelVersion
 
@@ -33,10 +33,7 @@ class WebTarget(Target):
     description = "a static web page running the ONNX form with onnxruntime-web (WebAssembly), offline"
 
     def convert(self, parent: ModelVersion, runtime: Runtime, folder: Path) -> Converted:
-        if hasattr(runtime, "export_onnx"):
-            raise NoRuntime(f"{parent.ref} needs more than an ONNX graph to run ({parent.manifest.runtime}: "
-                            "a tokenizer, say); the web page runs plain ONNX models")
-        converted = onnx_form(parent, runtime, folder)
+        converted = plain_onnx(parent, runtime, folder, self.name)
         ort = onnxruntime_web()
         (folder / "ort").mkdir()
         for name in ORT_FILES:

@@ -47,7 +47,8 @@ def runtime_for(model: Any) -> type[Runtime]:
             return runtime
     raise NoRuntime(
         f"pallet cannot save a {type(model).__module__}.{type(model).__qualname__}: pass a scikit-learn "
-        "estimator, a torch nn.Module or torch.export program, an ONNX model (path, bytes or ModelProto), or a class with load(path) and predict(inputs)"
+        "estimator, a torch nn.Module or torch.export program, an ONNX model (path, bytes or ModelProto), a "
+        "SentenceEncoder, or a class with load(path) and predict(inputs)"
     )
 
 
