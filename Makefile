@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 EDGE := .venv-edge
 TVM := .venv-tvm
 
-.PHONY: install run demo test bench clean chromium nginx edge tvm npm
+.PHONY: install run demo test bench clean chromium nginx edge tvm npm protos
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,15 @@ $(TVM)/.installed: pyproject.toml
 
 edge: $(EDGE)/.installed
 tvm: $(TVM)/.installed
+
+# The Open Inference Protocol's gRPC modules, generated from Triton's official grpc_service.proto and
+# model_config.proto (github.com/triton-inference-server/common, protobuf/) and committed.
+PROTOS := src/pallet/serve/protocols/proto
+protos: install
+	$(BIN)/python -m grpc_tools.protoc -I $(PROTOS) --python_out=$(PROTOS) --grpc_python_out=$(PROTOS) \
+		$(PROTOS)/grpc_service.proto $(PROTOS)/model_config.proto
+	rm -f $(PROTOS)/model_config_pb2_grpc.py
+	sed -i 's/^import \(\w*_pb2\) as /from pallet.serve.protocols.proto import \1 as /' $(PROTOS)/*_pb2*.py
 
 # The web export installs onnxruntime-web from the npm registry.
 npm:

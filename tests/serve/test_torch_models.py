@@ -13,7 +13,7 @@ from pallet.export.data import split
 from pallet.serve.app import create_app
 from pallet.serve.config import ServeConfig
 from pallet.store import Store
-from tests.serve.conftest import RunningServer
+from tests.serve.conftest import RunningServer, free_port
 
 X_TEST, Y_TEST = split("digits", "test")
 
@@ -28,8 +28,10 @@ def torch_store(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def torch_server(torch_store):
-    config = ServeConfig(models=["digits-torch", "minilm"], max_batch_size=64, access_log=False)
+    config = ServeConfig(models=["digits-torch", "minilm"], max_batch_size=64, grpc_port=free_port(),
+                         access_log=False)
     with RunningServer(create_app(config, torch_store)) as running:
+        running.grpc = f"127.0.0.1:{config.grpc_port}"
         yield running
 
 
@@ -65,6 +67,23 @@ def test_minilm_through_tritonclient_and_v1_and_sagemaker(torch_server, expected
                            headers={"X-Amzn-SageMaker-Target-Model": "minilm"}, timeout=60)
     assert sagemaker.status_code == 200, sagemaker.text
     assert np.allclose(sagemaker.json()["predictions"][0], expected[0], atol=1e-5)
+
+
+def test_minilm_over_grpc_with_bytes_tensors_raw_and_typed(torch_server, expected):
+    import tritonclient.grpc as triton_grpc
+
+    with triton_grpc.InferenceServerClient(torch_server.grpc) as client:
+        text = triton_grpc.InferInput("text", [3], "BYTES")
+        text.set_data_from_numpy(np.array(SENTENCES, dtype=object))
+        assert np.allclose(client.infer("minilm", [text]).as_numpy("embedding"), expected, atol=1e-5)
+    import grpc
+    from tritonclient.grpc import service_pb2, service_pb2_grpc
+
+    request = service_pb2.ModelInferRequest(model_name="minilm")
+    request.inputs.add(name="text", datatype="BYTES", shape=[1]).contents.bytes_contents.append(SENTENCES[0].encode())
+    with grpc.insecure_channel(torch_server.grpc) as channel:
+        response = service_pb2_grpc.GRPCInferenceServiceStub(channel).ModelInfer(request)
+    assert np.allclose(response.outputs[0].contents.fp32_contents, expected[0], atol=1e-5)
 
 
 def test_minilm_rejects_numbers_with_a_4xx(torch_server):

@@ -47,7 +47,15 @@ def create_app(config: ServeConfig, store: Store | None = None) -> Starlette:
         tasks = [asyncio.create_task(stats.run())]  # the dashboard's history
         if rollouts is not None:
             tasks.append(asyncio.create_task(rollouts.run()))
+        grpc_server = None
+        if config.grpc_port is not None:
+            from pallet.serve.grpc_server import GrpcServer
+
+            grpc_server = app.state.grpc = GrpcServer(plane)
+            await grpc_server.start()
         yield
+        if grpc_server is not None:
+            await grpc_server.stop()
         for task in tasks:
             task.cancel()
         plane.close()

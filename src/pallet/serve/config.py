@@ -14,6 +14,7 @@ class ServeConfig:
     models: list[str] = field(default_factory=list)   # references, e.g. digits@production
     host: str = "127.0.0.1"
     port: int = 8000
+    grpc_port: int | None = None  # the Open Inference Protocol over gRPC on this port too
     workers: int = 1
     max_body_bytes: int = 16 * 1024 * 1024
     max_rows: int = 100_000

@@ -27,6 +27,18 @@ FEEDBACK_SUFFIX = "/feedback"                 # reading feedback back is an admi
 SHARE_COOKIE = "pallet_token"
 
 
+def new_request_id(given: str | None) -> str:
+    """The client's request id when it is tame, else a new one, unique across workers."""
+    return given if given is not None and REQUEST_ID.fullmatch(given) else f"{PROCESS_ID}{next(_counter):010x}"
+
+
+def key_refusal(given: str | None, key: str) -> str | None:
+    """Why `given` does not open what `key` guards (None when it does); compared in constant time."""
+    if given is not None and hmac.compare_digest(given.encode(), key.encode()):
+        return None
+    return "missing API key" if given is None else "wrong API key"
+
+
 class RequestContext:
     """Gives every request an X-Request-ID (the client's, or a new one), logs it as a JSON line,
     and records the inference metrics for the model the route named in `request.state`."""
@@ -38,9 +50,7 @@ class RequestContext:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        request_id = _header(scope, b"x-request-id")
-        if request_id is None or not REQUEST_ID.fullmatch(request_id):
-            request_id = f"{PROCESS_ID}{next(_counter):010x}"
+        request_id = new_request_id(_header(scope, b"x-request-id"))
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
         status, started_response = 500, False
@@ -103,9 +113,9 @@ class APIKey:
         bearer = _header(scope, b"authorization")
         if given is None and bearer and bearer.lower().startswith("bearer "):
             given = bearer[7:].strip()
-        if given is not None and hmac.compare_digest(given.encode(), key.encode()):
+        message = key_refusal(given, key)
+        if message is None:
             return await self.app(scope, receive, send)
-        message = "missing API key" if given is None else "wrong API key"
         body = orjson.dumps({"error": f"{message}: send 'Authorization: Bearer KEY' or 'X-API-Key: KEY'"})
         await send({"type": "http.response.start", "status": 401,
                     "headers": [(b"content-type", b"application/json"), (b"www-authenticate", b"Bearer")]})

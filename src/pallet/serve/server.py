@@ -50,6 +50,10 @@ def serve(config: ServeConfig, store: Store | None = None, echo: Callable[[str],
     if config.share_token is not None and not SHARE_TOKEN.fullmatch(config.share_token):
         raise PalletError("--share-token must be 8 to 128 letters, digits, '-' or '_' (it goes in URLs)")
     _check_port(config.host, config.port)
+    if config.grpc_port is not None:
+        if config.grpc_port == config.port:
+            raise PalletError(f"--grpc-port {config.grpc_port} is the REST port too; give gRPC a port of its own")
+        _check_port(config.host, config.grpc_port)
 
     # Worker processes rebuild the app from the environment: same store, same config.
     os.environ["PALLET_HOME"] = str(store.home)
@@ -73,6 +77,8 @@ def serve(config: ServeConfig, store: Store | None = None, echo: Callable[[str],
     token = f"?token={config.share_token}" if config.share_token else ""
     for label, path in ENDPOINTS:
         echo(f"  {label:<22}{base}{path}{token if path in ('/', '/dashboard') else ''}")
+    if config.grpc_port is not None:
+        echo(f"  {'gRPC (V2, Triton)':<22}{_url_host(reachable_hosts(config.host)[0])}:{config.grpc_port}")
     for other in bases[1:]:
         echo(f"  {'also reachable at':<22}{other}/{token}")
     try:
