@@ -7,7 +7,9 @@ import sys
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
+import tritonclient.grpc as triton_grpc
 import yaml
 
 from pallet.bench import wait_ready
@@ -87,6 +89,14 @@ def test_dockerfile_passes_hadolint_and_manifests_pass_the_kubernetes_schemas(bu
     deployment = yaml.safe_load((bundle.path / "kubernetes" / "deployment.yaml").read_text())
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     assert container["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+    assert {"name": "grpc", "containerPort": 8001} in container["ports"]
+    assert container["livenessProbe"]["grpc"]["port"] == 8001
+    service = yaml.safe_load((bundle.path / "kubernetes" / "service.yaml").read_text())
+    assert {"name": "grpc", "port": 8001, "targetPort": "grpc", "appProtocol": "kubernetes.io/h2c"} in \
+        service["spec"]["ports"]
+    assert "EXPOSE 8000 8001" in (bundle.path / "Dockerfile").read_text()
+    nginx = (bundle.path / "nginx.conf").read_text()
+    assert "listen 8081 http2;" in nginx and "grpc_pass grpc://pallet_grpc;" in nginx
     assert container["lifecycle"]["preStop"]["exec"]["command"] == ["sleep", "5"]
 
 
@@ -94,12 +104,18 @@ def test_serve_bundle_serves_exactly_what_it_holds(bundle, tmp_path):
     port = free_port()
     env = {**os.environ, "PALLET_HOME": str(tmp_path / "elsewhere")}
     env.pop("PALLET_DB_URL", None)
+    grpc_port = free_port()
     proc = subprocess.Popen([str(BIN / "pallet"), "serve", "--bundle", str(bundle.path), "--port", str(port),
-                             "--no-access-log"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             "--grpc-port", str(grpc_port), "--no-access-log"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
     try:
         wait_ready(f"http://127.0.0.1:{port}", proc)
         answer = httpx.post(f"http://127.0.0.1:{port}/v1/models/iris:predict", json={"instances": [[5.1, 3.5, 1.4, 0.2]]})
         assert answer.status_code == 200 and answer.json()["predictions"][0]["label"] == 0
+        with triton_grpc.InferenceServerClient(f"127.0.0.1:{grpc_port}") as client:  # and over gRPC
+            rows = triton_grpc.InferInput("input", [1, 4], "FP64")
+            rows.set_data_from_numpy(np.array([[5.1, 3.5, 1.4, 0.2]]))
+            assert client.infer("iris", [rows]).as_numpy("label").tolist() == [0]
         index = httpx.get(f"http://127.0.0.1:{port}/v2/repository/index").json()
         assert {(m["name"], m["version"]) for m in index} == {("digits", "1"), ("iris", "1")}
     finally:

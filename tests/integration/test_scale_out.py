@@ -66,3 +66,25 @@ def test_up_refuses_a_busy_port_and_no_replicas(home):
     with pytest.raises(PalletError, match="--replicas must be 1 or more"):
         LocalCluster(["iris"], replicas=0)
     assert not os.path.exists(cluster.prefix)  # its nginx prefix is cleaned up
+
+
+def test_grpc_through_nginx_reaches_every_replica(home):
+    import numpy as np
+    import tritonclient.grpc as triton_grpc
+
+    grpc_port = free_port()
+    with LocalCluster(["iris"], replicas=2, port=free_port(), env=home, grpc_port=grpc_port) as cluster:
+        config = (cluster.prefix / "nginx.conf").read_text()
+        assert f"listen 127.0.0.1:{grpc_port} http2;" in config and "grpc_pass grpc://pallet_grpc;" in config
+        assert all(f"server 127.0.0.1:{p} " in config for p in cluster.grpc_ports)
+        rows = triton_grpc.InferInput("input", [1, 4], "FP64")
+        rows.set_data_from_numpy(np.array([[5.1, 3.5, 1.4, 0.2]]))
+        with triton_grpc.InferenceServerClient(f"127.0.0.1:{grpc_port}") as client:
+            labels = [client.infer("iris", [rows]).as_numpy("label").tolist() for _ in range(20)]
+        served = {}
+        for port in cluster.ports:  # each replica counts the gRPC requests it answered
+            text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+            served[port] = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                               if line.startswith("pallet_requests_total{") and 'protocol="grpc"' in line)
+    assert labels == [[0]] * 20
+    assert sum(served.values()) == 20 and all(count > 0 for count in served.values()), served

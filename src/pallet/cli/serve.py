@@ -21,8 +21,9 @@ def serve(
     host: str = typer.Option("127.0.0.1", help="Address to bind (0.0.0.0 for every interface)."),
     port: int = typer.Option(None, min=1, max=65535,
                              help="Port (default 8000, or SAGEMAKER_BIND_TO_PORT when set)."),
-    grpc_port: int = typer.Option(None, "--grpc-port", min=1, max=65535,
-                                  help="Also answer the Open Inference Protocol over gRPC on this port."),
+    grpc_port: int = typer.Option(None, "--grpc-port", min=0, max=65535,
+                                  help="Also answer the Open Inference Protocol over gRPC on this port "
+                                       "(0: no gRPC, e.g. for a bundle whose pallet.yaml has a port)."),
     workers: int = typer.Option(1, min=1, help="Worker processes sharing the port."),
     threads: int = typer.Option(None, min=1, help="Native threads per worker (default: cores / workers)."),
     max_body_mb: float = typer.Option(16, min=0.001, help="Largest request body, in MiB (bigger gets 413)."),
@@ -45,7 +46,7 @@ def serve(
         raise typer.BadParameter("--auth needs the key in the PALLET_API_KEY environment variable")
     options = dict(host=host, auth=auth, access_log=access_log, cache=cache, cache_ttl_seconds=cache_ttl,
                    threads=threads, share_token=secrets.token_urlsafe(16) if share_token == "new" else share_token,
-                   ui_dir=ui, **({"grpc_port": grpc_port} if grpc_port else {}))
+                   ui_dir=ui, **({"grpc_port": grpc_port or None} if grpc_port is not None else {}))
     if bundle is not None:
         if models:
             raise typer.BadParameter("a bundle names its own models; drop the model arguments or --bundle")

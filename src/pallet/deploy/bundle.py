@@ -33,6 +33,7 @@ class ServeSettings:
     """What `pallet.yaml` says about serving; the container and manifests follow it."""
 
     port: int = 8000
+    grpc_port: int = 8001      # the Open Inference Protocol over gRPC
     workers: int = 1
     max_batch_size: int = 32
     max_latency_ms: float = 5.0
@@ -107,8 +108,10 @@ def build(refs: list[str], out: Path, *, store: Store, serve: ServeSettings | No
         values = {**asdict(serve), **asdict(scale), "models": ", ".join(refs_exact), "python": _python_tag(),
                   "python_minor": ".".join(_python_tag().split(".")[:2]), "name": _name(names),
                   "mangum": _version("mangum")}
-        upstreams = [f"127.0.0.1:{serve.port + i}" for i in range(1, scale.replicas + 1)]
-        (staging / "nginx.conf").write_text(nginx_config("8080", upstreams, serve.max_body_mb))
+        upstreams = [f"127.0.0.1:{serve.port + 2 * i}" for i in range(1, scale.replicas + 1)]
+        grpc_upstreams = [f"127.0.0.1:{serve.port + 2 * i + 1}" for i in range(1, scale.replicas + 1)]
+        (staging / "nginx.conf").write_text(nginx_config("8080", upstreams, serve.max_body_mb, "8081",
+                                                         grpc_upstreams))
         wanted = {"lambda"} if {"lambda", "lambda-image"} & set(targets) else set()
         wanted |= {"sagemaker"} if "sagemaker" in targets else set()
         for template in sorted(TEMPLATES.rglob("*")):
@@ -199,7 +202,8 @@ def serve_config(config: dict, **overrides):
     from pallet.serve.config import ServeConfig
 
     settings = config["serve"]
-    values = dict(models=config["models"], port=settings.port, workers=settings.workers,
+    values = dict(models=config["models"], port=settings.port, grpc_port=settings.grpc_port,
+                  workers=settings.workers,
                   max_body_bytes=int(settings.max_body_mb * 2**20), max_rows=settings.max_rows,
                   max_batch_size=settings.max_batch_size, max_latency_ms=settings.max_latency_ms,
                   max_queue=settings.max_queue)
@@ -218,7 +222,7 @@ def app_from_bundle(bundle: Path, writable: str | None = None, preload: bool = F
         Path(writable).mkdir(parents=True, exist_ok=True)
         index = Path(writable) / "index.db"
         shutil.copyfile(Path(bundle) / "store" / "index.db", index)  # each cold start: this bundle's index
-    overrides = {"max_batch_size": 1, "workers": 1} if preload else {"workers": 1}
+    overrides = {"workers": 1, "grpc_port": None, **({"max_batch_size": 1} if preload else {})}
     app = create_app(serve_config(config, **overrides), bundle_store(bundle, index))
     if preload:
         for ref in config["models"]:
