@@ -168,9 +168,10 @@ def test_cli_models_show_diff_and_list_report_size(store):
     assert "input input" in done.stdout and "float64[-1, 64]" in done.stdout  # the signatures differ
     shown = pallet(store, "models", "show", "digits-torch-diff")
     assert "derived from digits-torch:1 (export onnx)" in shown.stdout and "share" in shown.stdout
+    assert "digits-torch-diff:1" in shown.stdout.split("derived from")[1]  # the report names this version
     assert re.search(r"model\.onnx\W+[\d.]+ KiB\W+9\d\.\d%", shown.stdout)  # the graph is nearly all of it
-    listed = json.loads(pallet(store, "models", "list", "--json").stdout)
-    assert all(row["size_bytes"] > 0 for row in listed)
+    listed = {f'{r["name"]}:{r["version"]}': r for r in json.loads(pallet(store, "models", "list", "--json").stdout)}
+    assert listed["digits-torch-diff:1"]["size_bytes"] == store.resolve("digits-torch-diff:1").manifest.size_bytes
 
 
 def test_fits_answers_which_variants_fit_and_fails_when_none_does(store):
@@ -188,3 +189,58 @@ def test_fits_answers_which_variants_fit_and_fails_when_none_does(store):
     assert done.returncode == 1 and "the tflite export takes torch models" in done.stdout
     done = pallet(store, "fits", "digits", "--device", "toaster")
     assert done.returncode == 1 and "no device profile 'toaster'; there are: browser, phone" in done.stderr
+
+
+def test_quantizing_a_graph_with_nothing_to_quantize_is_refused(store):
+    with pytest.raises(NoRuntime, match=r"int8 quantization changes nothing in this graph: .*LinearClassifier"):
+        quantize(store, "digits", "int8", name="digits-int8")
+    assert store.list("digits-int8") == []
+
+
+def test_user_mistakes_in_data_out_and_device_files_are_one_line(store, tmp_path):
+    (tmp_path / "broken.npz").write_bytes(b"PK\x03\x04 not really a zip")
+    np.savez(tmp_path / "short.npz", input=np.zeros((4, 64)), label=np.zeros(3))
+    (tmp_path / "ragged.csv").write_text("a,b\n1,2\n3\n")
+    (tmp_path / "latin1.txt").write_bytes(b"caf\xe9\n")
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "bad.yaml").write_text("devices:\n  kiosk:\n    max_size: 1MB\n    max_latency_ms: 5\n    formats: web\n")
+    (tmp_path / "binary.yaml").write_bytes(b"\xff\xfe\x00")
+    stored_before = len(store.list())
+    for args, message in [
+        (["export", "digits", "--to", "onnx", "--data", str(tmp_path / "broken.npz")], "cannot be read"),
+        (["export", "digits", "--to", "onnx", "--data", str(tmp_path / "short.npz")], "has 3 labels for 4 rows"),
+        (["export", "digits", "--to", "onnx", "--data", str(tmp_path / "ragged.csv")], "cannot be read"),
+        (["optimize", "digits-torch", "--quantize", "int8", "--data", str(tmp_path / "latin1.txt")], "cannot be read"),
+        (["export", "digits", "--to", "onnx", "--out", str(tmp_path / "afile")], "cannot write the export to"),
+        (["export", "digits", "--to", "onnx", "--name", "../up"], "../up"),
+        (["fits", "digits", "--device", "kiosk", "--config", str(tmp_path / "bad.yaml")],
+         "formats must be a list of names"),
+        (["fits", "digits", "--device", "phone", "--config", str(tmp_path / "binary.yaml")], "is not valid YAML"),
+        (["optimize", "minilm-none", "--distill", "--data", "sentences"], "no model named 'minilm-none'"),
+    ]:
+        done = pallet(store, *args)
+        assert done.returncode == 1, (args, done.stderr)
+        assert done.stderr.strip().splitlines()[-1].startswith("error: ") and message in done.stderr, (args, done.stderr)
+        assert "Traceback" not in done.stderr
+    assert len(store.list()) == stored_before  # no failed command stored anything
+
+
+def test_a_torch_model_the_exporter_cannot_trace_fails_with_its_cause_in_one_line(tmp_path):
+    from tests.integration.torch_modules import Branchy
+
+    other = Store(tmp_path / "home")
+    other.save(Branchy(), "branchy", sample=np.ones((2, 4), np.float32))
+    done = pallet(other, "export", "branchy", "--to", "onnx")
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) <= 2 and lines[-1].startswith("error: torch.onnx cannot export branchy:1: ")
+    assert "data-dependent" in lines[-1] or "Could not guard" in lines[-1] or "control flow" in lines[-1]
+
+
+def test_fits_leaves_out_variants_a_graph_does_not_have_and_says_how_it_measured(store):
+    done = pallet(store, "fits", "digits", "--device", "browser", "--json")
+    fit = json.loads(done.stdout)
+    assert [c["variant"] for c in fit["candidates"]] == ["float32"]
+    assert any(note.startswith("no int8 variant: int8 quantization changes nothing") for note in fit["notes"])
+    phone = json.loads(pallet(store, "fits", "digits-torch", "--device", "phone", "--json").stdout)
+    assert any("exports tflite, executorch and coreml in float32" in note for note in phone["notes"])

@@ -129,6 +129,8 @@ def fits(
             table.add_row(c.variant, human_size(c.size_bytes), f"{c.latency_ms:.3f}", f"{c.device_latency_ms:.2f}",
                           "yes" if c.fits else "no: " + "; ".join(c.reasons))
         out.print(table)
+        for note in fit.notes:
+            out.print(f"note: {note}")
     if not fit.fits:
         raise PalletError(f"{fit.ref} does not fit {device}: "
                           + ("no format carries it" if all(fit.formats.values()) else "no variant meets the budgets"))

@@ -75,7 +75,10 @@ def show(ref: str = typer.Argument(..., help="name, name:VERSION or name@ALIAS")
     if m.lineage:
         out.print(f"[dim]derived from[/dim] {m.lineage['parent']} ({m.lineage.get('operation', '')})")
     if m.report:
-        out.print(Report.from_dict(m.report).table())
+        report = Report.from_dict(m.report)
+        if report.child is not None:
+            report.child.ref = str(version.ref)  # the report was written before the version had its number
+        out.print(report.table())
 
 
 @app.command()

@@ -16,6 +16,7 @@ from pallet.export.base import Converted, Target
 from pallet.export.derive import Budget, ExportRefused, Parent, copy_out, derive, staging
 from pallet.export.report import Figures, Parity, Report
 from pallet.store import ModelRef, Store
+from pallet.store.refs import check_name
 
 TARGETS = {
     "onnx": "pallet.export.onnx:OnnxTarget",
@@ -43,8 +44,15 @@ def export(store: Store, ref: str, to: str, *, name: str | None = None, data: st
            progress: Callable[[str], None] = lambda _: None) -> tuple[ModelRef, Report]:
     """Convert `ref` to the `to` format, check it answers like its parent, store it (and copy it to `out`)."""
     target = get_target(to)
+    if out is not None:  # a folder that cannot be written is said now, not after the version is stored
+        out = Path(out)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise PalletError(f"cannot write the export to {out}: {e.strerror}") from None
     progress(f"loading {ref}")
     parent = Parent.open(store, ref, data)
+    check_name(name or f"{parent.version.ref.name}-{target.suffix}")
     with staging(store) as tmp:
         folder = Path(tmp)
         progress(f"converting {parent.version.ref} to {to}")
@@ -54,7 +62,7 @@ def export(store: Store, ref: str, to: str, *, name: str | None = None, data: st
                               folder, converted, child, budget, describe=target.describe(folder, converted),
                               progress=progress)
     if out is not None:
-        copy_out(store.resolve(ref_), Path(out))
+        copy_out(store.resolve(ref_), out)
     return ref_, report
 
 

@@ -26,8 +26,11 @@ def answers(predict: Predict, data: Data, batch: int = 256) -> dict[str, np.ndar
     return {name: np.concatenate(values) for name, values in parts.items()}
 
 
-def label_of(outputs: dict[str, np.ndarray]) -> np.ndarray | None:
-    return outputs["label"] if "label" in outputs else None
+def accuracy(outputs: dict[str, np.ndarray], data: Data) -> float | None:
+    """The share of rows whose `label` is the data's true label, when both exist."""
+    if data.labels is None or "label" not in outputs:
+        return None
+    return float(np.mean(outputs["label"].ravel() == np.asarray(data.labels).ravel()))
 
 
 def compare(parent: dict[str, np.ndarray], child: dict[str, np.ndarray]) -> tuple[float | None, float | None]:
@@ -77,9 +80,6 @@ def measure(label: str, ref: str, size_bytes: int, predict: Predict, data: Data,
         calls += 1
     rows_per_s = 64 * calls / (time.perf_counter() - start)
     out = answers(predict, data)
-    accuracy = agreement = None
-    if data.labels is not None and "label" in out:
-        accuracy = float(np.mean(out["label"].ravel() == np.asarray(data.labels).ravel()))
-    if parent_answers is not None:
-        agreement = compare(parent_answers, out)[1]
-    return Figures(label, ref, size_bytes, float(np.median(latencies) * 1000), rows_per_s, accuracy, agreement)
+    agreement = compare(parent_answers, out)[1] if parent_answers is not None else None
+    return Figures(label, ref, size_bytes, float(np.median(latencies) * 1000), rows_per_s, accuracy(out, data),
+                   agreement)

@@ -82,26 +82,37 @@ def load_data(spec: str, signature: Signature) -> Data:
     path = Path(spec)
     if not path.is_file():
         raise InvalidInput(f"data '{spec}' is neither a file nor a data set (sentences, sklearn:digits, ...)")
+    if path.suffix not in (".npy", ".npz", ".txt", ".csv"):
+        raise InvalidInput(f"data file {spec} is not .npz, .npy, .csv or .txt")
+    try:
+        inputs, labels = _read(path, signature, spec)
+    except InvalidInput:
+        raise
+    except Exception as e:  # numpy, zipfile and pyarrow raise their own types for damaged files
+        raise InvalidInput(f"data file {spec} cannot be read: {type(e).__name__}: {str(e).splitlines()[0]}") from None
+    data = Data(spec, _cast(inputs, signature, spec), labels)
+    if labels is not None and len(labels) != len(data):
+        raise InvalidInput(f"data file {spec} has {len(labels)} labels for {len(data)} rows")
+    return data
+
+
+def _read(path: Path, signature: Signature, spec: str) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
     if path.suffix == ".npy":
-        return Data(spec, _cast({_only_input(signature, spec): np.load(path, allow_pickle=False)}, signature, spec))
+        return {_only_input(signature, spec): np.load(path, allow_pickle=False)}, None
     if path.suffix == ".npz":
         with np.load(path, allow_pickle=False) as arrays:
             found = {k: arrays[k] for k in arrays.files}
-        labels = next((found.pop(k) for k in LABEL_NAMES if k in found), None)
-        return Data(spec, _cast(found, signature, spec), labels)
+        return found, next((found.pop(k) for k in LABEL_NAMES if k in found), None)
     if path.suffix == ".txt":
-        lines = [line for line in path.read_text().splitlines() if line.strip()]
-        return Data(spec, _cast({_only_input(signature, spec): np.array(lines, dtype=object)}, signature, spec))
-    if path.suffix == ".csv":
-        import pyarrow.csv
+        lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        return {_only_input(signature, spec): np.array(lines, dtype=object)}, None
+    import pyarrow.csv
 
-        table = pyarrow.csv.read_csv(path)
-        label = next((k for k in LABEL_NAMES if k in table.column_names), None)
-        labels = table.column(label).to_numpy() if label else None
-        features = [c for c in table.column_names if c != label]
-        x = np.column_stack([table.column(c).to_numpy(zero_copy_only=False) for c in features])
-        return Data(spec, _cast({_only_input(signature, spec): x}, signature, spec), labels)
-    raise InvalidInput(f"data file {spec} is not .npz, .npy, .csv or .txt")
+    table = pyarrow.csv.read_csv(path)
+    label = next((k for k in LABEL_NAMES if k in table.column_names), None)
+    features = [c for c in table.column_names if c != label]
+    x = np.column_stack([table.column(c).to_numpy(zero_copy_only=False) for c in features])
+    return {_only_input(signature, spec): x}, table.column(label).to_numpy() if label else None
 
 
 def _only_input(signature: Signature, spec: str) -> str:

@@ -77,7 +77,13 @@ def derive(store: Store, parent: Parent, operation: str, label: str, name: str, 
         parity = Parity(len(data), data.name, executed=False, runner=child.name)
     else:
         progress(f"checking parity on {len(data)} rows ({data.name}) with {child.name}")
-        max_diff, agreement = compare(parent.answers, child.answers(data))
+        answered = child.answers(data)
+        max_diff, agreement = compare(parent.answers, answered)
+        if max_diff is None and agreement is None:
+            raise ExportRefused(f"{operation} of {parent.version.ref} refused: the child answers "
+                                f"{', '.join(answered) or 'nothing'}, none of which it can be compared on with "
+                                f"the parent's {', '.join(parent.answers)}",
+                                Report(operation, str(parent.version.ref), Parity(len(data), data.name)))
         parity = Parity(len(data), data.name, True, child.name, max_diff, agreement)
     report = Report(operation, str(parent.version.ref), parity, structure=describe or {}, notes=converted.notes)
     progress("measuring parent and child (size, latency at batch 1, throughput at batch 64, accuracy)")

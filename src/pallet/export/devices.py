@@ -16,11 +16,11 @@ from typing import Any
 
 import yaml
 
-from pallet.errors import PalletError
+from pallet.errors import NoRuntime, PalletError
 from pallet.export.check import measure
 from pallet.export.onnx import FILE, describe_onnx, onnx_form
 from pallet.store import Store
-from pallet.store.manifest import human_size, parse_size
+from pallet.store.manifest import describe_files, human_size, parse_size
 
 
 @dataclass(frozen=True)
@@ -62,11 +62,11 @@ def load_devices(config: str | Path | None = None) -> dict[str, Device]:
         return devices
     path = Path(config)
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except FileNotFoundError:
         raise PalletError(f"{path} does not exist") from None
-    except yaml.YAMLError as e:
-        raise PalletError(f"{path} is not valid YAML: {e}") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise PalletError(f"{path} is not valid YAML: {str(e).splitlines()[0]}") from None
     for name, spec in (data.get("devices") or {}).items() if isinstance(data, dict) else ():
         at = f"{path}: device '{name}'"
         if not isinstance(spec, dict):
@@ -79,14 +79,17 @@ def load_devices(config: str | Path | None = None) -> dict[str, Device]:
                 + ([f"missing {', '.join(sorted(missing))}"] if missing else [])))
         from pallet.export import TARGETS
 
-        formats = tuple(spec["formats"])
+        formats, operators = spec["formats"], spec.get("operators") or []
+        for key, value in (("formats", formats), ("operators", operators)):
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise PalletError(f"{at}: {key} must be a list of names, e.g. [web]")
         bad = [f for f in formats if f not in TARGETS]
         if bad:
             raise PalletError(f"{at}: unknown format(s) {', '.join(bad)}; formats are {', '.join(TARGETS)}")
         try:
             devices[name] = Device(name, str(spec.get("description", name)), parse_size(spec["max_size"]),
-                                   float(spec["max_latency_ms"]), float(spec.get("slowdown", 1.0)), formats,
-                                   tuple(spec.get("operators") or ()))
+                                   float(spec["max_latency_ms"]), float(spec.get("slowdown", 1.0)), tuple(formats),
+                                   tuple(operators))
         except (TypeError, ValueError) as e:
             raise PalletError(f"{at}: {e}") from None
     return devices
@@ -112,6 +115,7 @@ class Fit:
     device: Device
     formats: dict[str, str]           # format -> "" when it can carry the model, else why not
     candidates: list[Candidate]
+    notes: list[str] = field(default_factory=list)
 
     @property
     def fits(self) -> bool:
@@ -119,7 +123,7 @@ class Fit:
 
     def to_dict(self) -> dict[str, Any]:
         return {"ref": self.ref, "device": self.device.to_dict(), "fits": self.fits, "formats": self.formats,
-                "candidates": [{**c.__dict__, "fits": c.fits} for c in self.candidates]}
+                "candidates": [{**c.__dict__, "fits": c.fits} for c in self.candidates], "notes": self.notes}
 
 
 def fits(store: Store, ref: str, device: Device) -> Fit:
@@ -138,7 +142,7 @@ def fits(store: Store, ref: str, device: Device) -> Fit:
             formats[name] = f"the {name} export takes plain ONNX graphs; this needs its tokenizer too"
         else:
             formats[name] = ""
-    candidates = []
+    candidates, skipped = [], {}
     with tempfile.TemporaryDirectory() as tmp:
         source = Path(tmp) / "float32"
         source.mkdir()
@@ -146,8 +150,12 @@ def fits(store: Store, ref: str, device: Device) -> Fit:
         for variant in ("float32", *QUANTIZATIONS):
             folder = source if variant == "float32" else Path(tmp) / variant
             if variant != "float32":
-                quantized(source, variant, folder)
-            size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+                try:
+                    quantized(source, variant, folder)
+                except NoRuntime as e:  # a graph with nothing to quantize has no such variant
+                    skipped[variant] = str(e)
+                    continue
+            size = sum(f["size"] for f in describe_files(folder).values())
             figures = measure(variant, "", size, run_here(folder, form).predict, parent.data, seconds=0.3)
             operators = describe_onnx(folder / FILE)["operators"]
             candidate = Candidate(variant, size, figures.p50_ms, figures.p50_ms * device.slowdown, operators)
@@ -160,4 +168,7 @@ def fits(store: Store, ref: str, device: Device) -> Fit:
             if missing:
                 candidate.reasons.append(f"uses {', '.join(missing)}, which the device does not have")
             candidates.append(candidate)
-    return Fit(str(version.ref), device, formats, candidates)
+    notes = [f"no {variant} variant: {why}" for variant, why in skipped.items()]
+    if set(device.formats) & FORMATS_FOR_TORCH_ONLY:
+        notes.append("variants are measured as ONNX graphs; pallet exports tflite, executorch and coreml in float32")
+    return Fit(str(version.ref), device, formats, candidates, notes)

@@ -98,8 +98,7 @@ def _from_torch(parent: ModelVersion, runtime: Any, path: Path) -> None:
     args = tuple(torch.from_numpy(sample[name]) for name in runtime.input_names)
     with torch.inference_mode():
         out = runtime.module(*args)
-    names = list(out) if isinstance(out, dict) else runtime.output_names or (
-        [f"output_{i}" for i in range(len(out))] if isinstance(out, (tuple, list)) else ["output"])
+    names = runtime.names_of(out)
     batch = torch.export.Dim("batch")
     dynamic = {name: {0: batch} for name in runtime.input_names} if runtime.batchable else None
     try:
@@ -108,23 +107,34 @@ def _from_torch(parent: ModelVersion, runtime: Any, path: Path) -> None:
                               dynamic_shapes=dynamic, dynamo=True, opset_version=OPSET, external_data=False,
                               verbose=False)
     except Exception as e:  # the exporter raises its own error types for unsupported operators
-        raise NoRuntime(f"torch.onnx cannot export {parent.ref}: {str(e).splitlines()[0]}") from None
+        raise NoRuntime(f"torch.onnx cannot export {parent.ref}: {explain(e)}") from None
 
 
 @contextmanager
 def quiet() -> Iterator[None]:
-    """The torch exporter's progress lines and advice about packages the export does not use, silenced."""
-    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._export", "onnxscript")]
+    """The torch exporters' progress lines, graph dumps and advice, silenced: a failure is reported as
+    one line by `explain`."""
+    loggers = [logging.getLogger(n) for n in ("torch", "torch.onnx", "torch.export", "torch._export",
+                                              "torch._dynamo", "torch.fx", "onnxscript")]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
-        lg.setLevel(logging.ERROR)
+        lg.setLevel(logging.CRITICAL)
     try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
+                contextlib.redirect_stderr(io.StringIO()):
             warnings.simplefilter("ignore")
             yield
     finally:
         for lg, level in zip(loggers, levels):
             lg.setLevel(level)
+
+
+def explain(error: BaseException) -> str:
+    """The root cause of a toolchain's failure, in one line: its innermost exception's type and first line."""
+    while error.__cause__ is not None:
+        error = error.__cause__
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return f"{type(error).__name__}: {lines[0] if lines else 'no message'}"
 
 
 def describe_onnx(path: Path) -> dict[str, Any]:

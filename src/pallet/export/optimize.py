@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pallet.errors import InvalidInput
+from pallet.errors import InvalidInput, NoRuntime
 from pallet.export.base import Converted, run_here
 from pallet.export.check import answers
 from pallet.export.data import load_data
@@ -26,8 +26,10 @@ from pallet.export.onnx import OnnxTarget, onnx_form
 from pallet.export.report import Report
 from pallet.runtimes.onnx import FILE
 from pallet.store import ModelRef, Store
+from pallet.store.refs import check_name
 
 QUANTIZATIONS = ("int8", "fp16")
+QUANTIZED_TYPES = {"int8": {2, 3}, "fp16": {10}}   # onnx TensorProto: UINT8, INT8; FLOAT16
 # Quantization loses precision by design: judge it by agreement and the budgets, not by a tolerance.
 LOSSY = Budget(atol=None, min_agreement=None)
 
@@ -37,6 +39,7 @@ def quantize(store: Store, ref: str, kind: str, *, name: str | None = None, data
     if kind not in QUANTIZATIONS:
         raise InvalidInput(f"--quantize takes {' or '.join(QUANTIZATIONS)}, not '{kind}'")
     parent = Parent.open(store, ref, data)
+    check_name(name or f"{parent.version.ref.name}-{kind}")
     with staging(store) as tmp:
         source, folder = Path(tmp) / "source", Path(tmp) / "child"
         source.mkdir()
@@ -52,11 +55,22 @@ def quantize(store: Store, ref: str, kind: str, *, name: str | None = None, data
 
 def quantized(source: Path, kind: str, folder: Path) -> None:
     """The ONNX form in `source`, quantized to `kind`, written to `folder` with the form's other files
-    (a tokenizer, say) as they are."""
+    (a tokenizer, say) as they are. Refuses a graph quantization would leave as it is."""
     import shutil
 
+    import onnx
+
     shutil.copytree(source, folder, ignore=shutil.ignore_patterns(FILE))
-    (to_int8 if kind == "int8" else to_fp16)(source / FILE, folder / FILE)
+    try:
+        (to_int8 if kind == "int8" else to_fp16)(source / FILE, folder / FILE)
+    except Exception as e:  # onnxruntime's tools raise many types for graphs they cannot rewrite
+        raise NoRuntime(f"{kind} quantization failed: {type(e).__name__}: {str(e).splitlines()[0]}") from None
+    wanted = QUANTIZED_TYPES[kind]
+    model = onnx.load(str(folder / FILE))
+    if not any(t.data_type in wanted for t in model.graph.initializer):
+        operators = sorted({n.op_type for n in model.graph.node})
+        raise NoRuntime(f"{kind} quantization changes nothing in this graph: none of its operators "
+                        f"({', '.join(operators)}) has weights onnxruntime stores as {kind}")
 
 
 def to_int8(source: Path, target: Path) -> None:
@@ -95,10 +109,12 @@ def distill(store: Store, ref: str, student: str, data: str, *, name: str | None
         raise InvalidInput(f"--student '{student}' is not mlp:HIDDEN[,HIDDEN...] (e.g. mlp:32 or mlp:64,32)")
     hidden = [int(h) for h in match.group(1).split(",")] if match.group(1) else []
     parent = Parent.open(store, ref, eval_data)
+    check_name(name or f"{parent.version.ref.name}-student")
     spec = parent.version.signature.inputs
     if len(spec) != 1 or len(spec[0].shape) != 2 or spec[0].dtype in ("str", "bytes"):
-        raise InvalidInput(f"{parent.version.ref} takes {len(spec)} input(s); distillation trains students on "
-                           "one 2-D numeric input")
+        described = ", ".join(s.name + " " + s.describe() for s in spec)
+        raise InvalidInput(f"{parent.version.ref} takes {described}; distillation trains MLP students on one "
+                           "2-D numeric input")
     train = load_data(data, parent.version.signature)
     progress(f"asking the teacher {parent.version.ref} about {len(train)} rows of {data}")
     teacher = answers(parent.runtime.predict, train)

@@ -66,8 +66,11 @@ def onnxruntime_web() -> Path:
         raise PalletError("a web export needs npm, to install onnxruntime-web from the npm registry once "
                           "(apt-get install npm)")
     root.mkdir(parents=True, exist_ok=True)
-    result = subprocess.run([npm, "install", "--no-audit", "--no-fund", "--prefix", str(root),
-                             f"onnxruntime-web@{ORT_WEB_VERSION}"], capture_output=True, text=True)
+    try:
+        result = subprocess.run([npm, "install", "--no-audit", "--no-fund", "--prefix", str(root),
+                                 f"onnxruntime-web@{ORT_WEB_VERSION}"], capture_output=True, text=True, timeout=600)
+    except subprocess.TimeoutExpired:
+        raise PalletError(f"npm took over 10 minutes to install onnxruntime-web {ORT_WEB_VERSION}") from None
     if result.returncode != 0 or not all((dist / name).is_file() for name in ORT_FILES):
         last = (result.stderr.strip().splitlines() or ["no output"])[-1]
         raise PalletError(f"npm could not install onnxruntime-web {ORT_WEB_VERSION}: {last}")

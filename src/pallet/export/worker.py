@@ -25,12 +25,13 @@ import numpy as np
 
 from pallet.errors import NoRuntime, PalletError
 from pallet.export.base import Converted, Runner, Target
-from pallet.export.check import compare
+from pallet.export.check import accuracy, compare
 from pallet.export.data import Data
 from pallet.export.report import Figures
 from pallet.runtimes.base import Runtime
 from pallet.store import ModelVersion
 
+WORKER_TIMEOUT = 1800  # seconds: a conversion of a big model is minutes, not hours
 ENVIRONMENTS = {  # toolchain -> (the variable naming its Python, a module that shows it is installed, how to get it)
     "edge": ("PALLET_EDGE_PYTHON", "litert_torch", "make edge (or pip install 'pallet[edge]')"),
     "tvm": ("PALLET_TVM_PYTHON", "tvm", "make tvm (or pip install 'pallet[tvm]')"),
@@ -50,13 +51,19 @@ def python_for(toolchain: str) -> str:
 
 def call(toolchain: str, *args: str) -> dict[str, Any]:
     """Run one worker command in the toolchain's environment; its JSON answer."""
-    done = subprocess.run([python_for(toolchain), "-m", "pallet.export.worker", *args], capture_output=True,
-                          text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    try:
+        done = subprocess.run([python_for(toolchain), "-m", "pallet.export.worker", *args], capture_output=True,
+                              text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"}, timeout=WORKER_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        raise PalletError(f"the {toolchain} toolchain took over {WORKER_TIMEOUT} s and was stopped") from None
+    lines = [line for line in done.stderr.strip().splitlines() if line.strip()] or ["it printed nothing"]
     if done.returncode != 0:
-        lines = [line for line in done.stderr.strip().splitlines() if line.strip()] or ["it printed nothing"]
         error = next((line.removeprefix("error: ") for line in reversed(lines) if line.startswith("error: ")), None)
-        raise PalletError(error or f"the {toolchain} toolchain failed: {lines[-1]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+        raise PalletError(error or f"the {toolchain} toolchain failed (exit {done.returncode}): {lines[-1]}")
+    try:
+        return json.loads(done.stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        raise PalletError(f"the {toolchain} toolchain answered no report: {lines[-1]}") from None
 
 
 class InWorker(Target):
@@ -99,10 +106,7 @@ class InWorkerRunner(Runner):
 
     def figures(self, label: str, size: int, data: Data, parent_answers: dict[str, np.ndarray]) -> Figures:
         out = self.answers(data)
-        accuracy = None
-        if data.labels is not None and "label" in out:
-            accuracy = float(np.mean(out["label"].ravel() == np.asarray(data.labels).ravel()))
-        return Figures(label, "", size, self.timings["p50_ms"], self.timings["rows_per_s"], accuracy,
+        return Figures(label, "", size, self.timings["p50_ms"], self.timings["rows_per_s"], accuracy(out, data),
                        compare(parent_answers, out)[1])
 
 
@@ -121,7 +125,7 @@ def torch_module(source: Path, target: str) -> tuple[Any, tuple, list[str], list
     parent = open_version(source)
     if parent.manifest.runtime != "torch":
         raise NoRuntime(f"{parent.ref} is a {parent.manifest.framework} model; the {target} export takes torch "
-                        "models (export scikit-learn models to onnx or web)")
+                        "models (an nn.Module or a torch.export program)")
     import torch
 
     runtime = parent.load_runtime()
@@ -129,9 +133,7 @@ def torch_module(source: Path, target: str) -> tuple[Any, tuple, list[str], list
     args = tuple(torch.from_numpy(np.ascontiguousarray(sample[name][:1])) for name in runtime.input_names)
     with torch.inference_mode():
         out = runtime.module(*args)
-    names = list(out) if isinstance(out, dict) else runtime.output_names or (
-        [f"output_{i}" for i in range(len(out))] if isinstance(out, (tuple, list)) else ["output"])
-    return runtime.module.eval(), args, runtime.input_names, names
+    return runtime.module.eval(), args, runtime.input_names, runtime.names_of(out)
 
 
 # -- inside the toolchain's environment --------------------------------------------------------------
@@ -173,11 +175,18 @@ def _run(runtime_name: str, folder: str, options: str, inputs_path: str, outputs
 
 
 def main(argv: list[str]) -> int:
+    from pallet.export.onnx import explain, quiet
+
     commands = {"convert": _convert, "run": _run}
     try:
-        result = commands[argv[0]](*argv[1:])
+        with quiet():
+            result = commands[argv[0]](*argv[1:])
     except PalletError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 1
+    except Exception as e:  # the toolchain's own errors: one line, its root cause
+        print(f"error: the {argv[1] if argv[0] == 'convert' else argv[1] + ' runtime'} toolchain failed: "
+              f"{explain(e)}", file=sys.stderr)
         return 1
     print(json.dumps(result))
     return 0

@@ -117,7 +117,7 @@ class SentenceRuntime(Runtime):
         """Write this encoder's ONNX form (the graph with its pooling, beside the tokenizer) into `folder`."""
         import torch
 
-        from pallet.export.onnx import OPSET, quiet
+        from pallet.export.onnx import OPSET, explain, quiet
 
         if self.backend == "onnx":
             _copy_tokenizer(self.folder / ENCODER, folder / ENCODER)
@@ -127,11 +127,14 @@ class SentenceRuntime(Runtime):
         example = self.tokens(np.array(["an example sentence", "and a second, longer one"]))
         batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence", max=512)
         args = tuple(torch.from_numpy(example[name]) for name in INPUTS)
-        with quiet():
-            program = torch.onnx.export(self.module, args, input_names=list(INPUTS), dynamo=True,
-                                        opset_version=OPSET, verbose=False,
-                                        dynamic_shapes={name: {0: batch, 1: sequence} for name in INPUTS})
-        program.save(str(folder / GRAPH), external_data=False)
+        try:
+            with quiet():
+                program = torch.onnx.export(self.module, args, input_names=list(INPUTS), dynamo=True,
+                                            opset_version=OPSET, verbose=False,
+                                            dynamic_shapes={name: {0: batch, 1: sequence} for name in INPUTS})
+                program.save(str(folder / GRAPH), external_data=False)
+        except Exception as e:  # the exporter raises its own error types
+            raise NoRuntime(f"torch.onnx cannot export this sentence encoder: {explain(e)}") from None
         _name_output(folder / GRAPH, "embedding")
         return "sentence", {"backend": "onnx", "max_length": self.tokenizer.truncation["max_length"]}
 

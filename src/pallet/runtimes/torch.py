@@ -4,7 +4,8 @@ An `nn.Module` is stored as its class's source file (`code/`), the arguments its
 constructor took (read back from attributes of the same name, as `self.hidden =
 hidden` keeps them), and its `state_dict` (`weights.pt`, loaded with
 `weights_only=True`: tensors, never pickled code). A `torch.export.ExportedProgram`
-is stored as `model.pt2`; it needs no source at all.
+is stored as `model.pt2`; it needs no source at all (torch's own loader reads it, as
+every stored file, only after its sha256 matched the manifest).
 
 `forward` takes the model's inputs as tensors, in the order of its parameters,
 and returns a tensor (named `output`), a dict of named tensors, or a tuple named by
@@ -90,12 +91,18 @@ class TorchRuntime(Runtime):
         tensors = [torch.from_numpy(np.ascontiguousarray(inputs[name])) for name in self.input_names]
         with torch.inference_mode():
             outputs = self.module(*tensors)
+        values = outputs.values() if isinstance(outputs, dict) else outputs if isinstance(outputs, (tuple, list)) \
+            else [outputs]
+        return {name: value.numpy() for name, value in zip(self.names_of(outputs), values, strict=True)}
+
+    def names_of(self, outputs: Any) -> list[str]:
+        """The names of what `forward` returned: a dict's keys, `output_names` (or output_0, output_1 ...)
+        for a tuple, `output` for one tensor."""
         if isinstance(outputs, dict):
-            return {name: value.numpy() for name, value in outputs.items()}
+            return list(outputs)
         if isinstance(outputs, (tuple, list)):
-            names = self.output_names or [f"output_{i}" for i in range(len(outputs))]
-            return {name: value.numpy() for name, value in zip(names, outputs, strict=True)}
-        return {"output": outputs.numpy()}
+            return list(self.output_names or [f"output_{i}" for i in range(len(outputs))])
+        return ["output"]
 
 
 def _init_arguments(model: Any) -> dict[str, Any]:
