@@ -220,3 +220,23 @@ def test_rest_and_grpc_requests_batch_together(slow_store):  # noqa: F811
     for value, response in zip(range(8, 16), results[8:]):
         assert response.status_code == 200 and response.json()["outputs"][0]["data"] == [2 * value, 2 * value]
     assert 1 <= after - before <= 4  # 16 requests from two protocols in a handful of predict calls
+
+
+def test_every_grpc_call_gets_an_access_log_line_with_its_request_id(demo_store, caplog):
+    import json
+    import logging
+
+    config = ServeConfig(models=["iris"], grpc_port=free_port(), access_log=True)
+    with RunningServer(create_app(config, demo_store)):
+        logger = logging.getLogger("pallet.access")
+        logger.addHandler(caplog.handler)  # the access log does not propagate: listen on it directly
+        try:
+            with triton.InferenceServerClient(f"127.0.0.1:{config.grpc_port}") as client:
+                client.infer("iris", [iris_input()], headers={"x-request-id": "trace-1"})
+                failure(lambda: client.infer("nosuch", [iris_input()]))
+        finally:
+            logger.removeHandler(caplog.handler)
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "pallet.access"]
+    infer = [line for line in lines if line["path"].endswith("/ModelInfer")]
+    assert [(line["request_id"], line["status"], line["model"]) for line in infer][:1] == [("trace-1", "OK", "iris")]
+    assert infer[-1]["status"] == "NOT_FOUND" and infer[-1]["protocol"] == "grpc"

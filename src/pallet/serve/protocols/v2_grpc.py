@@ -15,13 +15,14 @@ from typing import Any
 
 import grpc
 import numpy as np
+import orjson
 
 import pallet
 from pallet.errors import InvalidInput, PalletError
 from pallet.serve import codecs, metrics
 from pallet.serve.dataplane import DataPlane
 from pallet.serve.errors import Conflict, Overloaded, PayloadTooLarge, status_of
-from pallet.serve.middleware import error_log, key_refusal, new_request_id
+from pallet.serve.middleware import access_log, error_log, key_refusal, new_request_id
 from pallet.serve.protocols.proto import grpc_service_pb2 as pb
 from pallet.serve.protocols.proto import grpc_service_pb2_grpc as rpc
 from pallet.serve.protocols.v2 import EXTENSIONS, PLATFORMS
@@ -212,20 +213,32 @@ class Guard(grpc.aio.ServerInterceptor):
         inner = handler.unary_unary
 
         async def behaviour(request, context):
+            started, code = time.perf_counter(), grpc.StatusCode.OK
             await context.send_initial_metadata((("x-request-id", request_id),))
-            if refusal is not None:
-                await context.abort(grpc.StatusCode.UNAUTHENTICATED,
-                                    f"{refusal}: send 'authorization: Bearer KEY' or 'x-api-key: KEY' metadata")
             try:
+                if refusal is not None:
+                    code = grpc.StatusCode.UNAUTHENTICATED
+                    await context.abort(code, f"{refusal}: send 'authorization: Bearer KEY' or 'x-api-key: KEY' "
+                                              "metadata")
                 return await inner(request, context)
             except PalletError as error:
-                await context.abort(grpc_code(error), str(error))
+                code = grpc_code(error)
+                await context.abort(code, str(error))
             except (NotImplementedError, asyncio.CancelledError, grpc.aio.AbortError):
                 raise
             except Exception as error:  # a bug in pallet or in model code: answer, log, keep serving
+                code = grpc.StatusCode.INTERNAL
                 error_log.exception("gRPC call %s (request %s) failed", method, request_id)
-                await context.abort(grpc.StatusCode.INTERNAL, f"internal error ({type(error).__name__}); see the "
-                                                              f"server log, request id {request_id}")
+                await context.abort(code, f"internal error ({type(error).__name__}); see the server log, "
+                                          f"request id {request_id}")
+            finally:
+                if self.config.access_log:
+                    access_log.info(orjson.dumps({
+                        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "request_id": request_id, "method": "gRPC",
+                        "path": details.method, "status": code.name,
+                        "latency_ms": round((time.perf_counter() - started) * 1000, 3),
+                        "model": getattr(request, "model_name", None) or getattr(request, "name", None),
+                        "protocol": PROTOCOL}).decode())
 
         return grpc.unary_unary_rpc_method_handler(behaviour, request_deserializer=handler.request_deserializer,
                                                    response_serializer=handler.response_serializer)
