@@ -233,10 +233,10 @@ def test_every_grpc_call_gets_an_access_log_line_with_its_request_id(demo_store,
         try:
             with triton.InferenceServerClient(f"127.0.0.1:{config.grpc_port}") as client:
                 client.infer("iris", [iris_input()], headers={"x-request-id": "trace-1"})
-                failure(lambda: client.infer("nosuch", [iris_input()]))
+                failure(lambda: client.infer("nosuch", [iris_input()], headers={"x-request-id": "trace-2"}))
         finally:
             logger.removeHandler(caplog.handler)
     lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "pallet.access"]
-    infer = [line for line in lines if line["path"].endswith("/ModelInfer")]
-    assert [(line["request_id"], line["status"], line["model"]) for line in infer][:1] == [("trace-1", "OK", "iris")]
-    assert infer[-1]["status"] == "NOT_FOUND" and infer[-1]["protocol"] == "grpc"
+    by_id = {line["request_id"]: line for line in lines if line["path"].endswith("/ModelInfer")}
+    assert (by_id["trace-1"]["status"], by_id["trace-1"]["model"], by_id["trace-1"]["protocol"]) == ("OK", "iris", "grpc")
+    assert (by_id["trace-2"]["status"], by_id["trace-2"]["model"]) == ("NOT_FOUND", "nosuch"), lines
