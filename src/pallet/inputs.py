@@ -11,6 +11,9 @@ from pallet.errors import InvalidInput
 from pallet.signature import Signature
 
 
+SHAPES = ('{"dataframe_split": ...}', '{"dataframe_records": [...]}', '{"instances": [...]}', '{"inputs": ...}')
+
+
 def parse_inputs(text: str, signature: Signature, fmt: str) -> Any:
     """Inputs for `signature.validate` from `text` in `fmt` (`json` or `csv`).
 
@@ -36,7 +39,10 @@ def _from_json(text: str, signature: Signature) -> Any:
         if key in ("inputs", "instances", "dataframe_records"):
             data = value
         elif key == "dataframe_split":
-            data = _from_split(value, signature)
+            data = from_split(value, signature)
+    if isinstance(data, dict) and not set(data) <= set(signature.input_names):
+        raise InvalidInput(f"a JSON object must be one of {', '.join(SHAPES)} or the model's inputs by name "
+                           f"({', '.join(signature.input_names)}); got {', '.join(map(str, data))}")
     if isinstance(data, list) and data and all(isinstance(row, dict) for row in data):
         return from_records(data, signature)
     if isinstance(data, list) and len(signature.inputs) == 1:
@@ -76,18 +82,34 @@ def from_records(records: list[dict], signature: Signature, what: str = "records
     return {name: [row[name] for row in records] for name in names}
 
 
-def _from_split(split: Any, signature: Signature) -> Any:
+def from_split(split: Any, signature: Signature, what: str = "dataframe_split") -> Any:
+    """Inputs from pandas' split orientation: `data` rows, optional `columns` and `index` (ignored).
+
+    A model with one input takes the rows as they are; a model whose inputs are named columns
+    (saved from a DataFrame sample) takes them by name, in any order, and every column must be one.
+    """
     if not isinstance(split, dict) or not isinstance(split.get("data"), list):
-        raise InvalidInput('"dataframe_split" must be an object with "data" (rows) and optional "columns"')
+        raise InvalidInput(f'"{what}" must be an object with "data" (rows) and optional "columns" and "index"')
+    unknown = set(split) - {"columns", "data", "index"}
+    if unknown:
+        raise InvalidInput(f'"{what}" has unknown key(s) {", ".join(sorted(map(str, unknown)))}; it takes '
+                           '"columns", "index" and "data"')
     columns, rows = split.get("columns"), split["data"]
     names = signature.input_names
     if not columns or len(names) == 1:
         return rows
-    if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns) or set(columns) != set(names):
-        raise InvalidInput(f"dataframe_split columns {columns!r} do not match the inputs {names}")
+    if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
+        raise InvalidInput(f'"{what}" columns must be a list of names')
+    missing = [n for n in names if n not in columns]
+    extra = [c for c in columns if c not in names]
+    if missing or extra or len(set(columns)) != len(columns):
+        problems = ([f"missing column(s) {', '.join(missing)}"] if missing else []) + \
+                   ([f"unknown column(s) {', '.join(extra)}"] if extra else []) + \
+                   (["a column named twice"] if len(set(columns)) != len(columns) else [])
+        raise InvalidInput(f"{what}: {'; '.join(problems)}; this model takes the columns {', '.join(names)}")
     for i, row in enumerate(rows):
         if not isinstance(row, list) or len(row) != len(columns):
-            raise InvalidInput(f"dataframe_split data[{i}] must be a list of {len(columns)} values")
+            raise InvalidInput(f"{what} data[{i}] must be a list of {len(columns)} values")
     return {name: [row[columns.index(name)] for row in rows] for name in names}
 
 

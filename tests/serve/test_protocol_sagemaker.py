@@ -1,4 +1,4 @@
-"""SageMaker's container contract, MLflow scoring shapes and Azure ML `/score` against a real server."""
+"""SageMaker's container contract and MLflow's scoring shapes on `/invocations` against a real server."""
 
 import pytest
 from sklearn.datasets import load_iris
@@ -56,11 +56,6 @@ def test_target_model_header_picks_the_model(client):
     headers = {"X-Amzn-SageMaker-Target-Model": "digits-onnx.tar.gz"}
     response = client.post("/invocations", json=[[0.0] * 64], headers=headers)
     assert response.status_code == 200 and "label" in response.json()["predictions"][0]
-
-
-def test_azure_score(client):
-    response = client.post("/score", json={"instances": IRIS[:1]}, headers=TARGET)
-    assert response.json()["predictions"][0]["label"] == 0
 
 
 @pytest.mark.parametrize(

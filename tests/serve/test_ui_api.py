@@ -14,7 +14,7 @@ def _feedback(**fields):
 
 def test_index_and_pages_are_html_with_their_assets(client):
     for path in ("/", "/ui/digits", "/dashboard"):
-        response = client.get(path)
+        response = client.get(path, headers={"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"})
         assert response.status_code == 200 and response.headers["content-type"].startswith("text/html")
         for asset in ("/ui/static/pallet.css", "/ui/static/common.js"):
             assert asset in response.text

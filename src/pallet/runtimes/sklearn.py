@@ -5,12 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import warnings
+
 import joblib
 import numpy as np
 
 from pallet.runtimes.base import Runtime
 
 FILE = "model.joblib"
+# An estimator fitted on a DataFrame is given the same columns, by name and in its order, as an array.
+warnings.filterwarnings("ignore", message="X does not have valid feature names", category=UserWarning)
 # Classifiers whose predict() is, by construction, the class of highest predict_proba():
 # for them one predict_proba call gives both outputs, halving the work per request.
 ARGMAX_CLASSIFIERS = {
@@ -32,6 +36,7 @@ class SklearnRuntime(Runtime):
         if self.probabilistic:
             self.classes = np.asarray(classes)
             self.output_labels = {"probabilities": self.classes.tolist()}
+        self.feature_names = [str(n) for n in getattr(estimator, "feature_names_in_", [])]
         final = estimator.steps[-1][1] if hasattr(estimator, "steps") else estimator
         self.label_from_proba = self.probabilistic and type(final).__name__ in ARGMAX_CLASSIFIERS
 
@@ -51,8 +56,14 @@ class SklearnRuntime(Runtime):
         return cls(joblib.load(folder / FILE))
 
     def predict(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        # One input is the feature matrix; several 1-D inputs are its named columns.
-        x = next(iter(inputs.values())) if len(inputs) == 1 else np.column_stack(list(inputs.values()))
+        # One input is the feature matrix; several 1-D inputs are its named columns, put in the order
+        # the estimator was fitted on when it knows its feature names (fitted on a DataFrame).
+        if len(inputs) == 1:
+            x = next(iter(inputs.values()))
+        elif self.feature_names and set(self.feature_names) == set(inputs):
+            x = np.column_stack([inputs[name] for name in self.feature_names])
+        else:
+            x = np.column_stack(list(inputs.values()))
         if not self.probabilistic:
             return {"prediction": np.asarray(self.estimator.predict(x))}
         probabilities = np.asarray(self.estimator.predict_proba(x))

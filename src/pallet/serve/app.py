@@ -22,7 +22,7 @@ from pallet.serve.errors import Overloaded, status_of
 from pallet.serve.http import json_response
 from pallet.serve.middleware import APIKey, RequestContext, ShareToken
 from pallet.serve.openapi import routes as openapi_routes
-from pallet.serve.protocols import sagemaker, v1, v2
+from pallet.serve.protocols import azureml, sagemaker, v1, v2
 from pallet.serve.server import configure_access_log, configure_rollout_log
 from pallet.store import Store, default_store
 from pallet.ui import routes as ui
@@ -65,7 +65,7 @@ def create_app(config: ServeConfig, store: Store | None = None) -> Starlette:
         return Response(body, media_type=content_type)
 
     app = Starlette(
-        routes=[*v2.routes(plane), *v1.routes(plane), *sagemaker.routes(plane), *openapi_routes(plane),
+        routes=[*v2.routes(plane), *v1.routes(plane), *sagemaker.routes(plane), *azureml.routes(plane), *openapi_routes(plane),
                 Route("/metrics", serve_metrics), *rollout_routes.routes(plane),
                 *ui.routes(plane, stats, config.ui_dir)],
         middleware=[Middleware(RequestContext, config=config), Middleware(ShareToken, config=config),

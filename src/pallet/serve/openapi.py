@@ -149,9 +149,23 @@ UI = "Pages, dashboard and feedback"
 ROLLOUTS = "Rollouts (API key when set)"
 LIMIT = {"name": "limit", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 1}}
 MODEL_VERSION = {"name": "version", "in": "query", "required": False, "schema": {"type": "string"}}
+SPLIT = {"type": "object", "required": ["data"], "properties": {
+    "columns": {"type": "array", "items": {"type": "string"}}, "index": {"type": "array"},
+    "data": {"type": "array", "items": {"type": "array"}}}}
+MLFLOW = [{"type": "object", "required": ["dataframe_split"], "properties": {"dataframe_split": SPLIT}},
+          {"type": "object", "required": ["dataframe_records"],
+           "properties": {"dataframe_records": {"type": "array", "items": {"type": "object"}}}},
+          {"type": "object", "required": ["inputs"], "properties": {"inputs": {}}}]
 SAGEMAKER_BODY = {"application/json": {"schema": {"oneOf": [_ref("Instances"), {"type": "array", "items": {}},
-                                                            {"type": "object"}]}},
+                                                            *MLFLOW]}},
                   "text/csv": {"schema": {"type": "string"}}}
+AZURE_BODY = {"application/json": {"schema": {"oneOf": [
+    {"type": "object", "required": ["input_data"], "properties": {"input_data": {"oneOf": [
+        SPLIT, {"type": "array", "items": {}}]}}},
+    {"type": "object", "required": ["data"], "properties": {"data": {"type": "array", "items": {}}}}]}}}
+DEPLOYMENT = {"name": "azureml-model-deployment", "in": "header", "required": False, "schema": {"type": "string"}}
+MODEL_QUERY = {"name": "model", "in": "query", "required": False, "schema": {"type": "string"}}
+TEXT = {"200": {"description": "ok", "content": {"text/plain": {"schema": {"type": "string"}}}}}
 
 SPEC = {
     "openapi": "3.1.0",
@@ -185,8 +199,10 @@ SPEC = {
         "/invocations": _post("Predict (JSON instances, rows, MLflow shapes, or CSV)", {}, _ref("Predictions"),
                               {"name": "X-Amzn-SageMaker-Target-Model", "in": "header", "required": False,
                                "schema": {"type": "string"}}, tag=SM, content=SAGEMAKER_BODY),
-        "/score": _post("Azure ML scoring (same bodies as /invocations)", {}, _ref("Predictions"), tag=SM,
-                        content=SAGEMAKER_BODY),
+        "/score": _post("Azure ML scoring: a JSON list of predictions", {}, {"type": "array", "items": {}},
+                        DEPLOYMENT, MODEL_QUERY, tag=SM, content=AZURE_BODY),
+        "/health": {"get": {"summary": "MLflow scoring server health", "tags": [SM], "responses": TEXT}},
+        "/version": {"get": {"summary": "MLflow scoring server version", "tags": [SM], "responses": TEXT}},
         "/v2/models/{name}/feedback": _feedback(NAME),
         "/v2/models/{name}/versions/{version}/feedback": _feedback(NAME, VERSION),
         "/ui/": _page("The loaded models, each with a link to its page"),

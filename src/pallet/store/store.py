@@ -245,6 +245,8 @@ def _sample_inputs(sample: Any, names: list[str] | None) -> dict[str, Any]:
         raise InvalidInput("pass sample=... (a few rows of real input) so pallet can record the signature")
     if isinstance(sample, dict):
         return {str(k): np.asarray(v) for k, v in sample.items()}
+    if hasattr(sample, "columns") and hasattr(sample, "dtypes"):  # a DataFrame: one named input per column
+        return {str(column): np.asarray(sample[column]) for column in sample.columns}
     if names is not None and len(names) != 1:
         raise InvalidInput(f"this model takes {len(names)} inputs ({', '.join(names)}): pass sample as a dict")
     return {names[0] if names else "input": np.asarray(sample)}

@@ -25,6 +25,7 @@ from pallet.serve.dataplane import DataPlane
 from pallet.serve.errors import BadRequest
 from pallet.serve.http import json_response, parse_json, read_body, require_json, to_list
 from pallet.serve.middleware import REQUEST_ID
+from pallet.serve.protocols import azureml
 from pallet.ui.describe import describe
 from pallet.ui.feedback import RATINGS, FeedbackLog
 from pallet.ui.stats import INTERVAL_SECONDS, Stats
@@ -43,6 +44,12 @@ def routes(plane: DataPlane, stats: Stats, ui_dir: str | None = None) -> list[Ba
 
     async def index(request: Request) -> Response:
         return page("index.html")
+
+    async def root(request: Request) -> Response:
+        """The index for browsers; Azure ML's liveness answer for probes and scripts (no text/html)."""
+        if "text/html" in request.headers.get("accept", ""):
+            return page("index.html")
+        return azureml.liveness()
 
     async def model_page(request: Request) -> Response:
         name = request.path_params["name"]
@@ -117,7 +124,7 @@ def routes(plane: DataPlane, stats: Stats, ui_dir: str | None = None) -> list[Ba
         Mount("/ui/static", StaticFiles(directory=STATIC), name="ui-static"),
     ]
     # A team's own page replaces the index; it calls the same API.
-    routes.append(Mount("/", TeamPage(directory=ui_dir, html=True)) if ui_dir else Route("/", index))
+    routes.append(Mount("/", TeamPage(directory=ui_dir, html=True)) if ui_dir else Route("/", root))
     return routes
 
 

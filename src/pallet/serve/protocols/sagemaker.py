@@ -1,4 +1,5 @@
-"""SageMaker's container contract (`/ping`, `/invocations`), MLflow's scoring shapes, Azure ML's `/score`."""
+"""SageMaker's container contract (`/ping`, `/invocations`) and MLflow's scoring protocol on the same
+route (`dataframe_split`, `dataframe_records`, `instances`, `inputs`, CSV; `/health`, `/version`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+import pallet
 from pallet.inputs import parse_inputs
 from pallet.serve.dataplane import DataPlane
 from pallet.serve.errors import BadRequest, NotAcceptable, UnsupportedMediaType
@@ -17,6 +19,7 @@ from pallet.serve.protocols.v1 import predictions
 from pallet.serve.types import InferenceRequest
 
 PROTOCOL = "sagemaker"
+MLFLOW_SHAPES = ('{"dataframe_split"', '{"dataframe_records"', '{"inputs"')  # how MLflow's bodies open
 TARGET_MODEL = "x-amzn-sagemaker-target-model"
 CSV = "text/csv"
 
@@ -36,6 +39,8 @@ def routes(plane: DataPlane) -> list[Route]:
             text = body.decode()
         except UnicodeDecodeError:
             raise BadRequest("request body is not UTF-8 text") from None
+        if text.lstrip()[:24].replace(" ", "").startswith(MLFLOW_SHAPES):
+            request.state.protocol = "mlflow"  # the same route: counted under the protocol the client speaks
         model = routed(request, plane, name)
         inputs = _named(parse_inputs(text, model.signature, fmt), model.signature.input_names)
         response = await plane.infer(InferenceRequest(name, inputs, str(model.ref.version)))
@@ -43,10 +48,18 @@ def routes(plane: DataPlane) -> list[Route]:
             return Response(_csv_rows(response.outputs), media_type=CSV)
         return json_response({"predictions": predictions(response.outputs)})
 
+    async def health(request: Request) -> Response:  # MLflow's scoring server
+        return Response("\n" if plane.ready() else "not ready\n", 200 if plane.ready() else 503,
+                        media_type="text/plain")
+
+    async def version(request: Request) -> Response:
+        return Response(pallet.__version__, media_type="text/plain")
+
     return [
         Route("/ping", ping),
+        Route("/health", health),
+        Route("/version", version),
         Route("/invocations", invocations, methods=["POST"]),
-        Route("/score", invocations, methods=["POST"]),
     ]
 
 

@@ -1,0 +1,71 @@
+"""Azure ML's scoring contract: `GET /` for liveness, `POST /score` answered with a list of predictions.
+
+Bodies: `{"input_data": {"columns", "index", "data"}}` (pandas' split orientation, columns
+matched to the model's input names), `{"input_data": [[...]]}` (rows), `{"data": [[...]]}`
+(the classic scoring script's shape), and the shapes `/invocations` takes. With several
+models loaded, the `azureml-model-deployment` header (or `?model=`) picks one.
+"""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+
+from pallet.errors import InvalidInput
+from pallet.inputs import from_instances, from_split
+from pallet.serve.dataplane import DataPlane
+from pallet.serve.errors import BadRequest
+from pallet.serve.http import json_response, label, parse_json, read_body, require_json, routed
+from pallet.serve.protocols.v1 import predictions
+from pallet.serve.types import InferenceRequest
+
+PROTOCOL = "azureml"
+DEPLOYMENT = "azureml-model-deployment"
+SHAPES = ("input_data", "data")
+
+
+def liveness() -> Response:
+    """What Azure ML's inference server answers at `GET /`."""
+    return PlainTextResponse("Healthy")
+
+
+def routes(plane: DataPlane) -> list[Route]:
+    async def score(request: Request) -> Response:
+        request.state.protocol = PROTOCOL
+        name = _deployment(plane, request)
+        label(request, plane.get(name))
+        require_json(request)
+        body = parse_json(await read_body(request, plane.config.max_body_bytes))
+        model = routed(request, plane, name)
+        inputs = decode(body, model.signature)
+        response = await plane.infer(InferenceRequest(name, inputs, str(model.ref.version)))
+        return json_response(predictions(response.outputs))
+
+    return [Route("/score", score, methods=["POST"])]
+
+
+def decode(body, signature) -> dict:
+    """Named inputs from one of Azure's scoring bodies."""
+    if not isinstance(body, dict) or len(body) != 1 or next(iter(body)) not in SHAPES:
+        keys = ", ".join(map(str, body)) if isinstance(body, dict) else type(body).__name__
+        raise BadRequest(f'the body must be {{"input_data": ...}} (a pandas split object or rows) or '
+                         f'{{"data": [rows]}}; got {keys}')
+    (key, value), = body.items()
+    if key == "input_data" and isinstance(value, dict):
+        return from_split(value, signature, "input_data")
+    try:
+        return from_instances(value, signature, key)
+    except InvalidInput as e:
+        raise BadRequest(str(e)) from None
+
+
+def _deployment(plane: DataPlane, request: Request) -> str:
+    name = request.headers.get(DEPLOYMENT) or request.query_params.get("model")
+    if name:
+        return name
+    names = plane.names()
+    if len(names) == 1:
+        return names[0]
+    raise BadRequest(f"this server has {len(names)} models loaded ({', '.join(names)}): name one in the "
+                     f"{DEPLOYMENT} header or ?model=")
