@@ -163,3 +163,17 @@ def test_openapi_lists_both_formats(client):
     azure = paths["/score"]["post"]
     assert [p["name"] for p in azure["parameters"]] == ["azureml-model-deployment", "model"]
     assert "input_data" in str(azure["requestBody"]) and "dataframe_split" in str(paths["/invocations"])
+
+
+def test_mlflow_own_scoring_client_works_unchanged(named):
+    import pandas as pd
+    from mlflow.pyfunc.scoring_server.client import ScoringServerClient
+
+    host, port = named.base_url.host, named.base_url.port
+    client = ScoringServerClient(host, port)
+    client.ping()
+    assert client.get_version() == named.get("/version").text
+    columns, rows = shuffled(IRIS)
+    frame = pd.DataFrame(rows, columns=columns)  # another column order than training
+    predictions = client.invoke(frame).get_predictions(predictions_format="dataframe")
+    assert predictions["label"].tolist() == [0, 2]
