@@ -36,7 +36,10 @@ def test_json_for_several_inputs():
     [
         ('{"dataframe_split": {"columns": ["a", "b"], "data": [[1]]}}', r"data\[0\] must be a list of 2 values"),
         ('{"dataframe_split": {"columns": ["a", "b"], "data": [5]}}', r"data\[0\] must be a list of 2 values"),
-        ('{"dataframe_split": {"columns": {"a": 1}, "data": [[1, 2]]}}', "do not match the inputs"),
+        ('{"dataframe_split": {"columns": {"a": 1}, "data": [[1, 2]]}}', "columns must be a list of names"),
+        ('{"dataframe_split": {"columns": ["a", "c"], "data": [[1, 2]]}}',
+         "missing column.s. b; unknown column.s. c; this model takes the columns a, b"),
+        ('{"instances": [[1, 2]], "extra": 1}', "a JSON object must be one of"),
         ('[{"a": 1}]', r"records\[0\] has no 'b'"),
         ('[{"a": 1, "b": 2, "c": 3}]', r"unknown input 'c' in records\[0\]"),
     ],
