@@ -268,6 +268,8 @@ def test_pallet_serve_port_from_sagemaker_env(demo_store):
         (["iris", "--port", "notanumber"], "error: Invalid value for '--port'"),
         (["iris", "--ui", "/nonexistent"], "error: --ui /nonexistent: no index.html there"),
         (["iris", "--share-token", "short"], "error: --share-token must be 8 to 128 letters"),
+        (["iris", "--port", "8123", "--grpc-port", "8123"], "error: --grpc-port 8123 is the REST port too"),
+        (["iris", "--grpc-port", "70000"], "error: Invalid value for '--grpc-port'"),
     ],
 )
 def test_pallet_serve_mistakes_are_one_line(demo_store, args, message):
@@ -295,6 +297,10 @@ def test_pallet_serve_port_in_use(demo_store, server):
                                            "PALLET_DB_URL": demo_store.db_url})
     assert done.returncode == 1
     assert f"error: cannot listen on 127.0.0.1:{server.port}: Address already in use" in done.stderr
+    done = subprocess.run([PALLET, "serve", "iris", "--port", str(free_port()), "--grpc-port", str(server.port)],
+                          capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PALLET_HOME": str(demo_store.home), "PALLET_DB_URL": demo_store.db_url})
+    assert done.returncode == 1 and done.stderr.strip().endswith("pick another --grpc-port or --host")
 
 
 def test_pallet_serve_on_every_interface_prints_shareable_urls(demo_store):

@@ -53,7 +53,7 @@ def serve(config: ServeConfig, store: Store | None = None, echo: Callable[[str],
     if config.grpc_port is not None:
         if config.grpc_port == config.port:
             raise PalletError(f"--grpc-port {config.grpc_port} is the REST port too; give gRPC a port of its own")
-        _check_port(config.host, config.grpc_port)
+        _check_port(config.host, config.grpc_port, "--grpc-port")
 
     # Worker processes rebuild the app from the environment: same store, same config.
     os.environ["PALLET_HOME"] = str(store.home)
@@ -111,7 +111,7 @@ def configure_rollout_log() -> None:
         logger.propagate = False
 
 
-def _check_port(host: str, port: int) -> None:
+def _check_port(host: str, port: int, option: str = "--port") -> None:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -119,7 +119,7 @@ def _check_port(host: str, port: int) -> None:
             probe.bind((host, port))
         except (OSError, OverflowError) as e:
             reason = getattr(e, "strerror", None) or str(e)
-            raise PalletError(f"cannot listen on {host}:{port}: {reason}; pick another --port or --host") from None
+            raise PalletError(f"cannot listen on {host}:{port}: {reason}; pick another {option} or --host") from None
 
 
 def reachable_hosts(host: str) -> list[str]:
