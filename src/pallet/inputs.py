@@ -34,6 +34,8 @@ def _from_json(text: str, signature: Signature) -> Any:
         data = json.loads(text)
     except (ValueError, RecursionError) as e:
         raise InvalidInput(f"input is not valid JSON: {e}") from None
+    if isinstance(data, dict) and len(data) == 2 and "params" in data:
+        data = {k: v for k, v in data.items() if k != "params"}  # MLflow's inference params: no model here takes them
     if isinstance(data, dict) and len(data) == 1:
         (key, value), = data.items()
         if key in ("inputs", "instances", "dataframe_records"):
@@ -96,6 +98,9 @@ def from_split(split: Any, signature: Signature, what: str = "dataframe_split") 
                            '"columns", "index" and "data"')
     columns, rows = split.get("columns"), split["data"]
     names = signature.input_names
+    if len(names) == 1 and columns == names and len(signature.inputs[0].shape) == 1 \
+            and all(isinstance(r, list) and len(r) == 1 for r in rows):
+        return [row[0] for row in rows]  # one column of a 1-D input (text, say): pandas writes each as [value]
     if not columns or len(names) == 1:
         return rows
     if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):

@@ -177,3 +177,19 @@ def test_mlflow_own_scoring_client_works_unchanged(named):
     frame = pd.DataFrame(rows, columns=columns)  # another column order than training
     predictions = client.invoke(frame).get_predictions(predictions_format="dataframe")
     assert predictions["label"].tolist() == [0, 2]
+
+
+def test_azure_deployment_header_naming_a_deployment_is_fine_with_one_model(named):
+    response = named.post("/score", json={"input_data": {"columns": COLUMNS, "data": IRIS}},
+                          headers={"azureml-model-deployment": "blue"})
+    assert response.status_code == 200 and [p["label"] for p in response.json()] == [0, 2]
+
+
+def test_probes_stay_open_with_auth(demo_store, monkeypatch):
+    monkeypatch.setenv("PALLET_API_KEY", "s3cret")
+    config = ServeConfig(models=["iris"], auth=True, access_log=False)
+    with RunningServer(create_app(config, demo_store)) as server:
+        with httpx.Client(base_url=server.url) as client:
+            assert client.get("/").text == "Healthy" and client.get("/health").status_code == 200
+            assert client.get("/", headers={"Accept": "text/html"}).status_code == 401
+            assert client.post("/score", json={"data": IRIS}).status_code == 401

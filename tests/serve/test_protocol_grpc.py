@@ -227,16 +227,42 @@ def test_every_grpc_call_gets_an_access_log_line_with_its_request_id(demo_store,
     import logging
 
     config = ServeConfig(models=["iris"], grpc_port=free_port(), access_log=True)
-    with RunningServer(create_app(config, demo_store)):
-        logger = logging.getLogger("pallet.access")
-        logger.addHandler(caplog.handler)  # the access log does not propagate: listen on it directly
-        try:
+    logger = logging.getLogger("pallet.access")
+    logger.addHandler(caplog.handler)  # the access log does not propagate: listen on it directly
+    try:
+        with RunningServer(create_app(config, demo_store)):
             with triton.InferenceServerClient(f"127.0.0.1:{config.grpc_port}") as client:
                 client.infer("iris", [iris_input()], headers={"x-request-id": "trace-1"})
                 failure(lambda: client.infer("nosuch", [iris_input()], headers={"x-request-id": "trace-2"}))
-        finally:
-            logger.removeHandler(caplog.handler)
+    finally:  # after the server stopped: every call has written its line
+        logger.removeHandler(caplog.handler)
     lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "pallet.access"]
     by_id = {line["request_id"]: line for line in lines if line["path"].endswith("/ModelInfer")}
     assert (by_id["trace-1"]["status"], by_id["trace-1"]["model"], by_id["trace-1"]["protocol"]) == ("OK", "iris", "grpc")
     assert (by_id["trace-2"]["status"], by_id["trace-2"]["model"]) == ("NOT_FOUND", "nosuch"), lines
+
+
+def test_outputs_with_no_typed_field_answer_raw_and_bad_typed_shapes_are_invalid():
+    from pallet.errors import InvalidInput
+    from pallet.serve.protocols.v2_grpc import decode_request, encode_response
+    from pallet.serve.types import InferenceResponse
+
+    answer = encode_response(InferenceResponse("m", "1", {"half": np.ones((2, 2), np.float16),
+                                                          "label": np.array([1, 2])}), raw=False)
+    assert len(answer.raw_output_contents) == 2 and not answer.outputs[1].contents.int64_contents
+    assert np.frombuffer(answer.raw_output_contents[0], "<f2").tolist() == [1.0] * 4
+    for shape in ([-1, -1], [2**32, 2**32]):
+        request = pb.ModelInferRequest(model_name="m")
+        request.inputs.add(name="text", datatype="BYTES", shape=shape).contents.bytes_contents.append(b"x")
+        with pytest.raises(InvalidInput):
+            decode_request(request, "1")
+
+
+def test_an_ipv6_host_binds_grpc_too(demo_store):
+    config = ServeConfig(models=["iris"], host="::1", grpc_port=free_port(), access_log=False)
+    app = create_app(config, demo_store)
+    server = RunningServer(app)
+    server.server.config.host = "::1"
+    with server:
+        with triton.InferenceServerClient(f"[::1]:{config.grpc_port}") as client:
+            assert client.is_server_ready()

@@ -381,3 +381,25 @@ def test_a_server_starts_and_answers_while_the_rollout_state_cannot_be_read(roll
         logger.removeHandler(caplog.handler)
     failures = [r for r in caplog.records if "rollout sync failed" in r.getMessage()]
     assert len(failures) == 1 and "connection refused" in failures[0].getMessage()
+
+
+def test_grpc_follows_the_sticky_split_as_rest_does(rollout_store):
+    import tritonclient.grpc as triton_grpc
+
+    from tests.serve.conftest import free_port
+
+    _clear(rollout_store)
+    config = ServeConfig(models=["digits@production"], rollout_poll_seconds=0.2, grpc_port=free_port(),
+                         access_log=False)
+    rollouts = Rollouts(rollout_store, actor="test")
+    with RunningServer(create_app(config, rollout_store)) as server, httpx.Client(base_url=server.url) as client:
+        rollouts.split("digits", {"digits:1": 50, "digits:2": 50}, sticky_key="X-User-ID")
+        wait_for(lambda: _applied(client), what="the sticky split")
+        body = {"inputs": [{"name": "input", "shape": [1, 64], "datatype": "FP64", "data": [0] * 64}]}
+        rest = {user: _version(client, body, user) for user in range(30)}
+        row = triton_grpc.InferInput("input", [1, 64], "FP64")
+        row.set_data_from_numpy(np.zeros((1, 64)))
+        with triton_grpc.InferenceServerClient(f"127.0.0.1:{config.grpc_port}") as grpc_client:
+            grpc = {user: grpc_client.infer("digits", [row], headers={"x-user-id": str(user)}).get_response()
+                    .model_version for user in range(30)}
+    assert grpc == rest and set(rest.values()) == {"1", "2"}

@@ -150,3 +150,15 @@ def test_minilm_exports_to_onnx_and_int8_keeping_its_tokenizer(torch_store, expe
     assert cosine.min() > 0.97
     with pytest.raises(NoRuntime, match="needs more than an ONNX graph"):
         export(torch_store, "minilm", "web")
+
+
+def test_a_one_column_dataframe_of_text_is_read_as_pandas_writes_it(torch_server, expected):
+    body = {"dataframe_split": {"columns": ["text"], "index": [0, 1], "data": [[SENTENCES[0]], [SENTENCES[1]]]},
+            "params": {"ignored": True}}
+    response = httpx.post(f"{torch_server.url}/invocations", json=body,
+                          headers={"X-Amzn-SageMaker-Target-Model": "minilm"}, timeout=60)
+    assert response.status_code == 200, response.text
+    assert np.allclose(response.json()["predictions"], expected[:2], atol=1e-5)
+    azure = httpx.post(f"{torch_server.url}/score?model=minilm", timeout=60,
+                       json={"input_data": {"columns": ["text"], "data": [[SENTENCES[2]]]}})
+    assert azure.status_code == 200 and np.allclose(azure.json(), expected[2:], atol=1e-5)

@@ -129,7 +129,7 @@ def test_share_token_in_the_url_sets_a_cookie_for_the_pages_calls(start_server):
         refused = client.get("/ui/api/models")
         assert refused.status_code == 401 and "?token=" in refused.json()["error"]
         assert client.get("/ui/api/models", headers={"X-Share-Token": "nope-nope"}).json()["error"] == "wrong share token"
-        opened = client.get("/?token=token-1234")
+        opened = client.get("/?token=token-1234", headers={"Accept": "text/html"})  # a browser opening the link
         assert opened.status_code == 200 and f"pallet_token_{server.port}=token-1234" in opened.headers["set-cookie"]
         assert client.get("/ui/api/models").status_code == 200  # the cookie now carries it
         assert client.get("/ping").status_code == 200

@@ -21,7 +21,7 @@ TABLE = Signature((TensorSpec("input", "float64", (-1, 4)),), (TensorSpec("label
 NAMED = Signature(tuple(TensorSpec(n, "float64", (-1,)) for n in ("a", "b")))
 TEXT = Signature((TensorSpec("text", "str", (-1,)),))
 DATATYPES = st.sampled_from([*codecs.DATATYPES, "FP99", "", "int"])
-SHAPES = st.lists(st.integers(min_value=-2, max_value=6), max_size=4)
+SHAPES = st.lists(st.one_of(st.integers(min_value=-2, max_value=6), st.just(2**32)), max_size=4)
 SCALARS = st.one_of(st.none(), st.booleans(), st.integers(min_value=-2**70, max_value=2**70),
                     st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=8))
 JSON_VALUES = st.recursive(SCALARS, lambda children: st.one_of(
@@ -93,8 +93,11 @@ def test_signature_validate(inputs, signature):
 def test_grpc_infer_request_decoder(tensors, raw):
     request = pb.ModelInferRequest(model_name="m")
     for name, datatype, shape, values in tensors:
-        tensor = request.inputs.add(name=name, datatype=datatype, shape=[max(d, 0) for d in shape])
-        tensor.contents.fp64_contents.extend(values)
+        tensor = request.inputs.add(name=name, datatype=datatype, shape=shape)
+        if datatype == "BYTES":
+            tensor.contents.bytes_contents.extend(str(v).encode() for v in values)
+        else:
+            tensor.contents.fp64_contents.extend(values)
     request.raw_input_contents.extend(raw)
     declared_only(v2_grpc.decode_request, request, "1")
 

@@ -88,7 +88,7 @@ def decode_json(datatype: str, shape: list[int], data: Any, where: str) -> np.nd
         if flat.size and math.prod(shape) == flat.size:
             flat = flat.reshape(shape)  # so a refused value is named by [row, column]
         array = cast(flat, dtype, where)
-    return _reshape(array, shape, where)
+    return reshape(array, shape, where)
 
 
 def decode_binary(datatype: str, shape: list[int], raw: bytes, where: str) -> np.ndarray:
@@ -112,7 +112,7 @@ def decode_binary(datatype: str, shape: list[int], raw: bytes, where: str) -> np
             raise InvalidInput(f"{where}: binary data has {len(raw)} bytes; shape {list(shape)} of {datatype} "
                                f"needs {math.prod(shape) * itemsize}")
         array = np.frombuffer(raw, dtype=np.dtype(dtype).newbyteorder("<")).astype(dtype)
-    return _reshape(array, shape, where)
+    return reshape(array, shape, where)
 
 
 def encode_json(array: np.ndarray) -> tuple[str, list[int], list | np.ndarray]:
@@ -141,7 +141,8 @@ def encode_binary(array: np.ndarray) -> tuple[str, list[int], bytes]:
     return datatype, list(array.shape), np.ascontiguousarray(little).tobytes()
 
 
-def _reshape(array: np.ndarray, shape: tuple[int, ...], where: str) -> np.ndarray:
+def reshape(array: np.ndarray, shape: tuple[int, ...], where: str) -> np.ndarray:
+    """`array` in `shape`, refused with a message when it holds another number of values."""
     if array.size != math.prod(shape):
         raise InvalidInput(f"{where}: shape {list(shape)} needs {math.prod(shape)} values, 'data' has {array.size}")
     try:

@@ -30,8 +30,12 @@ class GrpcServer:
         rpc.add_GRPCInferenceServiceServicer_to_server(Servicer(plane), self.server)
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
-        address = f"{config.host}:{config.grpc_port}"
-        self.port = self.server.add_insecure_port(address)
+        host = f"[{config.host}]" if ":" in config.host else config.host
+        address = f"{host}:{config.grpc_port}"
+        try:
+            self.port = self.server.add_insecure_port(address)
+        except RuntimeError:  # grpcio raises where older releases returned 0
+            self.port = 0
         if self.port == 0:
             raise PalletError(f"cannot listen for gRPC on {address}: the port is taken or not allowed "
                               "(pallet serve --grpc-port)")

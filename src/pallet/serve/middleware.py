@@ -27,6 +27,15 @@ FEEDBACK_SUFFIX = "/feedback"                 # reading feedback back is an admi
 SHARE_COOKIE = "pallet_token"
 
 
+def is_probe(scope) -> bool:
+    """Liveness and readiness probes stay open with --auth and --share-token: V2's health routes,
+    SageMaker's /ping, MLflow's /health, and Azure's GET / when it does not ask for the page."""
+    path = scope["path"]
+    if path.startswith(OPEN_PATHS) or path == "/health":
+        return True
+    return path == "/" and scope["method"] in ("GET", "HEAD") and "text/html" not in (_header(scope, b"accept") or "")
+
+
 def new_request_id(given: str | None) -> str:
     """The client's request id when it is tame, else a new one, unique across workers."""
     return given if given is not None and REQUEST_ID.fullmatch(given) else f"{PROCESS_ID}{next(_counter):010x}"
@@ -107,7 +116,7 @@ class APIKey:
 
     async def __call__(self, scope, receive, send):
         key = self.key
-        if scope["type"] != "http" or key is None or not self._guarded(scope["method"], scope["path"]):
+        if scope["type"] != "http" or key is None or not self._guarded(scope):
             return await self.app(scope, receive, send)
         given = _header(scope, b"x-api-key")
         bearer = _header(scope, b"authorization")
@@ -121,10 +130,11 @@ class APIKey:
                     "headers": [(b"content-type", b"application/json"), (b"www-authenticate", b"Bearer")]})
         await send({"type": "http.response.body", "body": body})
 
-    def _guarded(self, method: str, path: str) -> bool:
+    def _guarded(self, scope) -> bool:
+        method, path = scope["method"], scope["path"]
         if path.startswith(ADMIN_PREFIXES) or (method in ("GET", "HEAD") and path.endswith(FEEDBACK_SUFFIX)):
             return True
-        return self.config.auth and not path.startswith(OPEN_PATHS)
+        return self.config.auth and not is_probe(scope)
 
 
 class ShareToken:
@@ -137,7 +147,7 @@ class ShareToken:
 
     async def __call__(self, scope, receive, send):
         token = self.token
-        if scope["type"] != "http" or token is None or scope["path"].startswith(OPEN_PATHS):
+        if scope["type"] != "http" or token is None or is_probe(scope):
             return await self.app(scope, receive, send)
         in_url = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("token", [None])[0]
         cookie_name = f"{SHARE_COOKIE}_{(scope.get('server') or ('', 0))[1]}"  # browsers share cookies across ports

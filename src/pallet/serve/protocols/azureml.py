@@ -1,9 +1,10 @@
 """Azure ML's scoring contract: `GET /` for liveness, `POST /score` answered with a list of predictions.
 
 Bodies: `{"input_data": {"columns", "index", "data"}}` (pandas' split orientation, columns
-matched to the model's input names), `{"input_data": [[...]]}` (rows), `{"data": [[...]]}`
-(the classic scoring script's shape), and the shapes `/invocations` takes. With several
-models loaded, the `azureml-model-deployment` header (or `?model=`) picks one.
+matched to the model's input names), `{"input_data": [[...]]}` (rows) and `{"data": [[...]]}`
+(the classic scoring script's shape). With several models loaded, `?model=` or the
+`azureml-model-deployment` header (Azure's deployment name, when it names a loaded model)
+picks one.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from pallet.errors import InvalidInput
 from pallet.inputs import from_instances, from_split
 from pallet.serve.dataplane import DataPlane
 from pallet.serve.errors import BadRequest
@@ -54,17 +54,18 @@ def decode(body, signature) -> dict:
     (key, value), = body.items()
     if key == "input_data" and isinstance(value, dict):
         return from_split(value, signature, "input_data")
-    try:
-        return from_instances(value, signature, key)
-    except InvalidInput as e:
-        raise BadRequest(str(e)) from None
+    return from_instances(value, signature, key)
 
 
 def _deployment(plane: DataPlane, request: Request) -> str:
-    name = request.headers.get(DEPLOYMENT) or request.query_params.get("model")
-    if name:
-        return name
+    """`?model=`; else the deployment header when it names a loaded model (Azure sets it to the deployment's
+    name, e.g. blue); else the only model loaded."""
     names = plane.names()
+    if request.query_params.get("model"):
+        return request.query_params["model"]
+    deployment = request.headers.get(DEPLOYMENT)
+    if deployment in names or (deployment and len(names) > 1):
+        return deployment
     if len(names) == 1:
         return names[0]
     raise BadRequest(f"this server has {len(names)} models loaded ({', '.join(names)}): name one in the "

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -19,7 +20,7 @@ from pallet.serve.protocols.v1 import predictions
 from pallet.serve.types import InferenceRequest
 
 PROTOCOL = "sagemaker"
-MLFLOW_SHAPES = ('{"dataframe_split"', '{"dataframe_records"', '{"inputs"')  # how MLflow's bodies open
+MLFLOW_SHAPE = re.compile(r'\s*\{\s*"(dataframe_split|dataframe_records|inputs)"')  # how MLflow's bodies open
 TARGET_MODEL = "x-amzn-sagemaker-target-model"
 CSV = "text/csv"
 
@@ -39,7 +40,7 @@ def routes(plane: DataPlane) -> list[Route]:
             text = body.decode()
         except UnicodeDecodeError:
             raise BadRequest("request body is not UTF-8 text") from None
-        if text.lstrip()[:24].replace(" ", "").startswith(MLFLOW_SHAPES):
+        if MLFLOW_SHAPE.match(text):
             request.state.protocol = "mlflow"  # the same route: counted under the protocol the client speaks
         model = routed(request, plane, name)
         inputs = _named(parse_inputs(text, model.signature, fmt), model.signature.input_names)

@@ -16,6 +16,7 @@ from typing import Any
 import grpc
 import numpy as np
 import orjson
+from starlette.datastructures import Headers
 
 import pallet
 from pallet.errors import InvalidInput, PalletError
@@ -88,21 +89,25 @@ class Servicer(rpc.GRPCInferenceServiceServicer):
 
     async def ModelInfer(self, request, context):
         started = time.perf_counter()
-        name, model, version, status = request.model_name, "", "", 500
+        model, version, status = "", "", 500
         try:
+            metadata = [(k, v) for k, v in context.invocation_metadata() or () if isinstance(v, str)]
             routed = self.plane.route(request.model_name, request.model_version or None,
-                                      dict(context.invocation_metadata() or ()))
+                                      Headers(raw=[(k.encode(), v.encode()) for k, v in metadata]))
             model, version = routed.ref.name, str(routed.ref.version)
             parsed, raw = decode_request(request, version)
             response = encode_response(await self.plane.infer(parsed), raw)
             context.set_trailing_metadata((("x-model-version", version),))
             status = 200
             return response
+        except asyncio.CancelledError:
+            status = 499  # the client went away (deadline, cancel): not the server's failure
+            raise
         except Exception as error:
             status = status_of(error)
             raise
         finally:
-            metrics.observe(model if model == name else "", version, PROTOCOL, status, time.perf_counter() - started)
+            metrics.observe(model, version, PROTOCOL, status, time.perf_counter() - started)
 
     async def RepositoryIndex(self, request, context):
         return pb.RepositoryIndexResponse(models=[
@@ -142,7 +147,7 @@ def decode_request(request: Any, version: str) -> tuple[InferenceRequest, bool]:
             raise InvalidInput(f"inputs[{i}] has no name")
         if tensor.name in inputs:
             raise InvalidInput(f"{where} is given twice")
-        shape = list(tensor.shape)
+        shape = list(codecs.check_shape(list(tensor.shape), where))
         codecs.check_datatype(tensor.datatype, where)
         if raw:
             inputs[tensor.name] = codecs.decode_binary(tensor.datatype, shape, request.raw_input_contents[i], where)
@@ -154,18 +159,12 @@ def decode_request(request: Any, version: str) -> tuple[InferenceRequest, bool]:
         if tensor.datatype == "BYTES":
             array = np.empty(len(values), dtype=object)
             array[:] = values
-            inputs[tensor.name] = _shaped(array, shape, where)
+            inputs[tensor.name] = codecs.reshape(array, tuple(shape), where)
         else:
             inputs[tensor.name] = codecs.decode_json(tensor.datatype, shape, values, where)
     outputs = [o.name for o in request.outputs] or None
     parameters = {key: _parameter(value) for key, value in request.parameters.items()}
     return InferenceRequest(request.model_name, inputs, version, request.id or None, outputs, parameters), raw
-
-
-def _shaped(array: np.ndarray, shape: list[int], where: str) -> np.ndarray:
-    if int(np.prod(shape)) != array.size:
-        raise InvalidInput(f"{where}: shape {shape} holds {int(np.prod(shape))} elements, but {array.size} were given")
-    return array.reshape(shape)
 
 
 def _parameter(value: Any) -> Any:
@@ -174,6 +173,8 @@ def _parameter(value: Any) -> Any:
 
 
 def encode_response(response: InferenceResponse, raw: bool) -> Any:
+    # Outputs with no typed contents field (FP16) travel raw, and then all of them do, as Triton answers.
+    raw = raw or any(codecs.datatype_of(a.dtype) not in CONTENTS for a in response.outputs.values())
     message = pb.ModelInferResponse(model_name=response.model_name, model_version=response.model_version,
                                     id=response.id or "")
     for name, array in response.outputs.items():
@@ -224,7 +225,13 @@ class Guard(grpc.aio.ServerInterceptor):
             except PalletError as error:
                 code = grpc_code(error)
                 await context.abort(code, str(error))
-            except (NotImplementedError, asyncio.CancelledError, grpc.aio.AbortError):
+            except NotImplementedError:
+                code = grpc.StatusCode.UNIMPLEMENTED
+                await context.abort(code, f"{method} is not implemented by pallet")
+            except asyncio.CancelledError:
+                code = grpc.StatusCode.CANCELLED
+                raise
+            except grpc.aio.AbortError:
                 raise
             except Exception as error:  # a bug in pallet or in model code: answer, log, keep serving
                 code = grpc.StatusCode.INTERNAL
