@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 from datetime import datetime, timezone
@@ -25,6 +24,7 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
+from run import machine  # noqa: E402
 
 from pallet.demo import register_minilm, train_digits_torch  # noqa: E402
 from pallet.export import export  # noqa: E402
@@ -87,12 +87,6 @@ def main() -> None:
            "results": results}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "optimize.json").write_text(json.dumps(doc, indent=2) + "\n")
-
-
-def machine() -> dict:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "os": platform.platform()}
 
 
 if __name__ == "__main__":
