@@ -15,6 +15,7 @@ import pytest
 from sklearn.datasets import load_iris
 
 from pallet.bench import wait_ready
+from pallet.store import Store
 from tests.serve.conftest import free_port
 
 IRIS = load_iris().data.tolist()
@@ -317,3 +318,47 @@ def test_pallet_serve_on_every_interface_prints_shareable_urls(demo_store):
     assert len({token for _, token in urls}) == 1  # one token, made by 'new', on every printed address
     assert "dashboard             http://" in out and "/dashboard?token=" in out
     assert "Traceback" not in err
+
+
+@pytest.fixture
+def tampered_store(tmp_path):
+    """iris as trained; digits with its model file changed after saving."""
+    from pallet.demo import train_demo_models
+
+    store = Store(tmp_path / "home")
+    train_demo_models(store, torch_models=())
+    model_file = store.resolve("digits").path / "model.joblib"
+    model_file.chmod(0o644)
+    model_file.write_bytes(model_file.read_bytes()[:-10] + b"tampered!!")
+    return store
+
+
+def test_a_tampered_artifact_stops_the_server_naming_the_model_and_the_file(tampered_store):
+    done = subprocess.run([PALLET, "serve", "iris", "digits", "--port", str(free_port())], capture_output=True,
+                          text=True, timeout=60, env={**os.environ, "PALLET_HOME": str(tampered_store.home),
+                                                      "PALLET_DB_URL": tampered_store.db_url})
+    assert done.returncode == 1 and len(done.stderr.strip().splitlines()) == 1
+    assert done.stderr.startswith("error: cannot serve digits: file model.joblib of ")
+    assert "does not match its sha256" in done.stderr and "--skip-unloadable" in done.stderr
+
+
+def test_skip_unloadable_serves_the_others_and_reports_the_tampered_one_not_ready(tampered_store):
+    port = free_port()
+    proc = subprocess.Popen([PALLET, "serve", "iris", "digits", "--skip-unloadable", "--port", str(port),
+                             "--no-access-log"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PALLET_HOME": str(tampered_store.home),
+                                 "PALLET_DB_URL": tampered_store.db_url})
+    try:
+        wait_ready(f"http://127.0.0.1:{port}", proc)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
+            assert client.post("/v1/models/iris:predict", json={"instances": [[5.1, 3.5, 1.4, 0.2]]}).status_code == 200
+            not_ready = client.get("/v2/models/digits/ready")
+            assert not_ready.status_code == 503 and "could not be loaded" in not_ready.json()["error"]
+            assert "sha256" in not_ready.json()["error"]
+            index = {m["name"]: m for m in client.get("/v2/repository/index").json()}
+            assert index["digits"]["state"] == "UNAVAILABLE" and "sha256" in index["digits"]["reason"]
+            assert client.get("/v2/health/ready").status_code == 200
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=20)
+    assert "NOT SERVED digits: file model.joblib" in out

@@ -35,6 +35,8 @@ def serve(
     cache_ttl: float = typer.Option(3600, min=1, help="Seconds a Redis cache entry lives."),
     auth: bool = typer.Option(False, "--auth", help="Require PALLET_API_KEY on every endpoint, not only admin ones."),
     access_log: bool = typer.Option(True, "--access-log/--no-access-log", help="One JSON line per request."),
+    skip_unloadable: bool = typer.Option(False, "--skip-unloadable",
+                                         help="Serve the models that load; report the others not ready (503)."),
     share_token: str = typer.Option(None, envvar="PALLET_SHARE_TOKEN",
                                     help="Require this token in the URL (?token=) for the pages and the API; "
                                          "'new' makes one."),
@@ -44,7 +46,8 @@ def serve(
     """Serve models over KServe V2 (REST, and gRPC with --grpc-port), KServe V1, SageMaker and MLflow protocols."""
     if auth and not os.environ.get("PALLET_API_KEY"):
         raise typer.BadParameter("--auth needs the key in the PALLET_API_KEY environment variable")
-    options = dict(host=host, auth=auth, access_log=access_log, cache=cache, cache_ttl_seconds=cache_ttl,
+    options = dict(host=host, auth=auth, access_log=access_log, skip_unloadable=skip_unloadable,
+                   cache=cache, cache_ttl_seconds=cache_ttl,
                    threads=threads, share_token=secrets.token_urlsafe(16) if share_token == "new" else share_token,
                    ui_dir=ui, **({"grpc_port": grpc_port or None} if grpc_port is not None else {}))
     if bundle is not None:

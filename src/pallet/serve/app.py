@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -24,7 +25,7 @@ from pallet.serve.middleware import APIKey, RequestContext, ShareToken
 from pallet.serve.openapi import routes as openapi_routes
 from pallet.serve.protocols import azureml, sagemaker, v1, v2
 from pallet.serve.server import configure_access_log, configure_rollout_log
-from pallet.store import Store, default_store
+from pallet.store import ModelRef, Store, default_store
 from pallet.ui import routes as ui
 from pallet.ui.stats import Stats
 
@@ -40,7 +41,14 @@ def create_app(config: ServeConfig, store: Store | None = None) -> Starlette:
         configure_rollout_log()
         threads.apply(plane.threads)
         for ref in config.models:
-            plane.load(ref)
+            try:
+                plane.load(ref)
+            except PalletError as error:
+                if not config.skip_unloadable:
+                    raise
+                name = ModelRef.parse(ref).name
+                plane.failed[name] = str(error)
+                logging.getLogger("pallet.serve").warning("model %s is not served: %s", ref, error)
         rollouts = RolloutSync.open(plane, config.rollout_poll_seconds)
         if rollouts is not None:
             await rollouts.sync_once()  # start on the stored traffic policies, not only the models named

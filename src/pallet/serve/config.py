@@ -28,6 +28,7 @@ class ServeConfig:
     share_token: str | None = None  # required in the URL (?token=), a cookie or X-Share-Token, but by probes
     ui_dir: str | None = None       # a team's own static page, served at / in place of the index
     access_log: bool = True
+    skip_unloadable: bool = False   # serve the models that load; report the others not ready
     rollout_poll_seconds: float = 1.0  # how often the rollout state is read from the store
 
     @property

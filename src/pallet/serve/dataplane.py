@@ -41,6 +41,7 @@ class DataPlane:
         self.models: dict[str, dict[str, Loaded]] = {}   # name -> version -> loaded model
         self.default: dict[str, str] = {}                 # name -> version served under the bare name
         self.unloaded: set[str] = set()
+        self.failed: dict[str, str] = {}   # name -> why it could not be loaded (pallet serve --skip-unloadable)
         self.rollouts: dict[str, Rollout] = {}            # name -> its rollout (traffic policy), when it has one
         self.figures: dict[str, dict[str, Figures]] = {}  # name -> version -> counted at the rollout's revision
         self.shadow_tasks: set[asyncio.Task] = set()
@@ -80,6 +81,7 @@ class DataPlane:
             self.models[name][number] = Loaded(model, executor, self._batcher(model, executor))
         self.default.setdefault(name, number)
         self.unloaded.discard(name)
+        self.failed.pop(name, None)
         return model
 
     def unload(self, name: str) -> None:
@@ -159,6 +161,8 @@ class DataPlane:
 
     def _get(self, name: str, version: str | None) -> Loaded:
         versions = self.models.get(name)
+        if versions is None and name in self.failed:
+            raise ModelNotReady(f"model '{name}' could not be loaded: {self.failed[name]}")
         if versions is None:
             state = " (it was unloaded)" if name in self.unloaded else ""
             raise ModelNotFound(f"model '{name}' is not loaded on this server{state}; loaded: {self._loaded_names()}")
@@ -181,6 +185,8 @@ class DataPlane:
                 for name in self.names() for number in self.versions(name)]
         rows += [{"name": name, "version": "", "state": "UNAVAILABLE", "reason": "unloaded"}
                  for name in sorted(self.unloaded)]
+        rows += [{"name": name, "version": "", "state": "UNAVAILABLE", "reason": why}
+                 for name, why in sorted(self.failed.items())]
         return rows
 
     def ready(self) -> bool:

@@ -43,7 +43,19 @@ def serve(config: ServeConfig, store: Store | None = None, echo: Callable[[str],
         raise PalletError("name at least one model to serve, e.g. pallet serve digits@production")
     if config.workers < 1:
         raise PalletError(f"--workers must be 1 or more, got {config.workers}")
-    versions = [store.resolve(ref) for ref in config.models]
+    versions, skipped = [], []
+    for ref in config.models:  # every file checked against its sha256 before anything starts
+        try:
+            version = store.resolve(ref)
+            version.verify()
+            versions.append(version)
+        except PalletError as error:
+            if not config.skip_unloadable:
+                raise PalletError(f"cannot serve {ref}: {error} (pallet serve --skip-unloadable serves the others)") \
+                    from None
+            skipped.append(f"{ref}: {error}")
+    if not versions:
+        raise PalletError("none of the models can be served: " + "; ".join(skipped))
     make_cache(config.cache, config.cache_ttl_seconds)  # a bad --cache is a clear error here
     if config.ui_dir is not None and not (Path(config.ui_dir) / "index.html").is_file():
         raise PalletError(f"--ui {config.ui_dir}: no index.html there; the folder is served at / as it is")
@@ -70,6 +82,8 @@ def serve(config: ServeConfig, store: Store | None = None, echo: Callable[[str],
     workers = f" with {config.workers} workers" if config.workers > 1 else ""
     echo(f"pallet {pallet.__version__} serving on {base}{workers}")
     echo("  models    " + ", ".join(f"{v.ref.name} (version {v.ref.version})" for v in versions))
+    for line in skipped:
+        echo(f"  NOT SERVED {line}")
     echo(f"  threads   {plan.describe()}")
     batching = (f"up to {config.max_batch_size} rows, waiting at most {config.max_latency_ms:g} ms"
                 if config.max_batch_size > 1 else "off")

@@ -66,7 +66,7 @@ class Servicer(rpc.GRPCInferenceServiceServicer):
         try:
             self.plane.get(request.name, request.version or None)
         except Exception as error:
-            if grpc_code(error) is grpc.StatusCode.NOT_FOUND:
+            if grpc_code(error) in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNAVAILABLE):
                 return pb.ModelReadyResponse(ready=False)
             raise
         return pb.ModelReadyResponse(ready=True)
