@@ -45,8 +45,8 @@ def serve(config: ServeConfig, store: Store | None = None, echo: Callable[[str],
         raise PalletError(f"--workers must be 1 or more, got {config.workers}")
     versions, skipped = [], []
     for ref in config.models:  # every file checked against its sha256 before anything starts
+        version = store.resolve(ref)  # a name that does not exist is a mistake, never skipped
         try:
-            version = store.resolve(ref)
             version.verify()
             versions.append(version)
         except PalletError as error:
