@@ -11,7 +11,7 @@ import importlib
 from collections.abc import Callable
 from pathlib import Path
 
-from pallet.errors import PalletError
+from pallet.errors import NoRuntime, PalletError
 from pallet.export.base import Converted, Target
 from pallet.export.derive import Budget, ExportRefused, Parent, copy_out, derive, staging
 from pallet.export.report import Figures, Parity, Report
@@ -50,6 +50,9 @@ def export(store: Store, ref: str, to: str, *, name: str | None = None, data: st
             out.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise PalletError(f"cannot write the export to {out}: {e.strerror}") from None
+    why = target.refuses(store.resolve(ref))
+    if why is not None:
+        raise NoRuntime(why)
     progress(f"loading {ref}")
     parent = Parent.open(store, ref, data)
     check_name(name or f"{parent.version.ref.name}-{target.suffix}")

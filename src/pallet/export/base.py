@@ -97,6 +97,10 @@ class Target(ABC):
     def convert(self, parent: ModelVersion, runtime: Runtime, folder: Path) -> Converted:
         """Write the parent, in this target's format, into `folder`."""
 
+    def refuses(self, version: ModelVersion) -> str | None:
+        """Why this target cannot take `version` (None when it can), said before any work is done."""
+        return None
+
     def runner(self, folder: Path, converted: Converted) -> Runner:
         """How the converted model runs here (or `NotHere`, saying why it cannot)."""
         return run_here(folder, converted)

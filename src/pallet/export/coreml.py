@@ -11,14 +11,14 @@ from typing import Any
 
 from pallet.errors import NoRuntime
 from pallet.export.base import Converted, NotHere, Runner
-from pallet.export.worker import InWorker, open_version, torch_module
+from pallet.export.worker import OneRowTorch, open_version, torch_module
 from pallet.signature import Signature
 
 PACKAGE = "model.mlpackage"
 NOT_HERE = "Core ML runs only on macOS, iOS and iPadOS; coremltools cannot execute it on Linux"
 
 
-class CoremlTarget(InWorker):
+class CoremlTarget(OneRowTorch):
     name = "coreml"
     suffix = "coreml"
     description = "Core ML (.mlpackage, ML program, float32), for iPhone, iPad and Mac"
@@ -28,7 +28,7 @@ class CoremlTarget(InWorker):
         import coremltools as ct
         import torch
 
-        module, args, inputs, names = torch_module(source, self.name)
+        module, args, inputs, names = torch_module(source)
         program = torch.export.export(module, args).run_decompositions({})
         model = ct.convert(program, convert_to="mlprogram", compute_precision=ct.precision.FLOAT32,
                            outputs=[ct.TensorType(name=name) for name in names],

@@ -49,7 +49,8 @@ class Parent:
     version: ModelVersion
     runtime: Runtime
     data: Data                          # the parent's sample followed by the held-out rows: parity
-    held_out: Data                      # the held-out rows (with true labels when known), or the sample: figures
+    held_out: Data                      # the tail of `data`: the held-out rows (true labels when known), or the
+                                        # sample when there are none: figures
 
     @classmethod
     def open(cls, store: Store, ref: str, data: str | None) -> Parent:
@@ -65,7 +66,8 @@ class Parent:
 
     def __post_init__(self) -> None:
         self.answers = answers(self.runtime.predict, self.data)
-        self.held_out_answers = answers(self.runtime.predict, self.held_out)
+        tail = len(self.data) - len(self.held_out)  # the held-out rows are answered already, at the end
+        self.held_out_answers = {k: v[tail:] for k, v in self.answers.items()}
 
 
 def derive(store: Store, parent: Parent, operation: str, label: str, name: str, folder: Path, converted: Converted,

@@ -52,7 +52,6 @@ BUILTIN = {
     "microcontroller": Device("microcontroller", "a Cortex-M class board with 256 KiB of flash: TFLite Micro",
                               parse_size("256KiB"), 100.0, 200.0, ("tflite",), MICRO_OPERATORS),
 }
-FORMATS_FOR_TORCH_ONLY = {"tflite", "executorch", "coreml"}
 
 
 def load_devices(config: str | Path | None = None) -> dict[str, Device]:
@@ -128,20 +127,16 @@ class Fit:
 
 def fits(store: Store, ref: str, device: Device) -> Fit:
     """Which formats and which variants of `ref` fit `device`, and why the others do not."""
+    from pallet.export import get_target
     from pallet.export.base import run_here
     from pallet.export.derive import Parent
+    from pallet.export.worker import OneRowTorch
     from pallet.export.optimize import QUANTIZATIONS, quantized
 
     parent = Parent.open(store, ref, None)
     version = parent.version
-    formats = {}
-    for name in device.formats:
-        if name in FORMATS_FOR_TORCH_ONLY and version.manifest.runtime != "torch":
-            formats[name] = f"the {name} export takes torch models; this is {version.manifest.framework}"
-        elif name in ("web", "tvm") and version.manifest.runtime == "sentence":
-            formats[name] = f"the {name} export takes plain ONNX graphs; this needs its tokenizer too"
-        else:
-            formats[name] = ""
+    targets = {name: get_target(name) for name in device.formats}
+    formats = {name: target.refuses(version) or "" for name, target in targets.items()}
     candidates, skipped = [], {}
     with tempfile.TemporaryDirectory() as tmp:
         source = Path(tmp) / "float32"
@@ -169,6 +164,6 @@ def fits(store: Store, ref: str, device: Device) -> Fit:
                 candidate.reasons.append(f"uses {', '.join(missing)}, which the device does not have")
             candidates.append(candidate)
     notes = [f"no {variant} variant: {why}" for variant, why in skipped.items()]
-    if set(device.formats) & FORMATS_FOR_TORCH_ONLY:
+    if any(isinstance(target, OneRowTorch) for target in targets.values()):
         notes.append("variants are measured as ONNX graphs; pallet exports tflite, executorch and coreml in float32")
     return Fit(str(version.ref), device, formats, candidates, notes)

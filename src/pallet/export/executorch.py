@@ -6,11 +6,11 @@ from pathlib import Path
 from typing import Any
 
 from pallet.export.base import Converted
-from pallet.export.worker import InWorker, torch_module
+from pallet.export.worker import OneRowTorch, torch_module
 from pallet.runtimes.edge import ExecutorchRuntime
 
 
-class ExecutorchTarget(InWorker):
+class ExecutorchTarget(OneRowTorch):
     name = "executorch"
     suffix = "executorch"
     description = "ExecuTorch (.pte), XNNPACK-delegated, for phones and embedded Linux"
@@ -21,7 +21,7 @@ class ExecutorchTarget(InWorker):
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
         from executorch.exir import to_edge_transform_and_lower
 
-        module, args, inputs, names = torch_module(source, self.name)
+        module, args, inputs, names = torch_module(source)
         program = to_edge_transform_and_lower(torch.export.export(module, args),
                                               partitioner=[XnnpackPartitioner()]).to_executorch()
         (folder / ExecutorchRuntime.FILE).write_bytes(program.buffer)

@@ -44,12 +44,14 @@ def onnx_form(parent: ModelVersion, runtime: Runtime, folder: Path) -> Converted
     return Converted("onnx", requirements=["onnxruntime"])
 
 
-def plain_onnx(parent: ModelVersion, runtime: Runtime, folder: Path, target: str) -> Converted:
-    """The parent's ONNX form for a target that takes a bare graph, refusing parents that need more."""
-    if hasattr(runtime, "export_onnx"):
-        raise NoRuntime(f"{parent.ref} needs more than an ONNX graph to run ({parent.manifest.runtime}: a tokenizer, "
-                        f"say); the {target} export takes plain ONNX graphs")
-    return onnx_form(parent, runtime, folder)
+def needs_more_than_a_graph(version: ModelVersion, target: str) -> str | None:
+    """Why a target that takes a bare ONNX graph cannot take `version`: its runtime needs more (a tokenizer)."""
+    from pallet.runtimes import get_runtime
+
+    if hasattr(get_runtime(version.manifest.runtime), "export_onnx"):
+        return (f"{version.ref} needs more than an ONNX graph to run ({version.manifest.runtime}: a tokenizer, "
+                f"say); the {target} export takes plain ONNX graphs")
+    return None
 
 
 def to_onnx(parent: ModelVersion, runtime: Runtime, path: Path) -> None:

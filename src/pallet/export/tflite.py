@@ -6,11 +6,11 @@ from pathlib import Path
 from typing import Any
 
 from pallet.export.base import Converted
-from pallet.export.worker import InWorker, torch_module
+from pallet.export.worker import OneRowTorch, torch_module
 from pallet.runtimes.edge import TfliteRuntime
 
 
-class TfliteTarget(InWorker):
+class TfliteTarget(OneRowTorch):
     name = "tflite"
     suffix = "tflite"
     description = "LiteRT (TensorFlow Lite), for Android, iOS and microcontrollers"
@@ -19,7 +19,7 @@ class TfliteTarget(InWorker):
     def convert_here(self, source: Path, folder: Path) -> Converted:
         import litert_torch
 
-        module, args, inputs, names = torch_module(source, self.name)
+        module, args, inputs, names = torch_module(source)
         litert_torch.convert(module, args).export(str(folder / TfliteRuntime.FILE))
         return Converted("tflite", {"inputs": inputs, "outputs": names}, requirements=["ai-edge-litert"],
                          notes=["LiteRT runs one row per call (a batch of 1), as on a phone"])

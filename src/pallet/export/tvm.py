@@ -15,7 +15,7 @@ from typing import Any
 from pallet.errors import NoRuntime
 from pallet.export.base import Converted
 from pallet.export.onnx import FILE as ONNX_FILE
-from pallet.export.onnx import plain_onnx
+from pallet.export.onnx import needs_more_than_a_graph, onnx_form
 from pallet.export.worker import InWorker, call
 from pallet.runtimes.base import Runtime
 from pallet.runtimes.edge import TvmRuntime
@@ -28,9 +28,12 @@ class TvmTarget(InWorker):
     description = "a library compiled by Apache TVM for this machine's CPU (llvm)"
     toolchain = "tvm"
 
+    def refuses(self, version: ModelVersion) -> str | None:
+        return needs_more_than_a_graph(version, self.name)
+
     def convert(self, parent: ModelVersion, runtime: Runtime, folder: Path) -> Converted:
         with tempfile.TemporaryDirectory() as tmp:
-            plain_onnx(parent, runtime, Path(tmp), self.name)
+            onnx_form(parent, runtime, Path(tmp))
             ml = ml_operators(Path(tmp) / ONNX_FILE)
             if ml:
                 raise NoRuntime(f"{parent.ref}'s ONNX form uses {', '.join(ml)} (ai.onnx.ml), which TVM's ONNX "

@@ -17,7 +17,7 @@ from typing import Any
 
 from pallet.errors import PalletError
 from pallet.export.base import Converted, Target
-from pallet.export.onnx import FILE, describe_onnx, plain_onnx
+from pallet.export.onnx import FILE, describe_onnx, needs_more_than_a_graph, onnx_form
 from pallet.runtimes.base import Runtime
 from pallet.store import ModelVersion
 
@@ -33,7 +33,7 @@ class WebTarget(Target):
     description = "a static web page running the ONNX form with onnxruntime-web (WebAssembly), offline"
 
     def convert(self, parent: ModelVersion, runtime: Runtime, folder: Path) -> Converted:
-        converted = plain_onnx(parent, runtime, folder, self.name)
+        converted = onnx_form(parent, runtime, folder)
         ort = onnxruntime_web()
         (folder / "ort").mkdir()
         for name in ORT_FILES:
@@ -45,6 +45,9 @@ class WebTarget(Target):
         converted.notes.append(f"the page runs onnxruntime-web {ORT_WEB_VERSION} (WebAssembly); serve the folder "
                                "with any static web server, e.g. python -m http.server -d DIR")
         return converted
+
+    def refuses(self, version: ModelVersion) -> str | None:
+        return needs_more_than_a_graph(version, self.name)
 
     def describe(self, folder: Path, converted: Converted) -> dict[str, Any]:
         return {**describe_onnx(folder / FILE), "onnxruntime_web": ORT_WEB_VERSION,

@@ -86,6 +86,16 @@ class InWorker(Target):
         return InWorkerRunner(self.toolchain, folder, converted)
 
 
+class OneRowTorch(InWorker):
+    """A device format made from a torch model traced on one row (LiteRT, ExecuTorch, Core ML)."""
+
+    def refuses(self, version: ModelVersion) -> str | None:
+        if version.manifest.runtime != "torch":
+            return (f"{version.ref} is a {version.manifest.framework} model; the {self.name} export takes torch "
+                    "models (an nn.Module or a torch.export program)")
+        return None
+
+
 class InWorkerRunner(Runner):
     in_process = False
 
@@ -119,14 +129,12 @@ def open_version(folder: Path) -> ModelVersion:
     return ModelVersion(ModelRef(manifest.name, manifest.version), folder, manifest)
 
 
-def torch_module(source: Path, target: str) -> tuple[Any, tuple, list[str], list[str]]:
+def torch_module(source: Path) -> tuple[Any, tuple, list[str], list[str]]:
     """(the torch module stored in `source`, its inputs as one row of its sample, its input and output names),
     for device formats that run one row per call."""
-    parent = open_version(source)
-    if parent.manifest.runtime != "torch":
-        raise NoRuntime(f"{parent.ref} is a {parent.manifest.framework} model; the {target} export takes torch "
-                        "models (an nn.Module or a torch.export program)")
     import torch
+
+    parent = open_version(source)
 
     runtime = parent.load_runtime()
     sample = parent.sample()

@@ -38,7 +38,24 @@ def _need(module: str, package: str, what: str):
 
 
 class _Device(Runtime):
-    batchable = False   # one row per call
+    """A format that takes one row per call: `_run` answers one row, `predict` every row of a batch."""
+
+    batchable = False
+    input_names: list[str]
+    output_names: list[str]
+
+    def __init__(self, folder: Path, options: dict[str, Any]):
+        self.input_names, self.output_names = options["inputs"], options["outputs"]
+
+    @classmethod
+    def load(cls, folder: Path, options: dict[str, Any]) -> _Device:
+        return cls(folder, options)
+
+    def _run(self, row: list[np.ndarray]) -> list[np.ndarray]:
+        raise NotImplementedError
+
+    def predict(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return row_by_row(self._run, inputs, self.input_names, self.output_names)
 
     @classmethod
     def accepts(cls, model: Any) -> bool:
@@ -57,27 +74,20 @@ class TfliteRuntime(_Device):
 
     def __init__(self, folder: Path, options: dict[str, Any]):
         litert = _need("ai_edge_litert.interpreter", "ai-edge-litert", "a LiteRT model")
+        super().__init__(folder, options)
         self.interpreter = litert.Interpreter(model_path=str(folder / self.FILE))
         self.interpreter.allocate_tensors()
-        self.input_names, self.output_names = options["inputs"], options["outputs"]
         self.inputs = [d["index"] for d in self.interpreter.get_input_details()]
         self.outputs = [d["index"] for d in self.interpreter.get_output_details()]
         self.input_dtypes = {n: d["dtype"].__name__ for n, d in zip(self.input_names,
                                                                       self.interpreter.get_input_details())}
         self.runner = "ai-edge-litert interpreter (CPU)"
 
-    @classmethod
-    def load(cls, folder: Path, options: dict[str, Any]) -> TfliteRuntime:
-        return cls(folder, options)
-
     def _run(self, row: list[np.ndarray]) -> list[np.ndarray]:
         for index, value in zip(self.inputs, row):
             self.interpreter.set_tensor(index, value)
         self.interpreter.invoke()
         return [self.interpreter.get_tensor(index) for index in self.outputs]
-
-    def predict(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return row_by_row(self._run, inputs, self.input_names, self.output_names)
 
 
 class ExecutorchRuntime(_Device):
@@ -90,20 +100,13 @@ class ExecutorchRuntime(_Device):
         runtime = _need("executorch.runtime", "executorch", "an ExecuTorch model")
         import torch
 
+        super().__init__(folder, options)
         self.torch = torch
         self.method = runtime.Runtime.get().load_program(str(folder / self.FILE)).load_method("forward")
-        self.input_names, self.output_names = options["inputs"], options["outputs"]
         self.runner = "executorch runtime (XNNPACK, CPU)"
-
-    @classmethod
-    def load(cls, folder: Path, options: dict[str, Any]) -> ExecutorchRuntime:
-        return cls(folder, options)
 
     def _run(self, row: list[np.ndarray]) -> list[np.ndarray]:
         return [value.numpy() for value in self.method.execute([self.torch.from_numpy(v) for v in row])]
-
-    def predict(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return row_by_row(self._run, inputs, self.input_names, self.output_names)
 
 
 class CoremlRuntime(_Device):
@@ -115,9 +118,6 @@ class CoremlRuntime(_Device):
     def load(cls, folder: Path, options: dict[str, Any]) -> CoremlRuntime:
         raise NoRuntime("Core ML models run only on macOS, iOS and iPadOS; ship this version to an Apple device "
                         "(pallet export REF --to coreml -o DIR writes it out)")
-
-    def predict(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        raise AssertionError("never loaded")
 
 
 class TvmRuntime(Runtime):
