@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 EDGE := .venv-edge
 TVM := .venv-tvm
 
-.PHONY: install run demo test bench clean chromium nginx edge tvm npm protos
+.PHONY: install run demo test fuzz bench clean chromium nginx edge tvm npm protos
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -63,6 +63,11 @@ nginx:
 
 test: install edge tvm chromium nginx npm
 	PALLET_EDGE_PYTHON=$(CURDIR)/$(EDGE)/bin/python PALLET_TVM_PYTHON=$(CURDIR)/$(TVM)/bin/python $(BIN)/python -m pytest
+
+# Longer fuzzing than make test runs: each atheris target for --runs inputs, schemathesis with many
+# more examples (with and without the API key); figures in benchmarks/results/fuzz.json.
+fuzz: install
+	$(BIN)/python benchmarks/fuzz.py
 
 # Benchmarks: wrk from Debian, each peer in its own venv, results in benchmarks/results/.
 bench: install

@@ -204,7 +204,8 @@ def versions() -> dict:
             out = subprocess.run([str(pip), "-c", f"from importlib.metadata import version; print(version('{package}'))"],
                                  capture_output=True, text=True)
             found[package] = out.stdout.strip()
-    found["wrk"] = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split("\n")[0]
+    if shutil.which("wrk"):
+        found["wrk"] = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split("\n")[0]
     return found
 
 

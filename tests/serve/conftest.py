@@ -1,10 +1,12 @@
 """A real server on a free port, with the demo models, for every protocol test."""
 
 import socket
+import textwrap
 import threading
 import time
 
 import httpx
+import numpy as np
 import pytest
 import uvicorn
 
@@ -42,6 +44,45 @@ class RunningServer:
     def __exit__(self, *exc):
         self.server.should_exit = True
         self.thread.join(timeout=10)
+
+
+SLOW = textwrap.dedent('''
+    import time
+
+    class Slow:
+        """Doubles its input after a pause; fails on negative numbers."""
+        batchable = True
+        pause = 0.3
+
+        @classmethod
+        def load(cls, path):
+            return cls()
+
+        def predict(self, inputs):
+            time.sleep(self.pause)
+            x = inputs["x"]
+            if (x < 0).any():
+                raise ValueError("negative input")
+            return {"y": x * 2}
+''')
+
+
+@pytest.fixture(scope="session")
+def slow_store(tmp_path_factory):
+    import importlib
+    import sys
+
+    folder = tmp_path_factory.mktemp("slowcode")
+    (folder / "slowmodel.py").write_text(SLOW)
+    sys.path.insert(0, str(folder))
+    try:
+        module = importlib.import_module("slowmodel")
+        store = Store(tmp_path_factory.mktemp("slow") / "home")
+        store.save(module.Slow, "slow", sample={"x": np.ones((1, 2))})
+    finally:
+        sys.path.remove(str(folder))
+        sys.modules.pop("slowmodel", None)
+    return store
 
 
 @pytest.fixture(scope="session")

@@ -2,54 +2,12 @@
 
 import asyncio
 import re
-import textwrap
 
 import httpx
-import numpy as np
-import pytest
 
 from pallet.serve.app import create_app
 from pallet.serve.config import ServeConfig
-from pallet.store import Store
 from tests.serve.conftest import RunningServer
-
-SLOW = textwrap.dedent('''
-    import time
-
-    class Slow:
-        """Doubles its input after a pause; fails on negative numbers."""
-        batchable = True
-        pause = 0.3
-
-        @classmethod
-        def load(cls, path):
-            return cls()
-
-        def predict(self, inputs):
-            time.sleep(self.pause)
-            x = inputs["x"]
-            if (x < 0).any():
-                raise ValueError("negative input")
-            return {"y": x * 2}
-''')
-
-
-@pytest.fixture(scope="module")
-def slow_store(tmp_path_factory):
-    import importlib
-    import sys
-
-    folder = tmp_path_factory.mktemp("slowcode")
-    (folder / "slowmodel.py").write_text(SLOW)
-    sys.path.insert(0, str(folder))
-    try:
-        module = importlib.import_module("slowmodel")
-        store = Store(tmp_path_factory.mktemp("slow") / "home")
-        store.save(module.Slow, "slow", sample={"x": np.ones((1, 2))})
-    finally:
-        sys.path.remove(str(folder))
-        sys.modules.pop("slowmodel", None)
-    return store
 
 
 def body(value):

@@ -18,7 +18,7 @@ from tritonclient.utils import InferenceServerException
 from pallet.serve.app import create_app
 from pallet.serve.config import ServeConfig
 from tests.serve.conftest import MODELS, RunningServer, free_port
-from tests.serve.test_batching import body, calls, slow_store  # noqa: F401  (the slow model's fixture)
+from tests.serve.test_batching import body, calls
 
 IRIS = load_iris().data[[0, 50, 149]]
 
@@ -181,7 +181,7 @@ def test_auth_extends_the_key_to_every_rpc_but_health(demo_store, monkeypatch):
             assert status == health_pb2.HealthCheckResponse.SERVING
 
 
-def test_load_shedding_is_resource_exhausted(slow_store):  # noqa: F811
+def test_load_shedding_is_resource_exhausted(slow_store):
     config = ServeConfig(models=["slow"], grpc_port=free_port(), max_batch_size=1, max_queue=1, access_log=False)
     with RunningServer(create_app(config, slow_store)):
         async def many():
@@ -201,7 +201,7 @@ def _slow_input(value):
     return tensor
 
 
-def test_rest_and_grpc_requests_batch_together(slow_store):  # noqa: F811
+def test_rest_and_grpc_requests_batch_together(slow_store):
     config = ServeConfig(models=["slow"], grpc_port=free_port(), max_batch_size=32, access_log=False)
     with RunningServer(create_app(config, slow_store)) as server:
         before = calls(httpx.get(f"{server.url}/metrics").text)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from pallet.errors import PalletError
-from pallet.serve.cache import MemoryCache, RedisCache, cache_key, make_cache
+from pallet.serve.cache import CacheUnavailable, MemoryCache, RedisCache, cache_key, make_cache
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 X = {"x": np.arange(6, dtype=np.float32).reshape(2, 3)}
@@ -85,10 +85,16 @@ def test_redis_round_trip_with_ttl(redis_url):
     assert 0 < ttl <= 120
 
 
-def test_unreachable_redis_is_a_miss():
+def test_unreachable_redis_is_bypassed_and_left_alone_for_a_while():
     async def main():
-        cache = RedisCache("redis://127.0.0.1:1/0", ttl_seconds=10)
-        await cache.set("k", {"y": np.array([1])})
-        return await cache.get("k")
+        cache = RedisCache("redis://127.0.0.1:1/0", ttl_seconds=10, retry_seconds=3600)
+        await cache.set("k", {"y": np.array([1])})  # a failed write is no error
+        with pytest.raises(CacheUnavailable):
+            await cache.get("k")
+        probed = cache.retry_at
+        with pytest.raises(CacheUnavailable):
+            await cache.get("k")  # not tried again: the next try is an hour away
+        return cache.down, probed, cache.retry_at
 
-    assert asyncio.run(main()) is None
+    down, probed, retry_at = asyncio.run(main())
+    assert down and retry_at == probed

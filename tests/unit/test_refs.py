@@ -37,6 +37,10 @@ def test_str_round_trips(text):
         ("my model", "bad model name"),
         ("-x", "bad model name"),
         ("../etc:1", "bad model name"),
+        ("digits\n", "bad model name"),
+        ("\tdigits", "bad model name"),
+        ("digits\u200b", "bad model name"),
+        ("dіgits", "bad model name"),  # Cyrillic і
     ],
 )
 def test_parse_rejects(text, message):

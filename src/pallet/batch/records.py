@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 
 from pallet.errors import PalletError
-from pallet.store.index import create_tables
+from pallet.store.index import create_tables, retrying
 
 metadata = sa.MetaData()
 
@@ -35,6 +38,7 @@ batch_runs = sa.Table(
 )
 
 STATUSES = ("running", "succeeded", "failed")
+INTERRUPTED = "interrupted"  # shown, never stored: "running", but the process running it is gone
 
 
 def now() -> str:
@@ -62,6 +66,31 @@ class RunRecord:
     def to_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}  # no deep copy
 
+    def claim(self) -> None:
+        """Mark the run as executed by this process, so that its end without a word can be told."""
+        self.options["host"], self.options["pid"] = socket.gethostname(), os.getpid()
+
+    def status_now(self) -> str:
+        """The status, except that a run recorded as running whose process on this machine is gone
+        (killed, or the machine restarted) is `interrupted`. A run on another machine stays `running`."""
+        if self.status != "running" or self.options.get("host") != socket.gethostname():
+            return self.status
+        pid = self.options.get("pid")
+        return self.status if isinstance(pid, int) and _alive(pid) else INTERRUPTED
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    try:  # a killed process its parent has not reaped yet is a zombie: gone all the same
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
 
 class RunLog:
     def __init__(self, engine: sa.Engine):
@@ -80,8 +109,12 @@ class RunLog:
     def update(self, record: RunRecord) -> None:
         values = self._row(record)
         values.pop("id")
-        with self.engine.begin() as conn:
-            conn.execute(batch_runs.update().where(batch_runs.c.id == record.id).values(**values))
+
+        def attempt(number: int) -> None:  # the same values again: safe to repeat
+            with self.engine.begin() as conn:
+                conn.execute(batch_runs.update().where(batch_runs.c.id == record.id).values(**values))
+
+        retrying(attempt, f"cannot update the record of batch run {record.id}")
 
     def get(self, run_id: str) -> RunRecord:
         with self.engine.connect() as conn:

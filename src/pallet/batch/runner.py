@@ -11,12 +11,13 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import sqlalchemy as sa
 
 from pallet.batch.convert import (Plan, arrow_column, keys_of, output_columns, outputs_of, plan_columns, raw_rows,
                                   to_inputs, validate)
 from pallet.batch.records import RunLog, RunRecord, now
 from pallet.batch.sinks import Checkpoint, Sink, open_sink
-from pallet.batch.sources import FileSource, Source, normalize, open_source, redact, split_url
+from pallet.batch.sources import FileSource, Source, first_line, normalize, open_source, redact, split_url
 from pallet.batch.summary import Summary
 from pallet.errors import PalletError, PredictionError
 from pallet.model import Model
@@ -73,9 +74,10 @@ def run(ref: str, input: str, output: str, *, key: list[str] | tuple[str, ...] =
     plan = plan_columns(version.signature, source.columns, list(key), version.ref.name)
     options = {"key": list(key), "batch_size": batch_size, "workers": workers, "max_reject_rate": max_reject_rate,
                "engine": engine, "fingerprint": source.fingerprint()}
-    record = runs.start(RunRecord(id=RunLog.new_id(), model_ref=str(ref), model=version.ref.name,
-                                  version=version.ref.version, input=input, output=output, started=now(),
-                                  options=options))
+    record = RunRecord(id=RunLog.new_id(), model_ref=str(ref), model=version.ref.name, version=version.ref.version,
+                       input=input, output=output, started=now(), options=options)
+    record.claim()
+    runs.start(record)
     return _execute(Job(record, version, source, sink, plan, store.home), runs, progress)
 
 
@@ -100,6 +102,7 @@ def resume(run_id: str, *, store: Store | None = None, progress: Progress | None
     with _lock(store.home, run_id):  # not while another process runs it
         pass
     record.status, record.error, record.finished = "running", None, None
+    record.claim()
     runs.update(record)
     return _execute(Job(record, version, source, sink, plan, store.home), runs, progress)
 
@@ -178,13 +181,14 @@ def _execute_locked(job: Job, runs: RunLog, progress: Progress | None) -> RunRec
             raise TooManyRejects(_too_many_rejects(record, allowed))
         job.sink.finish(record.id)
     except (Exception, KeyboardInterrupt) as e:
-        record.status, record.finished = "failed", now()
-        record.error = str(e) if isinstance(e, PalletError) else ("interrupted" if isinstance(e, KeyboardInterrupt)
-                                                                   else f"{type(e).__name__}: {e}")
+        record.status, record.finished, record.error = "failed", now(), _reason(e)
         # Too many bad rows is the data's fault: running on would fail again; a fixed input is a new run.
         record.options["resumable"] = not isinstance(e, TooManyRejects)
-        runs.update(record)
         hint = f" (resume it with 'pallet batch resume {record.id}')" if record.options["resumable"] else ""
+        try:
+            runs.update(record)
+        except PalletError as unrecorded:  # the failure stands; its record says running, until resumed
+            hint += f"; {unrecorded}"
         raise PalletError(f"batch run {record.id} failed: {record.error}{hint}") from None
     record.status, record.finished = "succeeded", now()
     runs.update(record)
@@ -224,6 +228,17 @@ def _commit(result, job: Job, state: Checkpoint, summary: Summary, runs: RunLog,
         raise TooManyRejects(_too_many_rejects(record, allowed))
     if progress:
         progress(record.rows_read, total)
+
+
+def _reason(error: BaseException) -> str:
+    """Why a run failed, in one line."""
+    if isinstance(error, KeyboardInterrupt):
+        return "interrupted"
+    if isinstance(error, PalletError):
+        return str(error)
+    if isinstance(error, sa.exc.DBAPIError):  # SQLAlchemy's text adds the statement and a link
+        return f"database error: {first_line(error.orig)}"
+    return f"{type(error).__name__}: {first_line(error)}"
 
 
 def _too_many_rejects(record: RunRecord, allowed: float) -> str:

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 
 from pallet.batch.sources import first_line, make_engine, quote, redact, split_url
 from pallet.errors import PalletError
+from pallet.store.index import retrying
 
 CHECKPOINTS = "pallet_batch_checkpoints"
 MARKER = "_pallet_output"  # in a Parquet output folder: pallet wrote it, so a run may replace it
@@ -61,11 +62,24 @@ class SqlSink(Sink):
         return f"pallet_staging_{digest}"  # short: PostgreSQL cuts names at 63 bytes
 
     def checkpoint(self, run_id: str) -> Checkpoint:
+        return retrying(lambda attempt: self._checkpoint(run_id), f"cannot read output {self.description}")
+
+    def _checkpoint(self, run_id: str) -> Checkpoint:
         with self.engine.connect() as conn:
             state = conn.execute(sa.text(f"SELECT state FROM {CHECKPOINTS} WHERE run_id = :r"), {"r": run_id}).scalar()
         return Checkpoint(**json.loads(state)) if state else Checkpoint()
 
     def write(self, run_id, predictions, rejects, checkpoint) -> None:
+        """Commit one chunk with the checkpoint that counts it; a lost connection is tried again, and a
+        commit that went through before the connection dropped is not made twice."""
+        def attempt(number: int) -> None:
+            if number and self._checkpoint(run_id).chunks >= checkpoint.chunks:
+                return  # the lost attempt committed
+            self._write(run_id, predictions, rejects, checkpoint)
+
+        retrying(attempt, f"cannot write output {self.description}")
+
+    def _write(self, run_id, predictions, rejects, checkpoint) -> None:
         with self.engine.begin() as conn:
             if predictions.num_rows:  # a chunk whose rows were all rejected adds rejects only
                 if not self._exists(conn, self.staging(run_id)):
@@ -85,6 +99,19 @@ class SqlSink(Sink):
 
     def finish(self, run_id: str) -> None:
         """The staging table becomes the output in one transaction: readers see the old rows or the new."""
+        def attempt(number: int) -> None:
+            if number and not self._checkpoint_exists(run_id):
+                return  # the lost attempt committed: the checkpoint goes in the same transaction
+            self._finish(run_id)
+
+        retrying(attempt, f"cannot write output {self.description}")
+
+    def _checkpoint_exists(self, run_id: str) -> bool:
+        with self.engine.connect() as conn:
+            found = conn.execute(sa.text(f"SELECT 1 FROM {CHECKPOINTS} WHERE run_id = :r"), {"r": run_id}).first()
+        return found is not None
+
+    def _finish(self, run_id: str) -> None:
         staging = self.staging(run_id)
         with self.engine.connect() as conn:
             if not self._exists(conn, staging):

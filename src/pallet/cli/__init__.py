@@ -45,7 +45,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-from pallet.cli import batch, bench, build, demo, export, feedback, models, pipeline, predict, rollout, serve, up  # noqa: E402  (commands register on `app`)
+from pallet.cli import batch, bench, build, demo, doctor, export, feedback, models, pipeline, predict, rollout, serve, up  # noqa: E402  (commands register on `app`)
 
 app.add_typer(models.app, name="models")
 app.add_typer(feedback.app, name="feedback")
@@ -58,4 +58,4 @@ def main() -> None:
     app()
 
 
-__all__ = ["app", "main", "batch", "bench", "build", "demo", "export", "feedback", "pipeline", "predict", "rollout", "serve", "up"]
+__all__ = ["app", "main", "batch", "bench", "build", "demo", "doctor", "export", "feedback", "pipeline", "predict", "rollout", "serve", "up"]

@@ -13,7 +13,7 @@ from rich.table import Table
 
 from pallet.batch import check as checks
 from pallet.batch import runner, schedule as schedules
-from pallet.batch.records import RunLog
+from pallet.batch.records import INTERRUPTED, RunLog
 from pallet.batch.sources import normalize, redact
 from pallet.cli.output import console
 from pallet.errors import PalletError
@@ -61,15 +61,16 @@ def runs(output: str = typer.Option(None, "--output", "-o", help="Only runs into
     """List batch runs, newest first."""
     records = RunLog(default_store().index.engine).list(output=normalize(output) if output else None, limit=limit)
     if as_json:
-        typer.echo(json.dumps([{k: v for k, v in r.to_dict().items() if k != "summary"} for r in records], indent=2))
+        typer.echo(json.dumps([{**{k: v for k, v in r.to_dict().items() if k != "summary"}, "status": r.status_now()}
+                               for r in records], indent=2))
         return
     if not records:
         console(stderr=True).print("no batch runs yet: start one with 'pallet batch run'")
         return
     table = Table("run", "model", "status", "started", "read", "written", "rejected", "output")
     for r in records:
-        table.add_row(r.id, f"{r.model}:{r.version}", r.status, r.started[:19].replace("T", " "), f"{r.rows_read:,}",
-                      f"{r.rows_written:,}", f"{r.rows_rejected:,}", redact(r.output))
+        table.add_row(r.id, f"{r.model}:{r.version}", r.status_now(), r.started[:19].replace("T", " "),
+                      f"{r.rows_read:,}", f"{r.rows_written:,}", f"{r.rows_rejected:,}", redact(r.output))
     console().print(table)
 
 
@@ -79,11 +80,14 @@ def show(run_id: str = typer.Argument(..., help="The run's id."),
     """Everything recorded about one run."""
     record = RunLog(default_store().index.engine).get(run_id)
     if as_json:
-        typer.echo(json.dumps(record.to_dict(), indent=2))
+        typer.echo(json.dumps({**record.to_dict(), "status": record.status_now()}, indent=2))
         return
+    shown = {"status": record.status_now()}
+    if shown["status"] == INTERRUPTED:
+        shown["error"] = f"its process ended without a word; resume it with 'pallet batch resume {record.id}'"
     for name in ("id", "model_ref", "model", "version", "status", "input", "output", "started", "finished",
                  "rows_read", "rows_written", "rows_rejected", "error"):
-        value = getattr(record, name)
+        value = shown.get(name, getattr(record, name))
         typer.echo(f"{name:<14}{'' if value is None else value}")
     typer.echo(f"{'options':<14}{json.dumps(record.options)}")
     for name, out in record.summary.get("outputs", {}).items():

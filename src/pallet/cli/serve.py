@@ -28,6 +28,15 @@ def serve(
     threads: int = typer.Option(None, min=1, help="Native threads per worker (default: cores / workers)."),
     max_body_mb: float = typer.Option(16, min=0.001, help="Largest request body, in MiB (bigger gets 413)."),
     max_rows: int = typer.Option(100_000, min=1, help="Most rows in one request."),
+    max_elements: int = typer.Option(10_000_000, min=1, help="Most values in one request's input tensors (413)."),
+    large_requests: int = typer.Option(4, min=1, help="Requests with bodies over 256 KiB answered at once; "
+                                                      "others wait (bounds memory)."),
+    max_header_kb: float = typer.Option(64, min=1, help="Largest request line and headers, in KiB (431)."),
+    read_timeout: float = typer.Option(30, min=0.1, help="Seconds a client has to send a request's headers, "
+                                                          "and then its body (408)."),
+    drain_seconds: float = typer.Option(0, min=0, help="On SIGTERM, report not ready but keep answering this "
+                                                       "long, while load balancers notice."),
+    grace_seconds: float = typer.Option(30, min=0, help="Then, how long in-flight requests have to finish."),
     max_batch_size: int = typer.Option(32, min=1, help="Rows per predict call when batching (1: off)."),
     max_latency_ms: float = typer.Option(5.0, min=0, help="Longest a request waits to share a batch."),
     max_queue: int = typer.Option(1024, min=1, help="Requests waiting per model before 503 + Retry-After."),
@@ -40,6 +49,9 @@ def serve(
     share_token: str = typer.Option(None, envvar="PALLET_SHARE_TOKEN",
                                     help="Require this token in the URL (?token=) for the pages and the API; "
                                          "'new' makes one."),
+    cors_origin: list[str] = typer.Option([], "--cors-origin",
+                                          help="Let browser pages from this origin (https://host[:port]) call "
+                                               "the API; repeat for more. Off unless given."),
     ui: str = typer.Option(None, "--ui", help="Serve your own static page from this folder at / instead of the index."),
     bundle: Path = typer.Option(None, "--bundle", help="Serve what a bundle from 'pallet build' holds, as its pallet.yaml says."),
 ) -> None:
@@ -49,7 +61,8 @@ def serve(
     options = dict(host=host, auth=auth, access_log=access_log, skip_unloadable=skip_unloadable,
                    cache=cache, cache_ttl_seconds=cache_ttl,
                    threads=threads, share_token=secrets.token_urlsafe(16) if share_token == "new" else share_token,
-                   ui_dir=ui, **({"grpc_port": grpc_port or None} if grpc_port is not None else {}))
+                   ui_dir=ui, cors_origins=list(cors_origin),
+                   **({"grpc_port": grpc_port or None} if grpc_port is not None else {}))
     if bundle is not None:
         if models:
             raise typer.BadParameter("a bundle names its own models; drop the model arguments or --bundle")
@@ -58,6 +71,10 @@ def serve(
         return
     run_server(ServeConfig(models=models or [], port=port or _sagemaker_port(), workers=workers,
                            max_body_bytes=int(max_body_mb * 1024 * 1024), max_rows=max_rows,
+                           max_elements=max_elements, max_header_bytes=int(max_header_kb * 1024),
+                           large_requests=large_requests,
+                           read_timeout_seconds=read_timeout, drain_seconds=drain_seconds,
+                           grace_seconds=grace_seconds,
                            max_batch_size=max_batch_size, max_latency_ms=max_latency_ms, max_queue=max_queue,
                            **options), echo=typer.echo)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import joblib
 import numpy as np
 
 from pallet.runtimes.base import Runtime
+from pallet.store.manifest import read_verified
 
 FILE = "model.joblib"
 # An estimator fitted on a DataFrame is given the same columns, by name and in its order, as an array.
@@ -53,7 +55,8 @@ class SklearnRuntime(Runtime):
 
     @classmethod
     def load(cls, folder: Path, options: dict[str, Any]) -> SklearnRuntime:
-        return cls(joblib.load(folder / FILE))
+        # Unpickling runs code: only the bytes whose sha256 matches the manifest are unpickled.
+        return cls(joblib.load(io.BytesIO(read_verified(folder, FILE))))
 
     def predict(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         # One input is the feature matrix; several 1-D inputs are its named columns, put in the order

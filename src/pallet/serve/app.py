@@ -9,6 +9,7 @@ import logging
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -19,12 +20,12 @@ from pallet.rollout.sync import RolloutSync
 from pallet.serve import metrics, threads
 from pallet.serve.config import ServeConfig
 from pallet.serve.dataplane import DataPlane
-from pallet.serve.errors import Overloaded, status_of
+from pallet.serve.errors import Overloaded, RequestTimeout, status_of
 from pallet.serve.http import json_response
-from pallet.serve.middleware import APIKey, RequestContext, ShareToken
+from pallet.serve.middleware import APIKey, LargeBodies, RequestContext, ShareToken
 from pallet.serve.openapi import routes as openapi_routes
 from pallet.serve.protocols import azureml, sagemaker, v1, v2
-from pallet.serve.server import configure_access_log, configure_rollout_log
+from pallet.serve.server import configure_access_log, configure_server_log, drain_on_sigterm
 from pallet.store import ModelRef, Store, default_store
 from pallet.ui import routes as ui
 from pallet.ui.stats import Stats
@@ -38,7 +39,8 @@ def create_app(config: ServeConfig, store: Store | None = None) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
         configure_access_log(config.access_log)
-        configure_rollout_log()
+        configure_server_log()
+        drain_on_sigterm(plane, config.drain_seconds)
         threads.apply(plane.threads)
         for ref in config.models:
             try:
@@ -76,8 +78,8 @@ def create_app(config: ServeConfig, store: Store | None = None) -> Starlette:
         routes=[*v2.routes(plane), *v1.routes(plane), *sagemaker.routes(plane), *azureml.routes(plane), *openapi_routes(plane),
                 Route("/metrics", serve_metrics), *rollout_routes.routes(plane),
                 *ui.routes(plane, stats, config.ui_dir)],
-        middleware=[Middleware(RequestContext, config=config), Middleware(ShareToken, config=config),
-                    Middleware(APIKey, config=config)],
+        middleware=[Middleware(RequestContext, config=config), *_cors(config), Middleware(ShareToken, config=config),
+                    Middleware(APIKey, config=config), Middleware(LargeBodies, config=config)],
         exception_handlers={PalletError: _pallet_error, HTTPException: _http_error},
         lifespan=lifespan,
     )
@@ -90,8 +92,21 @@ def app_from_env() -> Starlette:
     return create_app(ServeConfig.from_env())
 
 
+def _cors(config: ServeConfig) -> list[Middleware]:
+    """Browsers on other origins may call only when origins are configured; preflights are answered
+    before the key and token checks (they never carry credentials)."""
+    if not config.cors_origins:
+        return []
+    return [Middleware(CORSMiddleware, allow_origins=config.cors_origins, allow_methods=["GET", "POST"],
+                       allow_headers=["Authorization", "X-API-Key", "X-Share-Token", "Content-Type", "X-Request-ID",
+                                      "Inference-Header-Content-Length"],
+                       expose_headers=["X-Request-ID", "X-Model-Version"], max_age=600)]
+
+
 async def _pallet_error(request: Request, error: Exception) -> Response:
     headers = {"Retry-After": str(error.retry_after_seconds)} if isinstance(error, Overloaded) else None
+    if isinstance(error, RequestTimeout):  # what is left of the body may still come: not on this connection
+        headers = {"Connection": "close"}
     return json_response({"error": str(error)}, status_of(error), headers)
 
 

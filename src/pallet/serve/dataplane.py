@@ -16,8 +16,8 @@ from pallet.rollout.state import Rollout
 from pallet.serve import metrics
 from pallet.serve.config import ServeConfig
 from pallet.serve.batcher import Batcher
-from pallet.serve.cache import cache_key, make_cache
-from pallet.serve.errors import ModelNotReady, Overloaded
+from pallet.serve.cache import CacheUnavailable, cache_key, make_cache
+from pallet.serve.errors import ModelNotReady, Overloaded, PayloadTooLarge
 from pallet.serve.threads import plan_threads
 from pallet.serve.types import InferenceRequest, InferenceResponse
 from pallet.store import ModelRef, Store
@@ -45,6 +45,7 @@ class DataPlane:
         self.rollouts: dict[str, Rollout] = {}            # name -> its rollout (traffic policy), when it has one
         self.figures: dict[str, dict[str, Figures]] = {}  # name -> version -> counted at the rollout's revision
         self.shadow_tasks: set[asyncio.Task] = set()
+        self.draining = False  # stopping: not ready, though still answering
         self.cache = make_cache(config.cache, config.cache_ttl_seconds)
         self.threads = plan_threads(config.workers, config.threads)
 
@@ -190,7 +191,7 @@ class DataPlane:
         return rows
 
     def ready(self) -> bool:
-        return bool(self.models)
+        return bool(self.models) and not self.draining
 
     # -- inference ------------------------------------------------------------------------
 
@@ -218,6 +219,10 @@ class DataPlane:
     async def _infer(self, loaded: Loaded, request: InferenceRequest) -> tuple[InferenceResponse, dict]:
         model = loaded.model
         arrays = model.signature.validate(request.inputs)
+        elements = sum(array.size for array in arrays.values())
+        if elements > self.config.max_elements:
+            raise PayloadTooLarge(f"the request has {elements} values in its inputs; this server takes at most "
+                                  f"{self.config.max_elements} (pallet serve --max-elements)")
         rows = len(next(iter(arrays.values())))
         if rows > self.config.max_rows:
             raise InvalidInput(f"the request has {rows} rows; this server takes at most {self.config.max_rows} "
@@ -230,9 +235,14 @@ class DataPlane:
                                        f"{', '.join(known)}")
         name, number = model.ref.name, str(model.ref.version)
         key = cache_key(name, number, arrays) if self.cache is not None else None
-        outputs = await self.cache.get(key) if key else None
+        outputs = None
         if key:
-            metrics.CACHE.labels(name, number, "hit" if outputs is not None else "miss").inc()
+            try:
+                outputs = await self.cache.get(key)
+                metrics.CACHE.labels(name, number, "hit" if outputs is not None else "miss").inc()
+            except CacheUnavailable:  # served without the cache, and counted
+                key = None
+                metrics.CACHE_BYPASS.labels(name, number, "unavailable").inc()
         if outputs is None:
             outputs = await self._run(loaded, request.model, arrays)
             if key:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from pallet.errors import (InvalidInput, InvalidReference, ModelNotFound, NoRollout, NoRuntime, PalletError,
-                           PredictionError, RolloutConflict, RolloutError)
+from pallet.errors import (IntegrityError, InvalidInput, InvalidReference, ModelNotFound, NoRollout, NoRuntime,
+                           PalletError, PredictionError, RolloutConflict, RolloutError)
 
 
 class BadRequest(PalletError):
@@ -12,6 +12,10 @@ class BadRequest(PalletError):
 
 class PayloadTooLarge(PalletError):
     """The body is over the configured limit."""
+
+
+class RequestTimeout(PalletError):
+    """The client did not send the whole request in time."""
 
 
 class UnsupportedMediaType(PalletError):
@@ -53,11 +57,13 @@ STATUS: list[tuple[type[Exception], int]] = [
     (ModelNotFound, 404),
     (NoRollout, 404),
     (NotAcceptable, 406),
+    (RequestTimeout, 408),
     (Conflict, 409),
     (RolloutConflict, 409),
     (PayloadTooLarge, 413),
     (UnsupportedMediaType, 415),
     (NoRuntime, 422),
+    (IntegrityError, 422),  # a stored model whose files do not match their sha256 is never loaded
     (PredictionError, 500),
     (ModelNotReady, 503),
     (Overloaded, 503),

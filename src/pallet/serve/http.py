@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import zlib
 from typing import Any
@@ -13,23 +14,29 @@ from starlette.responses import Response
 
 from pallet.model import Model
 from pallet.serve.dataplane import DataPlane
-from pallet.serve.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from pallet.serve.errors import BadRequest, PayloadTooLarge, RequestTimeout, UnsupportedMediaType
 
 JSON = "application/json"
 DIGITS = re.compile(r"[0-9]{1,18}")
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The whole body, refused with 413 as soon as it passes `limit` bytes (before or after gzip)."""
+async def read_body(request: Request, limit: int, timeout: float = 30.0) -> bytes:
+    """The whole body, refused with 413 as soon as it passes `limit` bytes (before or after gzip),
+    and with 408 when it has not all arrived within `timeout` seconds."""
     length = request.headers.get("content-length")
     if length is not None and DIGITS.fullmatch(length) and int(length) > limit:
         raise PayloadTooLarge(f"request body is {int(length)} bytes; the limit is {limit} (--max-body-mb)")
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"request body is over the limit of {limit} bytes (--max-body-mb)")
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(timeout):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise PayloadTooLarge(f"request body is over the limit of {limit} bytes (--max-body-mb)")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise RequestTimeout(f"the request body did not arrive within {timeout:g} s (pallet serve --read-timeout); "
+                             f"{size} bytes came") from None
     body = b"".join(chunks)
     encoding = request.headers.get("content-encoding", "identity").lower()
     if encoding in ("gzip", "deflate"):

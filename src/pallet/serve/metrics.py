@@ -20,6 +20,8 @@ BATCH_WAIT = Histogram("pallet_batch_queue_seconds", "How long a batch's oldest 
                        ["model", "version"],
                        buckets=(0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1))
 CACHE = Counter("pallet_cache_lookups", "Output cache lookups", ["model", "version", "result"])
+CACHE_BYPASS = Counter("pallet_cache_bypass", "Requests served without the output cache, and why",
+                       ["model", "version", "reason"])
 PIPELINE_STEP = Histogram("pallet_pipeline_step_seconds", "Time in each step of a pipeline's predict call",
                           ["model", "version", "step"],
                           buckets=(0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5))

@@ -1,7 +1,8 @@
-"""Pure ASGI middleware: request ids, the access log, request metrics, API keys."""
+"""Pure ASGI middleware: request ids, the access log, request metrics, API keys, memory for large bodies."""
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import itertools
 import logging
@@ -31,9 +32,18 @@ def is_probe(scope) -> bool:
     """Liveness and readiness probes stay open with --auth and --share-token: V2's health routes,
     SageMaker's /ping, MLflow's /health, and Azure's GET / when it does not ask for the page."""
     path = scope["path"]
-    if path.startswith(OPEN_PATHS) or path == "/health":
+    if is_probe_path(path):
         return True
     return path == "/" and scope["method"] in ("GET", "HEAD") and "text/html" not in (_header(scope, b"accept") or "")
+
+
+def is_probe_path(path: str) -> bool:
+    return path.startswith(OPEN_PATHS) or path == "/health"
+
+
+def is_admin(method: str, path: str) -> bool:
+    """Model lifecycle, rollouts and reading feedback back: the key is required whenever one is set."""
+    return path.startswith(ADMIN_PREFIXES) or (method in ("GET", "HEAD") and path.endswith(FEEDBACK_SUFFIX))
 
 
 def new_request_id(given: str | None) -> str:
@@ -131,10 +141,46 @@ class APIKey:
         await send({"type": "http.response.body", "body": body})
 
     def _guarded(self, scope) -> bool:
-        method, path = scope["method"], scope["path"]
-        if path.startswith(ADMIN_PREFIXES) or (method in ("GET", "HEAD") and path.endswith(FEEDBACK_SUFFIX)):
-            return True
-        return self.config.auth and not is_probe(scope)
+        return is_admin(scope["method"], scope["path"]) or self.config.auth and not is_probe(scope)
+
+
+class LargeBodies:
+    """Bounds the memory requests take: at most `config.large_requests` requests whose bodies are over
+    LARGE bytes (or of unknown length) are read, decoded and answered at once; others wait their turn,
+    and past WAIT_SECONDS get 503 with Retry-After. Decoded JSON takes several times its bytes,
+    so without this a burst of big bodies could take all the memory there is."""
+
+    LARGE = 256 * 1024
+    WAIT_SECONDS = 30.0
+
+    def __init__(self, app, config: ServeConfig):
+        self.app = app
+        self.config = config
+        self.slots: asyncio.Semaphore | None = None  # made in the server's event loop
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD") or not self._large(scope):
+            return await self.app(scope, receive, send)
+        if self.slots is None:
+            self.slots = asyncio.Semaphore(self.config.large_requests)
+        try:
+            async with asyncio.timeout(self.WAIT_SECONDS):
+                await self.slots.acquire()
+        except TimeoutError:
+            body = orjson.dumps({"error": f"{self.config.large_requests} large requests are being answered and "
+                                          "others wait; retry shortly (pallet serve --large-requests)"})
+            await send({"type": "http.response.start", "status": 503,
+                        "headers": [(b"content-type", b"application/json"), (b"retry-after", b"1")]})
+            await send({"type": "http.response.body", "body": body})
+            return
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.slots.release()
+
+    def _large(self, scope) -> bool:
+        length = _header(scope, b"content-length")
+        return length is None or not length.isdigit() or int(length) > self.LARGE
 
 
 class ShareToken:

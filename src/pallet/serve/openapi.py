@@ -14,6 +14,7 @@ import pallet
 from pallet.serve.codecs import DATATYPES
 from pallet.serve.dataplane import DataPlane
 from pallet.serve.http import json_response
+from pallet.serve.middleware import is_admin, is_probe_path
 
 
 def _ref(name: str) -> dict:
@@ -27,9 +28,15 @@ def _json(schema: dict, description: str = "OK") -> dict:
 ERRORS = {str(code): _json(_ref("Error"), text) for code, text in [
     ("400", "Malformed request or input that does not match the signature"),
     ("404", "Unknown model or version"),
-    ("413", "Body over the size limit"),
+    ("408", "Request not sent within the read timeout"),
+    ("413", "Body or values over the limits"),
     ("415", "Unsupported content type"),
+    ("503", "Model not ready, overloaded (Retry-After), or server stopping"),
 ]}
+UNAUTHORIZED = {"401": _json(_ref("Error"), "Missing or wrong API key")}
+SECURITY = {"bearer": {"type": "http", "scheme": "bearer"},
+            "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}}
+KEYED = [{"bearer": []}, {"apiKey": []}]
 NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
 VERSION = {"name": "version", "in": "path", "required": True, "schema": {"type": "string"}}
 
@@ -136,7 +143,8 @@ def _feedback(*params: dict) -> dict:
 
 def _page(summary: str, *params: dict) -> dict:
     return {"get": {"summary": summary, "tags": [UI], "parameters": list(params),
-                    "responses": {"200": {"description": "HTML page", "content": {"text/html": {}}}}}}
+                    "responses": {"200": {"description": "HTML page", "content": {"text/html": {}}},
+                                  "404": {"description": "No such page", "content": {"text/html": {}}}}}}
 
 
 def _infer(*params: dict) -> dict:
@@ -228,7 +236,7 @@ SPEC = {
                              "responses": {"200": {"description": "Prometheus text format",
                                                    "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
     },
-    "components": {"schemas": SCHEMAS},
+    "components": {"schemas": SCHEMAS, "securitySchemes": SECURITY},
 }
 
 DOCS_PAGE = """<!doctype html>
@@ -240,10 +248,15 @@ DOCS_PAGE = """<!doctype html>
 </body></html>"""
 
 
-def spec_for(models: list[str]) -> dict:
-    """The spec, with the model name parameter of inference and metadata listing the loaded models."""
+def spec_for(models: list[str], auth: bool = False) -> dict:
+    """The spec, with the model name parameter of inference and metadata listing the loaded models,
+    and the API key on the operations that need it (every one but the probes with --auth)."""
     spec = copy.deepcopy(SPEC)
     for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            if is_admin(method.upper(), path) or auth and not is_probe_path(path):
+                operation["security"] = KEYED
+                operation["responses"].update(UNAUTHORIZED)
         if path.startswith(("/v2/repository", "/admin/")):
             continue  # load takes any stored model
         for operation in item.values():
@@ -255,7 +268,7 @@ def spec_for(models: list[str]) -> dict:
 
 def routes(plane: DataPlane) -> list:
     async def openapi(request: Request) -> Response:
-        return json_response(spec_for(plane.names()))
+        return json_response(spec_for(plane.names(), plane.config.auth))
 
     async def docs(request: Request) -> Response:
         return HTMLResponse(DOCS_PAGE)

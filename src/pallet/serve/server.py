@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
-import shutil
 import re
+import shutil
+import signal
 import socket
 import struct
 import sys
 import tempfile
+import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import uvicorn
 
@@ -20,7 +24,11 @@ from pallet.errors import PalletError
 from pallet.serve import threads
 from pallet.serve.cache import make_cache
 from pallet.serve.config import ENV, ServeConfig
+from pallet.serve.connection import BoundedHttp
 from pallet.store import Store, default_store
+
+if TYPE_CHECKING:
+    from pallet.serve.dataplane import DataPlane
 
 ENDPOINTS = [
     ("prototype pages", "/"),
@@ -97,10 +105,39 @@ def serve(config: ServeConfig, store: Store | None = None, echo: Callable[[str],
         echo(f"  {'also reachable at':<22}{other}/{token}")
     try:
         uvicorn.run("pallet.serve.app:app_from_env", factory=True, host=config.host, port=config.port,
-                    workers=config.workers, log_level="warning", access_log=False, timeout_graceful_shutdown=5)
+                    workers=config.workers, log_level="warning", access_log=False,
+                    http=BoundedHttp.factory(config.max_header_bytes, config.read_timeout_seconds),
+                    timeout_graceful_shutdown=config.grace_seconds)
     finally:
         if metrics_dir:
             shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def drain_on_sigterm(plane: DataPlane, drain_seconds: float) -> None:
+    """Stop like a load balancer wants: on SIGTERM readiness turns false at once while requests
+    are still answered for `drain_seconds`; then uvicorn stops accepting, gives in-flight requests
+    its grace period, and the process exits 0. A second SIGTERM skips what is left of the drain.
+
+    Installed from the app's lifespan, over uvicorn's own handler, in each worker process."""
+    server = getattr(signal.getsignal(signal.SIGTERM), "__self__", None)
+    if threading.current_thread() is not threading.main_thread() or not isinstance(server, uvicorn.Server):
+        return  # not run by uvicorn's signal handling (an app embedded in tests or Lambda)
+    loop = asyncio.get_running_loop()
+    log = logging.getLogger("pallet.serve")
+
+    def stop() -> None:
+        server.should_exit = True  # without the signal uvicorn would raise again once stopped
+
+    def on_sigterm(signum, frame) -> None:
+        if plane.draining:
+            loop.call_soon_threadsafe(stop)
+            return
+        plane.draining = True
+        log.warning("SIGTERM: not ready from now; answering for %g s more, then in-flight requests "
+                    "finish (pallet serve --drain-seconds, --grace-seconds)", drain_seconds)
+        loop.call_soon_threadsafe(loop.call_later, drain_seconds, stop)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
 
 
 def configure_access_log(enabled: bool) -> None:
@@ -114,15 +151,17 @@ def configure_access_log(enabled: bool) -> None:
         logger.addHandler(handler)
 
 
-def configure_rollout_log() -> None:
-    """Rollout changes this server applies, and canary decisions it makes: one line each on stderr."""
-    logger = logging.getLogger("pallet.rollout")
-    logger.setLevel(logging.INFO)
-    if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s pallet.rollout %(levelname)s %(message)s"))
-        logger.addHandler(handler)
-        logger.propagate = False
+def configure_server_log() -> None:
+    """What the server notices (a cache gone and back, SIGTERM, models not served) and rollout changes
+    it applies or canary decisions it makes: one line each on stderr."""
+    for name in ("pallet.serve", "pallet.rollout"):
+        logger = logging.getLogger(name)
+        logger.setLevel(logging.INFO)
+        if not logger.handlers:
+            handler = logging.StreamHandler(sys.stderr)
+            handler.setFormatter(logging.Formatter(f"%(asctime)s {name} %(levelname)s %(message)s"))
+            logger.addHandler(handler)
+            logger.propagate = False
 
 
 def _check_port(host: str, port: int, option: str = "--port") -> None:

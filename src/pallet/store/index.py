@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import json
+import logging
+import sqlite3
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError as RowExists
 from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 
 from pallet.errors import ModelNotFound, PalletError
+
+T = TypeVar("T")
+log = logging.getLogger("pallet.store")
 
 metadata = sa.MetaData()
 
@@ -64,6 +72,38 @@ def make_engine(url: str) -> sa.Engine:
         return sa.create_engine(url, pool_pre_ping=True)
     except (sa.exc.ArgumentError, ModuleNotFoundError) as e:
         raise PalletError(f"PALLET_DB_URL '{url}' is not a database URL SQLAlchemy can use: {e}") from None
+
+
+RETRIES = 3                 # a lost database connection is tried again this many times
+RETRY_BACKOFF_SECONDS = 0.5  # before the first retry; doubled before each next one
+
+
+def connection_lost(error: DBAPIError) -> bool:
+    """Whether `error` is the connection dropping (server restarted, connection terminated, network),
+    which a fresh connection may not meet, rather than a statement the database refuses."""
+    if error.connection_invalidated:
+        return True
+    return isinstance(error, OperationalError) and not isinstance(error.orig, sqlite3.OperationalError)
+
+
+def retrying(action: Callable[[int], T], what: str) -> T:
+    """`action(attempt)`, tried again with backoff while the connection is lost, `RETRIES` times at
+    most; then (or at once, for any other database error) a `PalletError` saying `what` failed and why
+    in one line. `action` must be safe to repeat: it learns the attempt number to check what the
+    previous attempt left done."""
+    for attempt in range(RETRIES + 1):
+        try:
+            return action(attempt)
+        except DBAPIError as e:
+            reason = str(e.orig).strip().splitlines()[0] if str(e.orig).strip() else type(e.orig).__name__
+            if not connection_lost(e):
+                raise PalletError(f"{what}: {reason}") from None
+            if attempt == RETRIES:
+                raise PalletError(f"{what}: the database connection was lost {RETRIES + 1} times, last: "
+                                  f"{reason}") from None
+            log.warning("%s: database connection lost (%s); trying again", what, reason)
+            time.sleep(RETRY_BACKOFF_SECONDS * 2 ** attempt)
+    raise AssertionError("unreachable")
 
 
 def create_tables(engine: sa.Engine, tables: sa.MetaData, what: str = "model index") -> None:

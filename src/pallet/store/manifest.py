@@ -106,15 +106,40 @@ def describe_files(folder: Path) -> dict[str, dict[str, Any]]:
     }
 
 
-def verify_files(folder: Path, files: dict[str, dict[str, Any]]) -> None:
-    """Raise `IntegrityError` naming the first file that is missing or changed."""
+def verify_files(folder: Path, files: dict[str, dict[str, Any]], owner: str | None = None) -> None:
+    """Raise `IntegrityError` naming the first file that is missing or changed (and `owner`, the model)."""
+    where = f"{owner} ({folder})" if owner else str(folder)
+    inside = folder.resolve()
     for name, expected in files.items():
         path = folder / name
+        if Path(name).is_absolute() or ".." in Path(name).parts or not path.resolve().is_relative_to(inside):
+            raise IntegrityError(f"file {name} of {where} leads outside the version's folder (a path or a "
+                                 "link out of it); refusing to load it")
         if not path.is_file():
-            raise IntegrityError(f"file {name} of {folder} is missing; the stored model is incomplete")
+            raise IntegrityError(f"file {name} of {where} is missing; the stored model is incomplete")
         if sha256(path) != expected["sha256"]:
-            raise IntegrityError(f"file {name} of {folder} does not match its sha256 in the manifest: "
+            raise IntegrityError(f"file {name} of {where} does not match its sha256 in the manifest: "
                                  "it was changed or corrupted after saving; refusing to load it")
+
+
+def read_verified(folder: Path, name: str) -> bytes:
+    """The bytes of file `name` of a stored version, checked against the sha256 its manifest records.
+
+    Read once and checked in memory, so what is deserialized is exactly what was checked, even if
+    the file changes on disk meanwhile. A folder still being saved has no manifest yet; its files
+    are the ones just written.
+    """
+    data = (folder / name).read_bytes()
+    if not (folder / MANIFEST).exists():
+        return data
+    manifest = Manifest.read(folder)
+    expected = manifest.files.get(name)
+    if expected is None or hashlib.sha256(data).hexdigest() != expected["sha256"]:
+        raise IntegrityError(f"file {name} of model {manifest.name}:{manifest.version} ({folder}) "
+                             + ("is not listed in its manifest" if expected is None else
+                                "does not match its sha256 in the manifest: it was changed or corrupted after saving")
+                             + "; refusing to load it")
+    return data
 
 
 def package_versions(names: list[str]) -> dict[str, str]:

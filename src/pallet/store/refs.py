@@ -23,7 +23,7 @@ class ModelRef:
     def parse(cls, text: str | ModelRef) -> ModelRef:
         if isinstance(text, ModelRef):
             return text
-        text = str(text).strip()
+        text = str(text).strip(" ")  # spaces around a typed reference; a newline or control character is refused
         name, version, alias = text, None, None
         if "@" in text:
             name, alias = text.split("@", 1)

@@ -41,8 +41,9 @@ class ModelVersion:
         return self.manifest.signature
 
     def verify(self) -> None:
-        """Check every file against the sha256 in the manifest (raises `IntegrityError`)."""
-        verify_files(self.path, self.manifest.files)
+        """Check every file against the sha256 in the manifest (raises `IntegrityError` naming the
+        model and the file)."""
+        verify_files(self.path, self.manifest.files, f"model {self.ref}")
 
     def load_runtime(self, **options: Any) -> Runtime:
         """The verified model, ready to predict. `options` override the manifest's runtime options."""

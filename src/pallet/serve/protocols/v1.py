@@ -22,7 +22,7 @@ def routes(plane: DataPlane) -> list[Route]:
         request.state.protocol = PROTOCOL
         label(request, plane.get(name))
         require_json(request)
-        doc = parse_json(await read_body(request, plane.config.max_body_bytes))
+        doc = parse_json(await read_body(request, plane.config.max_body_bytes, plane.config.read_timeout_seconds))
         if not isinstance(doc, dict) or not ({"instances", "inputs"} & set(doc)):
             raise BadRequest('request body must be a JSON object with "instances": [...]')
         key = "instances" if "instances" in doc else "inputs"
