@@ -1,6 +1,6 @@
 """Fuzzing, longer than `make test` runs it: how many inputs each target tried, and what it found.
 
-    .venv/bin/python benchmarks/fuzz.py [--runs 200000] [--examples 100]
+    .venv/bin/python benchmarks/fuzz.py [--runs 2000000] [--examples 100]
 
 - Coverage-guided (atheris, libFuzzer): every target in tests/fuzz/decoders.py for `--runs`
   inputs from its seeds; a decoder raising anything but pallet's declared errors is a crash.
@@ -34,14 +34,15 @@ BIN = Path(sys.executable).parent
 
 def coverage_guided(target: str, runs: int) -> dict:
     with tempfile.TemporaryDirectory() as corpus:
-        done = subprocess.run([sys.executable, str(HARNESS), target, f"-runs={runs}", "-seed=1", corpus],
+        done = subprocess.run([sys.executable, str(HARNESS), target, f"-runs={runs}", "-seed=1", "-max_len=4096",
+                               f"-artifact_prefix={WORK}/fuzz-{target}-", corpus],
                               capture_output=True, text=True)
         tried = re.search(r"^Done (\d+) runs in (\d+) second", done.stderr, re.M)
         coverage = re.findall(r"cov: (\d+) ft: (\d+) corp: (\d+)", done.stderr)
         return {"inputs_tried": int(tried.group(1)) if tried else None, "seconds": int(tried.group(2)) if tried else None,
                 "edges_covered": int(coverage[-1][0]) if coverage else None,
                 "corpus_entries": int(coverage[-1][2]) if coverage else None,
-                "crash": None if done.returncode == 0 else done.stderr[-1500:]}
+                "crash": None if done.returncode == 0 else done.stderr[-1500:]}  # the input is kept in WORK
 
 
 def schemathesis(examples: int, key: str | None) -> dict:
@@ -70,7 +71,7 @@ def schemathesis(examples: int, key: str | None) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--runs", type=int, default=200_000)
+    parser.add_argument("--runs", type=int, default=2_000_000)
     parser.add_argument("--examples", type=int, default=100)
     args = parser.parse_args()
     command = " ".join([".venv/bin/python benchmarks/fuzz.py", *sys.argv[1:]])

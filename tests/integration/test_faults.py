@@ -99,6 +99,15 @@ def terminate(admin, application_name, database=None) -> int:
         return conn.execute(sa.text(query), {"app": application_name, "db": database}).scalar()
 
 
+
+def chunks_done(engine: sa.Engine) -> int:
+    """Chunks a run has committed into the output database (0 before its first)."""
+    with engine.connect() as conn:
+        if not sa.inspect(conn).has_table("pallet_batch_checkpoints"):
+            return 0
+        state = conn.execute(sa.text("SELECT state FROM pallet_batch_checkpoints")).scalar()
+    return json.loads(state)["chunks"] if state else 0
+
 def test_postgres_connections_terminated_mid_run_retried_then_failed_then_resumed(tmp_path, postgres_url,
                                                                                    output_database):
     database, admin = output_database
@@ -111,24 +120,17 @@ def test_postgres_connections_terminated_mid_run_retried_then_failed_then_resume
     app = f"pallet-fault-{uuid.uuid4().hex[:8]}"  # libpq names every connection of the run so
     out = sa.create_engine(out_url)
 
-    def chunks_done():
-        with out.connect() as conn:
-            if not sa.inspect(conn).has_table("pallet_batch_checkpoints"):
-                return 0
-            state = conn.execute(sa.text("SELECT state FROM pallet_batch_checkpoints")).scalar()
-        return json.loads(state)["chunks"] if state else 0
-
     proc = subprocess.Popen([PALLET, "batch", "run", "digits", "-i", source, "-o", output, "-k", "id",
                              "--batch-size", "500"], env=pallet_env(store.home, postgres_url, PGAPPNAME=app),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        wait_for(lambda: chunks_done() >= 5 or proc.poll() is not None, 120, "the run wrote nothing")
+        wait_for(lambda: chunks_done(out) >= 5 or proc.poll() is not None, 120, "the run wrote nothing")
         assert proc.poll() is None, "the run finished before the fault; make the input bigger"
 
         # 1. Every connection of the run dropped once (output and run records): it reconnects and goes on.
         assert terminate(admin, app) >= 1
-        before = chunks_done()
-        wait_for(lambda: chunks_done() >= before + 5 or proc.poll() is not None, 60, "the run stopped writing")
+        before = chunks_done(out)
+        wait_for(lambda: chunks_done(out) >= before + 5 or proc.poll() is not None, 60, "the run stopped writing")
         assert proc.poll() is None, "the run ended after one lost connection: " + proc.communicate()[1][-2000:]
 
         # 2. The output database goes away for good: the run tries a few times, then fails and says why.
@@ -177,13 +179,6 @@ def test_sigkill_of_a_run_and_of_its_resumes_then_every_key_once(tmp_path, postg
     out = sa.create_engine(postgres_url)
     env = pallet_env(store.home)
 
-    def chunks_done():
-        with out.connect() as conn:
-            if not sa.inspect(conn).has_table("pallet_batch_checkpoints"):
-                return 0
-            state = conn.execute(sa.text("SELECT state FROM pallet_batch_checkpoints")).scalar()
-        return json.loads(state)["chunks"] if state else 0
-
     def cli(*args):
         return subprocess.run([PALLET, "batch", *args], env=env, capture_output=True, text=True, timeout=120)
 
@@ -194,15 +189,15 @@ def test_sigkill_of_a_run_and_of_its_resumes_then_every_key_once(tmp_path, postg
         proc = subprocess.Popen([PALLET, "batch", *(command if run_id is None else ["resume", run_id])], env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            before = chunks_done()
+            before = chunks_done(out)
             if run_id is None:
                 run_id = wait_for(lambda: RunLog(store.index.engine).list(), 60, "no run record")[0].id
-            wait_for(lambda: chunks_done() >= before + more or proc.poll() is not None, 60, "the run wrote nothing")
+            wait_for(lambda: chunks_done(out) >= before + more or proc.poll() is not None, 60, "the run wrote nothing")
             assert proc.poll() is None, "the run finished before it could be killed; make the input bigger"
         finally:
             proc.send_signal(signal.SIGKILL)
             proc.wait(timeout=30)
-        moments.append(chunks_done())
+        moments.append(chunks_done(out))
         record = RunLog(store.index.engine).get(run_id)
         assert record.status == "running" and record.status_now() == "interrupted"  # stored, and as it stands
         listed = json.loads(cli("runs", "--json").stdout)

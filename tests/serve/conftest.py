@@ -1,6 +1,8 @@
 """A real server on a free port, with the demo models, for every protocol test."""
 
+import signal
 import socket
+import subprocess
 import textwrap
 import threading
 import time
@@ -44,6 +46,17 @@ class RunningServer:
     def __exit__(self, *exc):
         self.server.should_exit = True
         self.thread.join(timeout=10)
+
+
+def stop(proc: subprocess.Popen, sig: int = signal.SIGINT) -> tuple[str, str]:
+    """Signal a server process and collect what it wrote (killed if it does not end in 30 s)."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+    try:
+        return proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.communicate()
 
 
 SLOW = textwrap.dedent('''

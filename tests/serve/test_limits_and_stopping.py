@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from pallet.bench import wait_ready
-from tests.serve.conftest import free_port
+from tests.serve.conftest import free_port, stop
 
 PALLET = str(Path(sys.executable).parent / "pallet")
 BODY_LIMIT_MB = 1
@@ -30,17 +30,6 @@ def serve(store, *args):
     url = f"http://127.0.0.1:{port}"
     wait_ready(url, proc)
     return proc, port, url
-
-
-def stop(proc, sig=signal.SIGINT):
-    if proc.poll() is None:
-        proc.send_signal(sig)
-    try:
-        out, err = proc.communicate(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, err = proc.communicate()
-    return proc.returncode, out, err
 
 
 @pytest.fixture(scope="module")
@@ -174,7 +163,8 @@ def test_sigterm_turns_readiness_off_lets_in_flight_requests_finish_and_exits_0(
                       json={"inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP64", "data": [9, 9]}]})
     for caller in callers:
         caller.join(timeout=60)
-    code, out, err = stop(proc, signal.SIGTERM)  # a second SIGTERM only ends the drain early
+    _, err = stop(proc, signal.SIGTERM)  # a second SIGTERM only ends the drain early
+    code = proc.returncode
     assert late.status_code == 200 and late.json()["outputs"][0]["data"] == [18, 18]
     assert sorted(r.status_code for r in results) == [200] * 6
     assert sorted(r.json()["outputs"][0]["data"][0] for r in results) == [0, 2, 4, 6, 8, 10]
@@ -217,6 +207,7 @@ def test_a_killed_worker_is_replaced_and_the_server_stays_ready(demo_store):
         with httpx.Client(base_url=url, timeout=10) as client:
             assert client.get("/v2/health/ready").status_code == 200
     finally:
-        code, _, err = stop(proc, signal.SIGTERM)
+        _, err = stop(proc, signal.SIGTERM)
+        code = proc.returncode
     assert set(statuses) == {200}, statuses
     assert code == 0, err

@@ -5,7 +5,6 @@ import http.client
 import json
 import os
 import secrets
-import signal
 import socket
 import subprocess
 import sys
@@ -24,7 +23,7 @@ from pallet.errors import PalletError
 from pallet.serve.config import ServeConfig
 from pallet.serve.server import reachable_hosts
 from pallet.store import Store
-from tests.serve.conftest import free_port
+from tests.serve.conftest import free_port, stop
 
 PALLET = str(Path(sys.executable).parent / "pallet")
 IRIS_ROW = [5.1, 3.5, 1.4, 0.2]
@@ -189,15 +188,6 @@ def start_cli_server(home: Path, port: int, *args: str, **env: str) -> subproces
         stop(proc)
         raise
     return proc
-
-
-def stop(proc: subprocess.Popen) -> tuple[str, str]:
-    proc.send_signal(signal.SIGINT)
-    try:
-        return proc.communicate(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        return proc.communicate()
 
 
 def test_keys_and_tokens_never_reach_the_logs(iris_home):

@@ -5,7 +5,6 @@ import json
 import logging
 import os
 import re
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +15,7 @@ from sklearn.datasets import load_iris
 
 from pallet.bench import wait_ready
 from pallet.store import Store
-from tests.serve.conftest import free_port
+from tests.serve.conftest import free_port, stop
 
 IRIS = load_iris().data.tolist()
 PALLET = str(Path(sys.executable).parent / "pallet")
@@ -205,15 +204,6 @@ def _wait_ready(url, proc):
     wait_ready(url, proc)  # raises, with the server's stderr, when it exits first
 
 
-def _stop(proc):
-    proc.send_signal(signal.SIGINT)
-    try:
-        return proc.communicate(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        return proc.communicate()
-
-
 def test_pallet_serve_with_two_workers_aggregates_metrics(demo_store, tmp_path):
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -234,7 +224,7 @@ def test_pallet_serve_with_two_workers_aggregates_metrics(demo_store, tmp_path):
         workers = {path.stem.rsplit("_", 1)[-1] for path in tmp_path.glob("gauge_max_*.db")}
         assert len(workers) == 2  # both worker processes loaded the models and wrote metrics
     finally:
-        out, err = _stop(proc)
+        out, err = stop(proc)
     assert f"serving on {url} with 2 workers" in out
     from pallet.serve.threads import available_cores
 
@@ -252,7 +242,7 @@ def test_pallet_serve_port_from_sagemaker_env(demo_store):
         _wait_ready(f"http://127.0.0.1:{port}", proc)
         assert httpx.get(f"http://127.0.0.1:{port}/ping").status_code == 200
     finally:
-        _stop(proc)
+        stop(proc)
 
 
 @pytest.mark.parametrize(
@@ -312,7 +302,7 @@ def test_pallet_serve_on_every_interface_prints_shareable_urls(demo_store):
         _wait_ready(f"http://127.0.0.1:{port}", proc)
         assert httpx.get(f"http://127.0.0.1:{port}/ui/iris").status_code == 401
     finally:
-        out, err = _stop(proc)
+        out, err = stop(proc)
     urls = re.findall(rf"(http://[0-9.]+:{port}/\?token=([A-Za-z0-9_-]+))", out)
     assert urls and any("127.0.0.1" in url for url, _ in urls), out
     assert len({token for _, token in urls}) == 1  # one token, made by 'new', on every printed address

@@ -16,7 +16,8 @@ TARGETS = ["v2_request", "binary_tensor", "csv", "v1_instances", "signature_vali
 @pytest.mark.parametrize("target", TARGETS)
 def test_decoder_survives_coverage_guided_fuzzing(target, tmp_path):
     done = subprocess.run([sys.executable, str(HARNESS), target, f"-runs={RUNS}", "-seed=1", "-max_total_time=300",
-                           str(tmp_path / "corpus")], capture_output=True, text=True, timeout=600)
+                           f"-artifact_prefix={tmp_path}/", str(tmp_path / "corpus")],
+                          capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     runs = re.search(r"^Done (\d+) runs", done.stderr, re.M)
     assert runs and int(runs.group(1)) == RUNS
