@@ -26,8 +26,10 @@ from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression
 
 from pallet.batch import RunLog
+from pallet.bench import wait_ready
 from pallet.store import Store
 from tests.conftest import PG_URL
+from tests.serve.conftest import free_port
 
 PALLET = str(Path(sys.executable).parent / "pallet")
 X, Y = load_digits(return_X_y=True)
@@ -148,7 +150,7 @@ def test_postgres_connections_terminated_mid_run_retried_then_failed_then_resume
     assert lines[-1].startswith("error: batch run ") and "Traceback" not in stderr
     record = RunLog(store.index.engine).list()[0]
     assert record.status == "failed" and record.status_now() == "failed"
-    assert record.error.startswith(f"cannot write output {output}: the database connection was lost 4 times")
+    assert record.error.startswith(f"cannot write output {output}: the database could not be reached in 4 tries")
     assert "not currently accepting connections" in record.error and "\n" not in record.error
     assert f"{record.error} (resume it with 'pallet batch resume {record.id}')" in lines[-1]
     assert 0 < record.rows_read < rows
@@ -221,28 +223,11 @@ def test_sigkill_of_a_run_and_of_its_resumes_then_every_key_once(tmp_path, postg
 # -- SIGKILL of a server taking feedback ------------------------------------------------------------
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start_server(home, db_url):
     port = free_port()
     proc = subprocess.Popen([PALLET, "serve", "iris", "--port", str(port), "--no-access-log"],
-                            env=pallet_env(home, db_url), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
-    def ready():
-        if proc.poll() is not None:
-            raise AssertionError(f"pallet serve exited: {proc.stderr.read()[-2000:]}")
-        try:
-            return httpx.get(f"http://127.0.0.1:{port}/v2/health/ready", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    wait_for(ready, 60, "pallet serve did not become ready")
+                            env=pallet_env(home, db_url), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    wait_ready(f"http://127.0.0.1:{port}", proc)
     return proc, f"http://127.0.0.1:{port}"
 
 

@@ -187,7 +187,7 @@ def test_redis_never_up_serves_from_the_start(demo_store, serve_log):
     assert len(warnings) == 1 and f"127.0.0.1:{port}" in warnings[0].getMessage()
 
 
-def test_redis_that_hangs_costs_a_request_at_most_its_timeout(demo_store, redis_server, serve_log):
+def test_a_hung_redis_holds_no_request_up(demo_store, redis_server, serve_log):
     redis_server.start()
     config = ServeConfig(models=["iris"], cache=f"redis://127.0.0.1:{redis_server.port}/0", access_log=False)
     with RunningServer(create_app(config, demo_store)) as server, httpx.Client(timeout=10) as client:

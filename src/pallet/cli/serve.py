@@ -29,8 +29,8 @@ def serve(
     max_body_mb: float = typer.Option(16, min=0.001, help="Largest request body, in MiB (bigger gets 413)."),
     max_rows: int = typer.Option(100_000, min=1, help="Most rows in one request."),
     max_elements: int = typer.Option(10_000_000, min=1, help="Most values in one request's input tensors (413)."),
-    large_requests: int = typer.Option(4, min=1, help="Requests with bodies over 256 KiB answered at once; "
-                                                      "others wait (bounds memory)."),
+    large_requests: int = typer.Option(4, min=1, help="Requests with bodies over 256 KiB answered at once, "
+                                                      "per worker; others wait (bounds memory)."),
     max_header_kb: float = typer.Option(64, min=1, help="Largest request line and headers, in KiB (431)."),
     read_timeout: float = typer.Option(30, min=0.1, help="Seconds a client has to send a request's headers, "
                                                           "and then its body (408)."),

@@ -59,7 +59,7 @@ def routes(plane: DataPlane) -> list[Route]:
 
     async def change(request: Request, action: str) -> Response:
         name = request.path_params["name"]
-        body = await read_body(request, MAX_BODY)
+        body = await read_body(request, MAX_BODY, plane.config.read_timeout_seconds)
         doc = parse_json(body) if body.strip() else {}
         if not isinstance(doc, dict):
             raise BadRequest("request body must be a JSON object")

@@ -1,7 +1,7 @@
 """The HTTP/1.1 connection: uvicorn's httptools protocol with two more bounds.
 
 - Header size: a request whose request line and headers pass `max_header_bytes` is answered
-  431 and the connection closed, before the rest is buffered.
+  431 and the connection closed as soon as that many bytes have come, however they are split.
 - Time to send the head: a connection that has not finished a request's headers within
   `read_timeout` seconds of opening (or of its previous answer) is answered 408 and closed,
   so slow clients cannot hold connections open. The body's deadline is kept by `read_body`.
@@ -22,6 +22,7 @@ class BoundedHttp(HttpToolsProtocol):
         self.max_header_bytes = max_header_bytes
         self.read_timeout = read_timeout
         self.head_bytes = 0
+        self.pending = 0  # bytes received while the head is unfinished
         self.reading_head = False
         self.head_timer: asyncio.TimerHandle | None = None
         self.refusal: tuple[int, str] | None = None
@@ -40,13 +41,22 @@ class BoundedHttp(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if self.transport.is_closing():
+            return  # answered and closing (a refused head): the rest is not read
         if self.head_timer is None and (self.cycle is None or self.cycle.response_complete):
             self._start_clock()  # the first bytes of the next request on a kept-alive connection
         super().data_received(data)
+        if self.reading_head and not self.transport.is_closing():
+            # The parser holds a header until it ends: count what came while the head is unfinished,
+            # so one endless header is refused as it grows, not when it ends.
+            self.pending += len(data)
+            if self.pending > self.max_header_bytes:
+                self.refusal = (431, self._too_large())
+                self.send_400_response(self.refusal[1])
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self.head_bytes, self.reading_head = 0, True
+        self.head_bytes, self.pending, self.reading_head = 0, 0, True
 
     def on_url(self, url: bytes) -> None:
         self._count(len(url))
@@ -69,9 +79,11 @@ class BoundedHttp(HttpToolsProtocol):
     def _count(self, size: int) -> None:
         self.head_bytes += size
         if self.head_bytes > self.max_header_bytes:
-            self.refusal = (431, f"request headers are over the limit of {self.max_header_bytes} bytes "
-                                 "(pallet serve --max-header-kb)")
+            self.refusal = (431, self._too_large())
             raise ValueError(self.refusal[1])  # stops the parser; uvicorn then calls send_400_response
+
+    def _too_large(self) -> str:
+        return f"request headers are over the limit of {self.max_header_bytes} bytes (pallet serve --max-header-kb)"
 
     def _start_clock(self) -> None:
         self._stop_clock()

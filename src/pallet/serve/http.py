@@ -20,7 +20,7 @@ JSON = "application/json"
 DIGITS = re.compile(r"[0-9]{1,18}")
 
 
-async def read_body(request: Request, limit: int, timeout: float = 30.0) -> bytes:
+async def read_body(request: Request, limit: int, timeout: float) -> bytes:
     """The whole body, refused with 413 as soon as it passes `limit` bytes (before or after gzip),
     and with 408 when it has not all arrived within `timeout` seconds."""
     length = request.headers.get("content-length")

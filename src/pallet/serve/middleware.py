@@ -145,8 +145,9 @@ class APIKey:
 
 
 class LargeBodies:
-    """Bounds the memory requests take: at most `config.large_requests` requests whose bodies are over
-    LARGE bytes (or of unknown length) are read, decoded and answered at once; others wait their turn,
+    """Bounds the memory requests take: at most `config.large_requests` requests (per worker) whose
+    bodies are over LARGE bytes, of unknown length or compressed are read, decoded and answered at
+    once; others wait their turn,
     and past WAIT_SECONDS get 503 with Retry-After. Decoded JSON takes several times its bytes,
     so without this a burst of big bodies could take all the memory there is."""
 
@@ -179,8 +180,13 @@ class LargeBodies:
             self.slots.release()
 
     def _large(self, scope) -> bool:
+        """Declared over LARGE, sent in chunks of unknown total, or compressed (it may grow to the limit)."""
         length = _header(scope, b"content-length")
-        return length is None or not length.isdigit() or int(length) > self.LARGE
+        if length is not None and (not length.isdigit() or int(length) > self.LARGE):
+            return True
+        if "chunked" in (_header(scope, b"transfer-encoding") or "").lower():
+            return True
+        return (_header(scope, b"content-encoding") or "identity").lower() != "identity"
 
 
 class ShareToken:

@@ -116,7 +116,8 @@ def serve(config: ServeConfig, store: Store | None = None, echo: Callable[[str],
 def drain_on_sigterm(plane: DataPlane, drain_seconds: float) -> None:
     """Stop like a load balancer wants: on SIGTERM readiness turns false at once while requests
     are still answered for `drain_seconds`; then uvicorn stops accepting, gives in-flight requests
-    its grace period, and the process exits 0. A second SIGTERM skips what is left of the drain.
+    its grace period, and the process exits 0. A second SIGTERM to a worker skips what is left of
+    its drain.
 
     Installed from the app's lifespan, over uvicorn's own handler, in each worker process."""
     server = getattr(signal.getsignal(signal.SIGTERM), "__self__", None)
@@ -128,14 +129,17 @@ def drain_on_sigterm(plane: DataPlane, drain_seconds: float) -> None:
     def stop() -> None:
         server.should_exit = True  # without the signal uvicorn would raise again once stopped
 
-    def on_sigterm(signum, frame) -> None:
+    def drain() -> None:
+        log.warning("SIGTERM: not ready from now; answering for %g s more, then in-flight requests "
+                    "finish (pallet serve --drain-seconds, --grace-seconds)", drain_seconds)
+        loop.call_later(drain_seconds, stop)
+
+    def on_sigterm(signum, frame) -> None:  # only a flag here; the rest runs on the event loop
         if plane.draining:
             loop.call_soon_threadsafe(stop)
             return
         plane.draining = True
-        log.warning("SIGTERM: not ready from now; answering for %g s more, then in-flight requests "
-                    "finish (pallet serve --drain-seconds, --grace-seconds)", drain_seconds)
-        loop.call_soon_threadsafe(loop.call_later, drain_seconds, stop)
+        loop.call_soon_threadsafe(drain)
 
     signal.signal(signal.SIGTERM, on_sigterm)
 

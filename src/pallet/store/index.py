@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeVar
 
+import psycopg
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError as RowExists
 from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
@@ -94,12 +95,13 @@ def retrying(action: Callable[[int], T], what: str) -> T:
     for attempt in range(RETRIES + 1):
         try:
             return action(attempt)
-        except DBAPIError as e:
-            reason = str(e.orig).strip().splitlines()[0] if str(e.orig).strip() else type(e.orig).__name__
-            if not connection_lost(e):
+        except (DBAPIError, psycopg.OperationalError) as e:  # the driver's own: COPY runs on its connection
+            orig = e.orig if isinstance(e, DBAPIError) else e
+            reason = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+            if isinstance(e, DBAPIError) and not connection_lost(e):
                 raise PalletError(f"{what}: {reason}") from None
             if attempt == RETRIES:
-                raise PalletError(f"{what}: the database connection was lost {RETRIES + 1} times, last: "
+                raise PalletError(f"{what}: the database could not be reached in {RETRIES + 1} tries; last: "
                                   f"{reason}") from None
             log.warning("%s: database connection lost (%s); trying again", what, reason)
             time.sleep(RETRY_BACKOFF_SECONDS * 2 ** attempt)
