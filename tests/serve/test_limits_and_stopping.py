@@ -1,5 +1,6 @@
-"""`pallet serve` under hostile clients and when told to stop: bounds on headers, slow clients,
-request size and memory; SIGTERM drains; a killed worker is replaced."""
+"""`pallet serve` under hostile clients, when starting and when told to stop: bounds on headers,
+slow clients, request size and memory; ready only after every model's warm-up; SIGTERM drains;
+a killed worker is replaced."""
 
 import asyncio
 import os
@@ -7,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import textwrap
 import threading
 import time
 from pathlib import Path
@@ -16,6 +18,7 @@ import numpy as np
 import pytest
 
 from pallet.bench import wait_ready
+from pallet.store import Store
 from tests.serve.conftest import free_port, stop
 
 PALLET = str(Path(sys.executable).parent / "pallet")
@@ -213,3 +216,89 @@ def test_a_killed_worker_is_replaced_and_the_server_stays_ready(demo_store, tmp_
         _, err = stop(proc, signal.SIGTERM)
     assert statuses and set(statuses) == {200}, statuses
     assert proc.returncode == 0, err
+
+
+WARMING = textwrap.dedent('''
+    import os
+    import time
+
+    class Warming:
+        """Takes its time over its first prediction, then leaves a mark; the class WARM_BREAK names fails."""
+
+        @classmethod
+        def load(cls, path):
+            return cls()
+
+        def predict(self, inputs):
+            if os.environ.get("WARM_BREAK") == type(self).__name__:
+                raise RuntimeError("this model cannot predict")
+            marker = os.environ["WARM_MARKER"]
+            if not os.path.exists(marker):
+                time.sleep(1.5)
+                open(marker, "w").close()
+            return {"y": inputs["x"] * 2}
+
+    class Broken(Warming):
+        pass
+''')
+
+
+@pytest.fixture(scope="module")
+def warming_store(tmp_path_factory):
+    import importlib
+
+    folder = tmp_path_factory.mktemp("warmcode")
+    (folder / "warmmodel.py").write_text(WARMING)
+    sys.path.insert(0, str(folder))
+    try:
+        module = importlib.import_module("warmmodel")
+        store = Store(tmp_path_factory.mktemp("warm") / "home")
+        os.environ["WARM_MARKER"] = str(folder / "saving")  # saving predicts once on the sample too
+        store.save(module.Warming, "warming", sample={"x": np.ones((1, 2))})
+        store.save(module.Broken, "broken", sample={"x": np.ones((1, 2))})
+    finally:
+        os.environ.pop("WARM_MARKER", None)
+        sys.path.remove(str(folder))
+        sys.modules.pop("warmmodel", None)
+    return store
+
+
+def test_ready_only_once_every_model_has_answered_its_warm_up(warming_store, tmp_path, monkeypatch):
+    marker = tmp_path / "warmed"
+    monkeypatch.setenv("WARM_MARKER", str(marker))
+    port = free_port()
+    proc = subprocess.Popen([PALLET, "serve", "warming", "--port", str(port), "--no-access-log"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PALLET_HOME": str(warming_store.home),
+                                 "PALLET_DB_URL": warming_store.db_url})
+    answers = []
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                status = httpx.get(f"http://127.0.0.1:{port}/v2/health/ready", timeout=5).status_code
+            except httpx.TransportError:
+                status = None  # not listening yet
+            answers.append((status, marker.exists()))
+            if status == 200:
+                break
+            time.sleep(0.05)
+    finally:
+        stop(proc)
+    assert answers[-1] == (200, True)
+    assert all(warmed for status, warmed in answers if status is not None)  # nothing answered before the warm-up
+
+
+def test_a_model_that_fails_its_warm_up_is_not_served(warming_store, tmp_path, monkeypatch):
+    monkeypatch.setenv("WARM_MARKER", str(tmp_path / "warmed"))
+    monkeypatch.setenv("WARM_BREAK", "Broken")
+    env = {**os.environ, "PALLET_HOME": str(warming_store.home), "PALLET_DB_URL": warming_store.db_url}
+    done = subprocess.run([PALLET, "serve", "broken", "--port", str(free_port())], capture_output=True, text=True,
+                          timeout=60, env=env)
+    assert done.returncode != 0 and "this model cannot predict" in done.stderr and "Traceback" not in done.stderr
+    proc, port, url = serve(warming_store, "warming", "broken", "--skip-unloadable")
+    try:
+        assert httpx.get(f"{url}/v2/models/broken/ready").status_code == 503
+        assert httpx.get(f"{url}/v2/models/warming/ready").status_code == 200
+    finally:
+        stop(proc)

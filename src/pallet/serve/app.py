@@ -25,7 +25,7 @@ from pallet.serve.http import json_response
 from pallet.serve.middleware import APIKey, LargeBodies, RequestContext, ShareToken
 from pallet.serve.openapi import routes as openapi_routes
 from pallet.serve.protocols import azureml, sagemaker, v1, v2
-from pallet.serve.server import configure_access_log, configure_server_log, drain_on_sigterm
+from pallet.serve.server import StartupRefused, configure_access_log, configure_server_log, drain_on_sigterm
 from pallet.store import ModelRef, Store, default_store
 from pallet.ui import routes as ui
 from pallet.ui.stats import Stats
@@ -47,7 +47,8 @@ def create_app(config: ServeConfig, store: Store | None = None) -> Starlette:
                 plane.load(ref)
             except PalletError as error:
                 if not config.skip_unloadable:
-                    raise
+                    raise StartupRefused(f"cannot serve {ref}: {error} (pallet serve --skip-unloadable serves "
+                                         "the others)") from None
                 name = ModelRef.parse(ref).name
                 plane.failed[name] = str(error)
                 logging.getLogger("pallet.serve").warning("model %s is not served: %s", ref, error)

@@ -155,9 +155,34 @@ def configure_access_log(enabled: bool) -> None:
         logger.addHandler(handler)
 
 
+class StartupRefused(PalletError):
+    """A model the server was asked for cannot be served (it fails to load or to warm up)."""
+
+
+class OneLineRefusal(logging.Filter):
+    """uvicorn logs a failed start-up as a traceback, then a line of its own; a `StartupRefused` is
+    a user's mistake, so it shows as its message alone."""
+
+    def __init__(self):
+        super().__init__()
+        self.refused = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        marker = f"{StartupRefused.__name__}: "
+        if marker in text:
+            record.msg, record.args = text.rsplit(marker, 1)[1].strip(), None
+            record.exc_info = record.exc_text = None
+            self.refused = True
+        return not (self.refused and text.startswith("Application startup failed"))
+
+
 def configure_server_log() -> None:
     """What the server notices (a cache gone and back, SIGTERM, models not served) and rollout changes
     it applies or canary decisions it makes: one line each on stderr."""
+    uvicorn_log = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, OneLineRefusal) for f in uvicorn_log.filters):
+        uvicorn_log.addFilter(OneLineRefusal())
     for name in ("pallet.serve", "pallet.rollout"):
         logger = logging.getLogger(name)
         logger.setLevel(logging.INFO)
