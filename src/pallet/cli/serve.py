@@ -67,7 +67,7 @@ def serve(
         if models:
             raise typer.BadParameter("a bundle names its own models; drop the model arguments or --bundle")
         config = serve_config(load_config(bundle), **options, **({"port": port} if port else {}))
-        run_server(config, store=bundle_store(bundle), echo=typer.echo)
+        run_server(config, store=bundle_store(bundle), echo=typer.echo, reveal_token=share_token == "new")
         return
     run_server(ServeConfig(models=models or [], port=port or _sagemaker_port(), workers=workers,
                            max_body_bytes=int(max_body_mb * 1024 * 1024), max_rows=max_rows,
@@ -76,7 +76,8 @@ def serve(
                            read_timeout_seconds=read_timeout, drain_seconds=drain_seconds,
                            grace_seconds=grace_seconds,
                            max_batch_size=max_batch_size, max_latency_ms=max_latency_ms, max_queue=max_queue,
-                           **options), echo=typer.echo)
+                           **options), echo=typer.echo, reveal_token=share_token == "new")
+
 
 def _sagemaker_port() -> int:
     value = os.environ.get("SAGEMAKER_BIND_TO_PORT", "8000")

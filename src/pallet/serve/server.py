@@ -44,8 +44,11 @@ ENDPOINTS = [
 SHARE_TOKEN = re.compile(r"[A-Za-z0-9_-]{8,128}")
 
 
-def serve(config: ServeConfig, store: Store | None = None, echo: Callable[[str], None] = print) -> None:
-    """Serve `config.models` until interrupted. Mistakes surface here, before any worker starts."""
+def serve(config: ServeConfig, store: Store | None = None, echo: Callable[[str], None] = print,
+          reveal_token: bool = False) -> None:
+    """Serve `config.models` until interrupted. Mistakes surface here, before any worker starts.
+    The share token is printed in the links only with `reveal_token` (one pallet made): a token
+    given to it is never written out."""
     store = store or default_store()
     if not config.models:
         raise PalletError("name at least one model to serve, e.g. pallet serve digits@production")
@@ -96,7 +99,7 @@ def serve(config: ServeConfig, store: Store | None = None, echo: Callable[[str],
     batching = (f"up to {config.max_batch_size} rows, waiting at most {config.max_latency_ms:g} ms"
                 if config.max_batch_size > 1 else "off")
     echo(f"  batching  {batching}; queue limit {config.max_queue} per model; cache {config.cache or 'off'}")
-    token = f"?token={config.share_token}" if config.share_token else ""
+    token = f"?token={config.share_token if reveal_token else '<share token>'}" if config.share_token else ""
     for label, path in ENDPOINTS:
         echo(f"  {label:<22}{base}{path}{token if path in ('/', '/dashboard') else ''}")
     if config.grpc_port is not None:
