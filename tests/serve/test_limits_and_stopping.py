@@ -296,6 +296,10 @@ def test_a_model_that_fails_its_warm_up_is_not_served(warming_store, tmp_path, m
     done = subprocess.run([PALLET, "serve", "broken", "--port", str(free_port())], capture_output=True, text=True,
                           timeout=60, env=env)
     assert done.returncode != 0 and "this model cannot predict" in done.stderr and "Traceback" not in done.stderr
+    several = subprocess.run([PALLET, "serve", "broken", "--workers", "2", "--port", str(free_port())],
+                             capture_output=True, text=True, timeout=60, env=env)
+    assert several.returncode == 1 and "this model cannot predict" in several.stderr
+    assert several.stderr.rstrip().endswith("error: a worker could not start (its reason is above); nothing is served")
     proc, port, url = serve(warming_store, "warming", "broken", "--skip-unloadable")
     try:
         assert httpx.get(f"{url}/v2/models/broken/ready").status_code == 503

@@ -106,14 +106,19 @@ def serve(config: ServeConfig, store: Store | None = None, echo: Callable[[str],
         echo(f"  {'gRPC (V2, Triton)':<22}{_url_host(reachable_hosts(config.host)[0])}:{config.grpc_port}")
     for other in bases[1:]:
         echo(f"  {'also reachable at':<22}{other}/{token}")
+    failed_start = WorkerStartFailed()
+    logging.getLogger("uvicorn.error").addFilter(failed_start)
     try:
         uvicorn.run("pallet.serve.app:app_from_env", factory=True, host=config.host, port=config.port,
                     workers=config.workers, log_level="warning", access_log=False,
                     http=BoundedHttp.factory(config.max_header_bytes, config.read_timeout_seconds),
                     timeout_graceful_shutdown=config.grace_seconds)
     finally:
+        logging.getLogger("uvicorn.error").removeFilter(failed_start)
         if metrics_dir:
             shutil.rmtree(metrics_dir, ignore_errors=True)
+    if failed_start.seen:  # uvicorn's supervisor stops, but returns as if all went well
+        raise PalletError("a worker could not start (its reason is above); nothing is served")
 
 
 def drain_on_sigterm(plane: DataPlane, drain_seconds: float) -> None:
@@ -178,6 +183,18 @@ class OneLineRefusal(logging.Filter):
             record.exc_info = record.exc_text = None
             self.refused = True
         return not (self.refused and text.startswith("Application startup failed"))
+
+
+class WorkerStartFailed(logging.Filter):
+    """Notices uvicorn's supervisor saying a worker process failed to start."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        self.seen = self.seen or "failed to start" in record.getMessage()
+        return True
 
 
 def configure_server_log() -> None:
