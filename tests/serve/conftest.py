@@ -80,22 +80,29 @@ SLOW = textwrap.dedent('''
 ''')
 
 
-@pytest.fixture(scope="session")
-def slow_store(tmp_path_factory):
+def store_of_classes(tmp_path_factory, module: str, code: str, *names: tuple[str, str]) -> Store:
+    """A store holding custom Python models: `code` becomes module `module` in a folder of its own,
+    and each (class, model name) in `names` is saved from it with a sample of ones."""
     import importlib
     import sys
 
-    folder = tmp_path_factory.mktemp("slowcode")
-    (folder / "slowmodel.py").write_text(SLOW)
+    folder = tmp_path_factory.mktemp(f"{module}-code")
+    (folder / f"{module}.py").write_text(code)
     sys.path.insert(0, str(folder))
     try:
-        module = importlib.import_module("slowmodel")
-        store = Store(tmp_path_factory.mktemp("slow") / "home")
-        store.save(module.Slow, "slow", sample={"x": np.ones((1, 2))})
+        loaded = importlib.import_module(module)
+        store = Store(tmp_path_factory.mktemp(module) / "home")
+        for cls, name in names:
+            store.save(getattr(loaded, cls), name, sample={"x": np.ones((1, 2))})
     finally:
         sys.path.remove(str(folder))
-        sys.modules.pop("slowmodel", None)
+        sys.modules.pop(module, None)
     return store
+
+
+@pytest.fixture(scope="session")
+def slow_store(tmp_path_factory):
+    return store_of_classes(tmp_path_factory, "slowmodel", SLOW, ("Slow", "slow"))
 
 
 @pytest.fixture(scope="session")

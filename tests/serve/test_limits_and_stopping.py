@@ -18,8 +18,7 @@ import numpy as np
 import pytest
 
 from pallet.bench import wait_ready
-from pallet.store import Store
-from tests.serve.conftest import free_port, stop
+from tests.serve.conftest import free_port, stop, store_of_classes
 
 PALLET = str(Path(sys.executable).parent / "pallet")
 BODY_LIMIT_MB = 1
@@ -245,22 +244,11 @@ WARMING = textwrap.dedent('''
 
 @pytest.fixture(scope="module")
 def warming_store(tmp_path_factory):
-    import importlib
-
-    folder = tmp_path_factory.mktemp("warmcode")
-    (folder / "warmmodel.py").write_text(WARMING)
-    sys.path.insert(0, str(folder))
+    os.environ["WARM_MARKER"] = str(tmp_path_factory.mktemp("saving") / "warmed")  # saving predicts once on the sample too
     try:
-        module = importlib.import_module("warmmodel")
-        store = Store(tmp_path_factory.mktemp("warm") / "home")
-        os.environ["WARM_MARKER"] = str(folder / "saving")  # saving predicts once on the sample too
-        store.save(module.Warming, "warming", sample={"x": np.ones((1, 2))})
-        store.save(module.Broken, "broken", sample={"x": np.ones((1, 2))})
+        return store_of_classes(tmp_path_factory, "warmmodel", WARMING, ("Warming", "warming"), ("Broken", "broken"))
     finally:
         os.environ.pop("WARM_MARKER", None)
-        sys.path.remove(str(folder))
-        sys.modules.pop("warmmodel", None)
-    return store
 
 
 def test_ready_only_once_every_model_has_answered_its_warm_up(warming_store, tmp_path, monkeypatch):
