@@ -21,6 +21,7 @@ import sqlalchemy as sa
 
 from pallet.errors import IntegrityError, PalletError
 from pallet.store import Store
+from pallet.store.store import home_path, index_url
 from pallet.store.index import make_engine
 from pallet.store.manifest import MANIFEST
 
@@ -138,8 +139,8 @@ def _toolchain(name: str, variable: str, module: str) -> Finding:
 
 def check_store(home: str | Path | None = None, db_url: str | None = None,
                 progress: Progress | None = None) -> list[Finding]:
-    home = Path(home or os.environ.get("PALLET_HOME") or ".pallet").absolute()
-    db_url = db_url or os.environ.get("PALLET_DB_URL") or f"sqlite:///{home / 'index.db'}"
+    home = home_path(home)
+    db_url = index_url(home, db_url)
     if not home.is_dir():
         what = "is not a folder" if home.exists() else "does not exist"
         return [Finding("home", PROBLEM, f"PALLET_HOME {home} {what}: run 'pallet demo' or pallet.save(...) "

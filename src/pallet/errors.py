@@ -9,6 +9,11 @@ class PalletError(Exception):
     """Base class of every error pallet raises on purpose."""
 
 
+def first_line(error: BaseException) -> str:
+    """An error from elsewhere (a driver, a library) as one line: its message's first, or its type."""
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+
+
 class InvalidReference(PalletError):
     """A model reference that cannot be parsed (`name`, `name:3`, `name@alias`)."""
 

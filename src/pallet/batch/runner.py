@@ -17,12 +17,13 @@ from pallet.batch.convert import (Plan, arrow_column, keys_of, output_columns, o
                                   to_inputs, validate)
 from pallet.batch.records import RunLog, RunRecord, now
 from pallet.batch.sinks import Checkpoint, Sink, open_sink
-from pallet.batch.sources import FileSource, Source, first_line, normalize, open_source, redact, split_url
+from pallet.batch.sources import FileSource, Source, normalize, open_source, split_url
 from pallet.batch.summary import Summary
-from pallet.errors import PalletError, PredictionError
+from pallet.errors import PalletError, PredictionError, first_line
 from pallet.model import Model
 from pallet.serve import threads
 from pallet.store import ModelVersion, Store, default_store
+from pallet.store.index import redact
 
 RECORD_EVERY_SECONDS = 1.0
 ENGINES = ("local", "ray")

@@ -17,9 +17,9 @@ from pathlib import Path
 import pyarrow as pa
 import sqlalchemy as sa
 
-from pallet.batch.sources import first_line, make_engine, quote, redact, split_url
-from pallet.errors import PalletError
-from pallet.store.index import retrying
+from pallet.batch.sources import make_engine, quote, split_url
+from pallet.errors import PalletError, first_line
+from pallet.store.index import redact, retrying
 
 CHECKPOINTS = "pallet_batch_checkpoints"
 MARKER = "_pallet_output"  # in a Parquet output folder: pallet wrote it, so a run may replace it

@@ -12,7 +12,8 @@ from pathlib import Path
 import pyarrow as pa
 import sqlalchemy as sa
 
-from pallet.errors import PalletError
+from pallet.errors import PalletError, first_line
+from pallet.store.index import redact
 
 SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 
@@ -192,19 +193,6 @@ def make_engine(url: sa.URL, what: str) -> sa.Engine:
 
 def quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
-
-
-def redact(spec: str) -> str:
-    """A URL as it may be printed: no password."""
-    try:
-        url = sa.make_url(spec)
-    except sa.exc.ArgumentError:
-        return spec
-    return url.render_as_string(hide_password=True) if url.password else spec
-
-
-def first_line(error: BaseException) -> str:
-    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
 def _csv_header(path: Path) -> list[str]:

@@ -14,10 +14,11 @@ from rich.table import Table
 from pallet.batch import check as checks
 from pallet.batch import runner, schedule as schedules
 from pallet.batch.records import INTERRUPTED, RunLog
-from pallet.batch.sources import normalize, redact
+from pallet.batch.sources import normalize
 from pallet.cli.output import console
 from pallet.errors import PalletError
 from pallet.store import default_store
+from pallet.store.index import redact
 
 app = typer.Typer(help="Batch prediction: data to a table, resumable, checked.", no_args_is_help=True)
 

@@ -13,6 +13,9 @@ class Runtime(ABC):
     name: ClassVar[str]          # written in the manifest: which runtime loads the version
     framework: ClassVar[str]     # what made the model, for people
     packages: ClassVar[tuple[str, ...]] = ("numpy",)  # distributions whose versions the manifest pins
+    # Files `load` checks against the manifest's sha256 itself, on the bytes it reads (a pickle:
+    # nothing may swap it between a check and the unpickling); the store need not hash them first.
+    reads_verified: ClassVar[tuple[str, ...]] = ()
 
     # Names and dtypes the model itself declares; None / {} means "take them from the sample".
     input_names: list[str] | None = None

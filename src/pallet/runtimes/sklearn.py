@@ -30,6 +30,7 @@ class SklearnRuntime(Runtime):
     name = "sklearn"
     framework = "scikit-learn"
     packages = ("scikit-learn", "numpy", "scipy", "joblib")
+    reads_verified = (FILE,)
 
     def __init__(self, estimator: Any):
         self.estimator = estimator

@@ -14,11 +14,11 @@ import io
 import logging
 import time
 from collections import OrderedDict
-from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
 from pallet.errors import PalletError
+from pallet.store.index import redact
 
 Arrays = dict[str, np.ndarray]
 log = logging.getLogger("pallet.serve")
@@ -76,7 +76,7 @@ class RedisCache:
         self.client = redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout,
                                      retry=Retry(NoBackoff(), 0))
         self.ttl = max(1, int(ttl_seconds))
-        self.url = _redact(url)
+        self.url = redact(url)
         self.retry_seconds = retry_seconds
         self.down = False
         self.retry_at = 0.0
@@ -131,16 +131,6 @@ class RedisCache:
         if self.down:
             self.down = False
             log.info("cache %s is back", self.url)
-
-
-def _redact(url: str) -> str:
-    """A Redis URL as it may be logged: no password."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def make_cache(spec: str | None, ttl_seconds: float = 3600):

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError as RowExists
 from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 
-from pallet.errors import ModelNotFound, PalletError
+from pallet.errors import ModelNotFound, PalletError, first_line
 
 T = TypeVar("T")
 log = logging.getLogger("pallet.store")
@@ -63,6 +63,15 @@ class VersionRow:
     tags: dict
 
 
+def redact(spec: str) -> str:
+    """A URL (a database's, Redis') as it may be printed or logged: no password."""
+    try:
+        url = sa.make_url(spec)
+    except sa.exc.ArgumentError:
+        return spec
+    return url.render_as_string(hide_password=True) if url.password else spec
+
+
 def make_engine(url: str) -> sa.Engine:
     """An engine for `url`; SQLite waits for other writers instead of failing at once."""
     try:
@@ -96,8 +105,7 @@ def retrying(action: Callable[[int], T], what: str) -> T:
         try:
             return action(attempt)
         except (DBAPIError, psycopg.OperationalError) as e:  # the driver's own: COPY runs on its connection
-            orig = e.orig if isinstance(e, DBAPIError) else e
-            reason = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+            reason = first_line(e.orig if isinstance(e, DBAPIError) else e)
             if isinstance(e, DBAPIError) and not connection_lost(e):
                 raise PalletError(f"{what}: {reason}") from None
             if attempt == RETRIES:

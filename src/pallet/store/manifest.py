@@ -109,17 +109,9 @@ def describe_files(folder: Path) -> dict[str, dict[str, Any]]:
 def verify_files(folder: Path, files: dict[str, dict[str, Any]], owner: str | None = None) -> None:
     """Raise `IntegrityError` naming the first file that is missing or changed (and `owner`, the model)."""
     where = f"{owner} ({folder})" if owner else str(folder)
-    inside = folder.resolve()
     for name, expected in files.items():
-        path = folder / name
-        if Path(name).is_absolute() or ".." in Path(name).parts or not path.resolve().is_relative_to(inside):
-            raise IntegrityError(f"file {name} of {where} leads outside the version's folder (a path or a "
-                                 "link out of it); refusing to load it")
-        if not path.is_file():
-            raise IntegrityError(f"file {name} of {where} is missing; the stored model is incomplete")
-        if sha256(path) != expected["sha256"]:
-            raise IntegrityError(f"file {name} of {where} does not match its sha256 in the manifest: "
-                                 "it was changed or corrupted after saving; refusing to load it")
+        if sha256(_stored_file(folder, name, where)) != expected["sha256"]:
+            raise IntegrityError(_changed(name, where))
 
 
 def read_verified(folder: Path, name: str) -> bytes:
@@ -129,17 +121,33 @@ def read_verified(folder: Path, name: str) -> bytes:
     the file changes on disk meanwhile. A folder still being saved has no manifest yet; its files
     are the ones just written.
     """
-    data = (folder / name).read_bytes()
     if not (folder / MANIFEST).exists():
-        return data
+        return (folder / name).read_bytes()
     manifest = Manifest.read(folder)
+    where = f"model {manifest.name}:{manifest.version} ({folder})"
     expected = manifest.files.get(name)
-    if expected is None or hashlib.sha256(data).hexdigest() != expected["sha256"]:
-        raise IntegrityError(f"file {name} of model {manifest.name}:{manifest.version} ({folder}) "
-                             + ("is not listed in its manifest" if expected is None else
-                                "does not match its sha256 in the manifest: it was changed or corrupted after saving")
-                             + "; refusing to load it")
+    if expected is None:
+        raise IntegrityError(f"file {name} of {where} is not listed in its manifest; refusing to load it")
+    data = _stored_file(folder, name, where).read_bytes()
+    if hashlib.sha256(data).hexdigest() != expected["sha256"]:
+        raise IntegrityError(_changed(name, where))
     return data
+
+
+def _stored_file(folder: Path, name: str, where: str) -> Path:
+    """The path of a file a manifest lists, refused when it leads out of the folder or is missing."""
+    path = folder / name
+    if Path(name).is_absolute() or ".." in Path(name).parts or not path.resolve().is_relative_to(folder.resolve()):
+        raise IntegrityError(f"file {name} of {where} leads outside the version's folder (a path or a "
+                             "link out of it); refusing to load it")
+    if not path.is_file():
+        raise IntegrityError(f"file {name} of {where} is missing; the stored model is incomplete")
+    return path
+
+
+def _changed(name: str, where: str) -> str:
+    return (f"file {name} of {where} does not match its sha256 in the manifest: "
+            "it was changed or corrupted after saving; refusing to load it")
 
 
 def package_versions(names: list[str]) -> dict[str, str]:

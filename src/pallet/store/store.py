@@ -47,8 +47,9 @@ class ModelVersion:
 
     def load_runtime(self, **options: Any) -> Runtime:
         """The verified model, ready to predict. `options` override the manifest's runtime options."""
-        self.verify()  # before anything is deserialized
         runtime = runtimes.get_runtime(self.manifest.runtime)
+        others = {n: f for n, f in self.manifest.files.items() if n not in runtime.reads_verified}
+        verify_files(self.path, others, f"model {self.ref}")  # before anything is deserialized
         return runtime.load(self.path, {**self.manifest.runtime_options, **options})
 
     def sample(self) -> dict[str, np.ndarray]:
@@ -57,11 +58,21 @@ class ModelVersion:
             return {name: data[name] for name in data.files}
 
 
+def home_path(home: str | Path | None = None) -> Path:
+    """The store's folder: `home`, else PALLET_HOME, else ./.pallet."""
+    return Path(home or os.environ.get("PALLET_HOME") or ".pallet").absolute()
+
+
+def index_url(home: Path, db_url: str | None = None) -> str:
+    """Where the index lives: `db_url`, else PALLET_DB_URL, else SQLite inside `home`."""
+    return db_url or os.environ.get("PALLET_DB_URL") or f"sqlite:///{home / 'index.db'}"
+
+
 class Store:
     def __init__(self, home: str | Path | None = None, db_url: str | None = None):
-        self.home = Path(home or os.environ.get("PALLET_HOME") or ".pallet").absolute()
+        self.home = home_path(home)
         self.home.mkdir(parents=True, exist_ok=True)
-        self.db_url = db_url or os.environ.get("PALLET_DB_URL") or f"sqlite:///{self.home / 'index.db'}"
+        self.db_url = index_url(self.home, db_url)
         self.index = Index(make_engine(self.db_url))
 
     def __repr__(self) -> str:
