@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 EDGE := .venv-edge
 TVM := .venv-tvm
 
-.PHONY: install run demo test fuzz bench clean chromium nginx edge tvm npm protos
+.PHONY: install run demo test test-fast screenshots fuzz bench clean chromium nginx redis edge tvm npm protos
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -61,8 +61,21 @@ chromium:
 nginx:
 	command -v nginx >/dev/null || test -x /usr/sbin/nginx || (apt-get update -qq && apt-get install -y -qq nginx)
 
-test: install edge tvm chromium nginx npm
+# redis-server for the cache fault tests (each starts a private one on a free port).
+redis:
+	command -v redis-server >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-server)
+
+# The whole suite: browsers, edge toolchains, scale-out, faults and fuzzing included.
+test: install edge tvm chromium nginx npm redis
 	PALLET_EDGE_PYTHON=$(CURDIR)/$(EDGE)/bin/python PALLET_TVM_PYTHON=$(CURDIR)/$(TVM)/bin/python $(BIN)/python -m pytest
+
+# Unit and in-process tests, a few minutes at most: no browser, no edge toolchains, nothing marked slow.
+test-fast: install
+	$(BIN)/python -m pytest -m "not slow and not e2e and not edge"
+
+# The browser tests, saving their screenshots over the README's pictures in docs/screenshots/.
+screenshots: install chromium npm
+	PALLET_SCREENSHOTS=$(CURDIR)/docs/screenshots $(BIN)/python -m pytest tests/e2e
 
 # Longer fuzzing than make test runs: each atheris target for --runs inputs, schemathesis with many
 # more examples (with and without the API key); figures in benchmarks/results/fuzz.json.

@@ -29,8 +29,9 @@ PALLET = str(Path(sys.executable).parent / "pallet")
 PG = os.environ.get("PALLET_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
 FLOOR = """
 import sys, time, numpy as np, pyarrow.parquet as pq
+from pallet.model import load_runtime
 from pallet.store import Store
-runtime = Store(sys.argv[1]).resolve("digits").load_runtime()
+runtime = load_runtime(Store(sys.argv[1]).resolve("digits"))
 started = time.perf_counter()
 table = pq.read_table(sys.argv[2])
 x = np.column_stack([table.column(f"p{i}").to_numpy() for i in range(64)])

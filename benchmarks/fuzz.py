@@ -20,9 +20,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from run import WORK, free_port, record, wait_ready
+from run import WORK, record
 
 from pallet.demo import train_demo_models
+from pallet.net import free_port, wait_ready
 from pallet.store import Store
 
 HERE = Path(__file__).parent

@@ -21,9 +21,10 @@ from pathlib import Path
 
 import httpx
 
-from run import WORK, free_port, record, wait_ready
+from run import WORK, record
 
 from pallet.demo import train_demo_models
+from pallet.net import free_port, wait_ready
 from pallet.store import Store
 
 BODIES = 50

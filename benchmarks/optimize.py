@@ -33,6 +33,7 @@ from pallet.export.check import measure  # noqa: E402
 from pallet.export.derive import Parent  # noqa: E402
 from pallet.export.optimize import distill, quantize  # noqa: E402
 from pallet.export.report import Figures, Parity, Report  # noqa: E402
+from pallet.model import load_runtime  # noqa: E402
 from pallet.store import Store  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
@@ -51,7 +52,7 @@ def table(store: Store, name: str, refs: list[tuple[str, str]], rounds: int, sec
     rows = []
     for label, ref in refs:
         version = store.resolve(ref)
-        runtime = version.load_runtime(intra_op_threads=1)
+        runtime = load_runtime(version, intra_op_threads=1)
         runs = [measure(label, ref, version.manifest.size_bytes, typed(runtime), parent.held_out,
                         parent.held_out_answers if label != "parent" else None, seconds) for _ in range(rounds)]
         rows.append(Figures(label, ref, version.manifest.size_bytes,

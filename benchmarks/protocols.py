@@ -28,10 +28,11 @@ from pathlib import Path
 
 import numpy as np
 
-from run import WORK, free_port, machine, prepare_store, wait_ready
+from run import WORK, machine, prepare_store
 
 from pallet.demo import register_minilm
 from pallet.export.data import sentences
+from pallet.net import free_port, wait_ready
 from pallet.store import Store
 
 RESULTS = Path(__file__).parent / "results"

@@ -17,9 +17,10 @@ import sys
 import numpy as np
 from sklearn.datasets import load_digits
 
-from run import WORK, Running, _median, free_port, pallet_target, prepare_store, record, v2_body, wrk
+from run import WORK, Running, _median, pallet_target, prepare_store, record, v2_body, wrk
 
 import pallet
+from pallet.net import free_port
 from pallet.rollout import Rollouts
 from pallet.store import Store
 
@@ -40,7 +41,7 @@ def rollout_store(home) -> Store:
         x, y = load_digits(return_X_y=True)
         store = Store(target)
         model = pallet.load("digits:1", store=store).runtime.estimator  # the same model, a second version
-        store.save(model, "digits", sample=x[:5])
+        pallet.save(model, "digits", sample=x[:5], store=store)
     return Store(target)
 
 

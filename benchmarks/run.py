@@ -15,7 +15,6 @@ import platform
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -27,7 +26,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from pallet.bench import wait_ready
+from pallet.net import free_port, wait_ready
 from pallet.errors import PalletError
 
 HERE = Path(__file__).resolve().parent
@@ -49,12 +48,6 @@ class Target:
     cores: str = "0"
     cwd: Path = ROOT
     cleanup: list[str] = field(default_factory=list)   # run after the server stops
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Running:

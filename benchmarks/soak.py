@@ -27,9 +27,10 @@ import grpc
 import httpx
 import numpy as np
 
-from run import WORK, free_port, record, wait_ready
+from run import WORK, record
 
 from pallet.demo import train_demo_models
+from pallet.net import free_port, wait_ready
 from pallet.serve.protocols.proto import grpc_service_pb2 as pb
 from pallet.serve.protocols.proto import grpc_service_pb2_grpc as rpc
 from pallet.store import Store

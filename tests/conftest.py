@@ -1,5 +1,7 @@
+import hashlib
 import os
 import uuid
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,6 +12,90 @@ from sklearn.linear_model import LogisticRegression
 from pallet.store import Store
 
 PG_URL = os.environ.get("PALLET_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+TESTS = Path(__file__).resolve().parent
+ROOT = TESTS.parent
+
+# Load, fault and fuzz tests, and any other test that takes more than about ten seconds on two cores
+# (measure with --durations=0), by file or by file::function. `make test` runs them; `make test-fast`
+# leaves them out.
+SLOW = {
+    "unit/test_fuzz_coverage_guided.py",
+    "serve/test_fuzz_api.py",
+    "serve/test_cache_faults.py",
+    "integration/test_faults.py",
+    "integration/test_scale_out.py",
+    "integration/test_rollout_cli.py::test_every_worker_of_every_replica_follows_the_cli",
+    "integration/test_build.py::test_a_fresh_venv_built_as_the_dockerfile_says_serves_the_bundle",
+    "integration/test_batch.py::test_sigkill_mid_run_then_resume_writes_every_key_exactly_once",
+    "serve/test_limits_and_stopping.py::test_a_killed_worker_is_replaced_and_the_server_stays_ready",
+    "serve/test_limits_and_stopping.py::test_sigterm_turns_readiness_off_lets_in_flight_requests_finish_and_exits_0",
+    "serve/test_rollouts.py::test_promote_and_rollback_under_load_fail_no_request",
+    "serve/test_rollouts.py::test_a_canary_to_a_bad_version_rolls_back_by_itself",
+    "serve/test_rollouts.py::test_a_canary_to_a_good_version_reaches_100_percent",
+}
+
+# Folders of the checkout that tests once wrote into: they must come out of a run as they went in.
+GUARDED = ["docs/screenshots", "benchmarks/results"]
+_guarded_key = pytest.StashKey[dict[str, str]]()
+_changed_key = pytest.StashKey[list[str]]()
+
+
+def pytest_collection_modifyitems(config, items):
+    """Marks every browser test `e2e` and every test in SLOW `slow`, for `make test-fast`."""
+    _check_slow_names()
+    for item in items:
+        where = Path(item.path).resolve()
+        if TESTS / "e2e" in where.parents:
+            item.add_marker(pytest.mark.e2e)
+        module = where.relative_to(TESTS).as_posix() if TESTS in where.parents else None
+        if module in SLOW or f"{module}::{getattr(item, 'originalname', item.name)}" in SLOW:
+            item.add_marker(pytest.mark.slow)
+
+
+def _check_slow_names() -> None:
+    for entry in SLOW:
+        module, _, function = entry.partition("::")
+        path = TESTS / module
+        if not path.is_file() or (function and f"def {function}(" not in path.read_text()):
+            raise pytest.UsageError(f"tests/conftest.py SLOW names {entry}, which does not exist: update SLOW")
+
+
+def _guarded_files() -> dict[str, str]:
+    refreshed = os.environ.get("PALLET_SCREENSHOTS")  # `make screenshots` writes docs/screenshots on purpose
+    found = {}
+    for folder in GUARDED:
+        if refreshed and Path(refreshed).resolve() == ROOT / folder:
+            continue
+        for path in sorted((ROOT / folder).rglob("*")):
+            if path.is_file():
+                found[path.relative_to(ROOT).as_posix()] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return found
+
+
+def pytest_sessionstart(session):
+    session.config.stash[_guarded_key] = _guarded_files()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Fails the run when a test wrote into the checkout (screenshots and benchmark results go to scratch)."""
+    before = session.config.stash.get(_guarded_key, None)
+    if before is None:
+        return
+    after = _guarded_files()
+    changed = sorted(name for name in before.keys() | after.keys() if before.get(name) != after.get(name))
+    session.config.stash[_changed_key] = changed
+    if changed:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    changed = config.stash.get(_changed_key, [])
+    if changed:
+        terminalreporter.section("files of the checkout changed during the test run", red=True)
+        for name in changed:
+            terminalreporter.write_line(name)
+        terminalreporter.write_line("tests write to tmp_path or a scratch folder, never into the checkout")
 
 
 def _postgres_reachable() -> str | None:

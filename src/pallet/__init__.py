@@ -11,6 +11,8 @@ from typing import Any
 
 from pallet.errors import PalletError
 from pallet.model import Model
+from pallet.python_model import PythonModel
+from pallet.saving import save_model
 from pallet.signature import Signature, TensorSpec
 from pallet.store import ModelRef, Store, default_store
 
@@ -20,16 +22,19 @@ __version__ = "0.1.0"
 def save(model: Any, name: str, *, sample: Any, metrics: dict[str, float] | None = None,
          tags: dict[str, str] | None = None, requirements: list[str] | None = None,
          artifacts: str | None = None, description: str = "", aliases: list[str] = (),
-         store: Store | None = None) -> ModelRef:
+         code_paths: list[str] = (), store: Store | None = None) -> ModelRef:
     """Store a new version of `model` under `name` and return its reference, e.g. `digits:3`.
 
     `model` is a scikit-learn estimator, an ONNX model (file path, bytes or ModelProto), or
-    an instance of a class with `load(path)` and `predict(inputs)`. `sample` is a small
-    batch of real inputs; the signature is inferred from it and the model's outputs.
+    a `pallet.PythonModel` (or any class with `load(path)` and `predict(inputs)`). `sample` is
+    a small batch of real inputs; the signature is inferred from it and the model's outputs.
+    `requirements` are PEP 508 requirements (`numpy>=1.24`), checked against what is installed;
+    `code_paths` are helper modules or packages the model's code imports, stored with it.
     """
-    return (store or default_store()).save(
-        model, name, sample=sample, metrics=metrics, tags=tags, requirements=requirements,
-        artifacts=artifacts, description=description, aliases=aliases,
+    return save_model(
+        store or default_store(), model, name, sample=sample, metrics=metrics, tags=tags,
+        requirements=requirements, artifacts=artifacts, description=description, aliases=aliases,
+        code_paths=code_paths,
     )
 
 
@@ -38,4 +43,4 @@ def load(ref: str | ModelRef, *, store: Store | None = None, **runtime_options: 
     return Model((store or default_store()).resolve(ref), **runtime_options)
 
 
-__all__ = ["Model", "ModelRef", "PalletError", "Signature", "Store", "TensorSpec", "load", "save"]
+__all__ = ["Model", "ModelRef", "PalletError", "PythonModel", "Signature", "Store", "TensorSpec", "load", "save"]

@@ -2,7 +2,9 @@
 
 The load generator keeps `concurrency` HTTP/1.1 keep-alive connections busy for a
 bounded time (and a bounded number of requests), each sending the same Open
-Inference Protocol request and timing every answer.
+Inference Protocol request and timing every answer. Latency percentiles come from the
+server's own histogram for the level's requests, so they match the dashboard and
+`pallet rollout status` for the same traffic.
 """
 
 from __future__ import annotations
@@ -10,12 +12,12 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -23,6 +25,8 @@ import orjson
 
 from pallet.errors import PalletError
 from pallet.model import Model
+from pallet.net import free_port, wait_ready
+from pallet.quantiles import counts_of, quantile_of_buckets, quantile_of_counts
 from pallet.serve.codecs import datatype_of
 
 MAX_REQUESTS = 2_000_000  # a bound on any one level, whatever the duration
@@ -36,23 +40,20 @@ class LevelResult:
     seconds: float
     latencies: list[float] = field(repr=False, default_factory=list)
     mean_batch_rows: float | None = None
+    server_latency: dict[str, float] = field(repr=False, default_factory=dict)  # {"le": count} during the level
 
     @property
     def rate(self) -> float:
         return self.requests / self.seconds if self.seconds else 0.0
 
     def percentile(self, p: float) -> float:
-        return float(np.percentile(self.latencies, p)) if self.latencies else float("nan")
-
-
-def parse_duration(text: str) -> float:
-    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*(ms|s|m)?\s*", text)
-    if not match:
-        raise PalletError(f"bad duration '{text}': use e.g. 10s, 500ms or 1m")
-    value = float(match.group(1)) * {"ms": 0.001, "s": 1, "m": 60, None: 1}[match.group(2)]
-    if value <= 0:
-        raise PalletError(f"duration must be more than zero, got '{text}'")
-    return value
+        """Seconds: the p-th percentile of the server's own latency histogram for this level's requests,
+        read as the dashboard and `pallet rollout status` read it (the client's timings in the same
+        buckets when the server counted none)."""
+        found = quantile_of_buckets(self.server_latency, p / 100)
+        if found is None:
+            found = quantile_of_counts(counts_of(self.latencies), p / 100)
+        return float("nan") if found is None else found
 
 
 def infer_body(model: Model, rows: int) -> bytes:
@@ -124,38 +125,26 @@ async def _read_response(reader: asyncio.StreamReader) -> int:
     return status
 
 
-def batch_rows(url: str, model: str) -> tuple[float, float]:
-    """(sum, count) of the model's batch sizes from /metrics."""
+def server_counts(url: str, model: str) -> dict[str, Any]:
+    """What the server has counted for `model` so far (every version and protocol), from /metrics:
+    its latency histogram ({"le": cumulative count}) and the sum and count of its batch sizes."""
     import httpx
+    from prometheus_client.parser import text_string_to_metric_families
 
+    counts: dict[str, Any] = {"latency": {}, "batch_rows_sum": 0.0, "batches": 0.0}
     text = httpx.get(f"{url}/metrics", timeout=10).text
-    found = {kind: re.search(rf'^pallet_batch_rows_{kind}\{{model="{re.escape(model)}",version="[^"]*"\}} (\S+)$',
-                             text, re.M) for kind in ("sum", "count")}
-    return tuple(float(m.group(1)) if m else 0.0 for m in (found["sum"], found["count"]))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_ready(url: str, process: subprocess.Popen, seconds: float = 60, path: str = "/v2/health/ready") -> None:
-    """Return once `url + path` answers 200; `PalletError` if `process` exits or time runs out."""
-    import httpx
-
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            error = process.stderr.read().strip() if process.stderr else ""
-            raise PalletError(f"the server exited before it was ready: {error}")
-        try:
-            if httpx.get(f"{url}{path}", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise PalletError(f"the server did not become ready within {seconds:g}s")
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.labels.get("model") != model:
+                continue
+            if sample.name == "pallet_request_duration_seconds_bucket":
+                le = sample.labels["le"]
+                counts["latency"][le] = counts["latency"].get(le, 0.0) + sample.value
+            elif sample.name == "pallet_batch_rows_sum":
+                counts["batch_rows_sum"] += sample.value
+            elif sample.name == "pallet_batch_rows_count":
+                counts["batches"] += sample.value
+    return counts
 
 
 class LocalServer:
@@ -211,11 +200,12 @@ def run_bench(model: Model, levels: list[int], seconds: float, rows: int, url: s
         asyncio.run(drive(target, body, 1, min(seconds, 1.0)))  # warm up
         for level in levels:
             progress(f"{level} concurrent connection(s) for {seconds:g}s")
-            before = batch_rows(base, model.ref.name)
+            before = server_counts(base, model.ref.name)
             result = asyncio.run(drive(target, body, level, seconds))
-            after = batch_rows(base, model.ref.name)
-            calls = after[1] - before[1]
-            result.mean_batch_rows = (after[0] - before[0]) / calls if calls else None
+            after = server_counts(base, model.ref.name)
+            calls = after["batches"] - before["batches"]
+            result.mean_batch_rows = (after["batch_rows_sum"] - before["batch_rows_sum"]) / calls if calls else None
+            result.server_latency = {le: n - before["latency"].get(le, 0.0) for le, n in after["latency"].items()}
             results.append(result)
     finally:
         if server:

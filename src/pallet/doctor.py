@@ -22,7 +22,8 @@ import sqlalchemy as sa
 from pallet.errors import IntegrityError, PalletError
 from pallet.store import Store
 from pallet.store.store import home_path, index_url
-from pallet.store.index import make_engine
+from pallet.store.database import make_engine
+from pallet.store.migrate import HEADS, STORE, known_revisions, stored_revisions
 from pallet.store.manifest import MANIFEST
 
 OK, INFO, PROBLEM = "ok", "info", "problem"
@@ -30,7 +31,8 @@ MIN_PYTHON = (3, 11)
 # Distributions whose module is imported to prove it works, not only that it is installed.
 MODULES = {"numpy": "numpy", "scikit-learn": "sklearn", "joblib": "joblib", "onnx": "onnx",
            "onnxruntime": "onnxruntime", "sqlalchemy": "sqlalchemy", "typer": "typer", "rich": "rich",
-           "starlette": "starlette", "uvicorn": "uvicorn", "orjson": "orjson", "httpx": "httpx"}
+           "starlette": "starlette", "uvicorn": "uvicorn", "orjson": "orjson", "httpx": "httpx",
+           "alembic": "alembic"}
 # What pallet itself keeps at the top of PALLET_HOME.
 HOME_ENTRIES = {"models", "tmp", "locks", "index.db", "index.db-wal", "index.db-shm", "index.db-journal"}
 Progress = Callable[[int, int], None]  # versions verified, versions in all
@@ -149,7 +151,10 @@ def check_store(home: str | Path | None = None, db_url: str | None = None,
     state, finding = _index(db_url)
     found.append(finding)
     if state == "ready":
-        found += check_versions(home, db_url, progress)
+        try:  # opening the store upgrades an older schema
+            found += check_versions(home, db_url, progress)
+        except PalletError as e:
+            found.append(Finding("index", PROBLEM, str(e)))
     elif state == "empty":  # whatever is under models/ then, no index entry knows
         found += _orphans(home / "models", set())
     found += _strays(home)
@@ -179,14 +184,32 @@ def _index(db_url: str) -> tuple[str, Finding]:
     try:
         with engine.connect() as conn:
             has_index = sa.inspect(conn).has_table("pallet_versions")
+        stored = stored_revisions(engine) if has_index else set()
     except (sa.exc.SQLAlchemyError, OSError) as e:
         return "broken", Finding("index", PROBLEM, f"the index database at {where} cannot be reached: "
                                                f"{_one_line(str(getattr(e, 'orig', None) or e))}")
+    except PalletError as e:
+        return "broken", Finding("index", PROBLEM, str(e))
     finally:
         engine.dispose()
     if not has_index:
         return "empty", Finding("index", INFO, f"the index database at {where} has no models yet")
-    return "ready", Finding("index", OK, f"index database at {where}")
+    return _schema(where, stored)
+
+
+def _schema(where: str, stored: set[str]) -> tuple[str, Finding]:
+    """The index's schema revision, against the one this pallet uses."""
+    head = HEADS[STORE]
+    if head in stored:
+        return "ready", Finding("index", OK, f"index database at {where}, schema revision {head}")
+    newer = sorted(stored - known_revisions())
+    if newer:
+        return "broken", Finding("index", PROBLEM, f"the index database at {where} has schema revision "
+                                                   f"{', '.join(newer)}, which this pallet does not know: a newer "
+                                                   "pallet upgraded it; upgrade pallet to open it")
+    was = ", ".join(sorted(stored)) or "none (from before pallet recorded revisions)"
+    return "ready", Finding("index", INFO, f"index database at {where}, schema revision {was}: pallet upgrades "
+                                           f"it to {head} when it opens the store")
 
 
 def check_versions(home: Path, db_url: str, progress: Progress | None = None) -> list[Finding]:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from typing import Any
 
+from pallet.bodies import DataframeSplit, MlflowInputs, MlflowInstances, MlflowRecords, MlflowSplit, mlflow_shape
+from pallet.csv_reader import read_rows
 from pallet.errors import InvalidInput
 from pallet.signature import Signature
 
@@ -34,14 +34,8 @@ def _from_json(text: str, signature: Signature) -> Any:
         data = json.loads(text)
     except (ValueError, RecursionError) as e:
         raise InvalidInput(f"input is not valid JSON: {e}") from None
-    if isinstance(data, dict) and len(data) == 2 and "params" in data:
-        data = {k: v for k, v in data.items() if k != "params"}  # MLflow's inference params: no model here takes them
-    if isinstance(data, dict) and len(data) == 1:
-        (key, value), = data.items()
-        if key in ("inputs", "instances", "dataframe_records"):
-            data = value
-        elif key == "dataframe_split":
-            data = from_split(value, signature)
+    if isinstance(data, dict):
+        data = _unwrap(data, signature)
     if isinstance(data, dict) and not set(data) <= set(signature.input_names):
         raise InvalidInput(f"a JSON object must be one of {', '.join(SHAPES)} or the model's inputs by name "
                            f"({', '.join(signature.input_names)}); got {', '.join(map(str, data))}")
@@ -55,6 +49,18 @@ def _from_json(text: str, signature: Signature) -> Any:
         if depth == len(spec.shape) - 1:  # one row: a batch of one
             return [data]
     return data
+
+
+def _unwrap(body: dict, signature: Signature) -> Any:
+    """What an MLflow-shaped body holds (checked against its schema), or the body itself."""
+    match mlflow_shape(body):
+        case MlflowSplit(dataframe_split=split):
+            return from_split(split, signature)
+        case MlflowRecords(dataframe_records=rows) | MlflowInstances(instances=rows) | MlflowInputs(inputs=rows):
+            return rows
+    if len(body) == 2 and "params" in body:
+        return {k: v for k, v in body.items() if k != "params"}  # MLflow's inference params: no model here takes them
+    return body
 
 
 def from_instances(instances: Any, signature: Signature, what: str = "instances") -> dict[str, Any]:
@@ -84,29 +90,21 @@ def from_records(records: list[dict], signature: Signature, what: str = "records
     return {name: [row[name] for row in records] for name in names}
 
 
-def from_split(split: Any, signature: Signature, what: str = "dataframe_split") -> Any:
+def from_split(split: DataframeSplit, signature: Signature, what: str = "dataframe_split") -> Any:
     """Inputs from pandas' split orientation: `data` rows, optional `columns` and `index` (ignored).
 
     A model with one input takes the rows as they are; a model whose inputs are named columns
     (saved from a DataFrame sample) takes them by name, in any order, and every column must be one.
     """
-    if not isinstance(split, dict) or not isinstance(split.get("data"), list):
-        raise InvalidInput(f'"{what}" must be an object with "data" (rows) and optional "columns" and "index"')
-    unknown = set(split) - {"columns", "data", "index"}
-    if unknown:
-        raise InvalidInput(f'"{what}" has unknown key(s) {", ".join(sorted(map(str, unknown)))}; it takes '
-                           '"columns", "index" and "data"')
-    columns, rows = split.get("columns"), split["data"]
+    columns, rows = split.columns, split.data
     names = signature.input_names
     if len(names) == 1 and columns == names and len(signature.inputs[0].shape) == 1 \
             and all(isinstance(r, list) and len(r) == 1 for r in rows):
         return [row[0] for row in rows]  # one column of a 1-D input (text, say): pandas writes each as [value]
     if not columns or len(names) == 1:
         return rows
-    if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
-        raise InvalidInput(f'"{what}" columns must be a list of names')
     missing = [n for n in names if n not in columns]
-    extra = [c for c in columns if c not in names]
+    extra = [str(c) for c in columns if c not in names]
     if missing or extra or len(set(columns)) != len(columns):
         problems = ([f"missing column(s) {', '.join(missing)}"] if missing else []) + \
                    ([f"unknown column(s) {', '.join(extra)}"] if extra else []) + \
@@ -119,10 +117,7 @@ def from_split(split: Any, signature: Signature, what: str = "dataframe_split") 
 
 
 def _from_csv(text: str, signature: Signature) -> Any:
-    try:
-        rows = [row for row in csv.reader(io.StringIO(text)) if row]
-    except csv.Error as e:
-        raise InvalidInput(f"the CSV input cannot be read: {e}") from None
+    rows = read_rows(text)
     if not rows:
         raise InvalidInput("the CSV input has no rows")
     names = signature.input_names

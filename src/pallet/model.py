@@ -1,4 +1,4 @@
-"""A loaded model: one stored version, verified and ready to predict on batches."""
+"""The model API: which runtime saves or loads a model, and a loaded model, verified and ready to predict."""
 
 from __future__ import annotations
 
@@ -6,15 +6,48 @@ from typing import Any
 
 import numpy as np
 
-from pallet.errors import PalletError, PredictionError
+from pallet import runtimes
+from pallet.errors import NoRuntime, PalletError, PredictionError
+from pallet.runtimes.base import Runtime
 from pallet.signature import Signature
 from pallet.store import ModelRef, ModelVersion
+
+PIPELINE = "pipeline"  # the runtime of pipelines: it loads models itself, so it lives here, not in runtimes/
+
+
+def runtime_named(name: str) -> type[Runtime]:
+    """The runtime class a manifest names."""
+    if name == PIPELINE:
+        from pallet.pipeline_runtime import PipelineRuntime
+
+        return PipelineRuntime
+    if name not in runtimes.RUNTIMES:
+        known = list(runtimes.RUNTIMES)
+        known.insert(known.index("python") if "python" in known else len(known), PIPELINE)  # the order they are tried in
+        raise NoRuntime(f"no runtime named '{name}'; this pallet has: {', '.join(known)}")
+    return runtimes.get_runtime(name)
+
+
+def runtime_for(model: Any) -> type[Runtime]:
+    """The runtime that can save `model`."""
+    from pallet.pipeline import Pipeline
+
+    if isinstance(model, Pipeline):
+        return runtime_named(PIPELINE)
+    return runtimes.runtime_for(model)
+
+
+def load_runtime(version: ModelVersion, **options: Any) -> Runtime:
+    """The stored version's runtime, its files verified first. `options` override the manifest's runtime options."""
+    runtime = runtime_named(version.manifest.runtime)
+    version.verify(skip=runtime.reads_verified)  # before anything is deserialized
+    return runtime.load(version.path, {**version.manifest.runtime_options, **options})
 
 
 class Model:
     def __init__(self, version: ModelVersion, **runtime_options: Any):
         self.version = version
-        self.runtime = version.load_runtime(**runtime_options)
+        self.runtime = load_runtime(version, **runtime_options)
 
     @property
     def ref(self) -> ModelRef:

@@ -10,7 +10,7 @@ Declared in `pallet.yaml`:
         description: Digits from raw 0..255 pixels, answered with the digit's name
         batchable: true          # rows are independent in every step: requests may share a call
         steps:
-          - function: steps:to_digits_scale   # module:function, importable from where pallet runs
+          - function: steps:to_digits_scale   # module:function: a module beside pallet.yaml, or an installed one
           - model: digits@production          # pinned to its version when the pipeline is saved
           - function: steps:name_the_digit
 
@@ -20,17 +20,18 @@ a model step takes the tensors its signature names (or the one tensor there is, 
 
 from __future__ import annotations
 
-import importlib
 import inspect
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, ClassVar
 
+import msgspec
 import yaml
 
-from pallet.errors import PalletError
+from pallet.decoding import Decoder, expects
+from pallet.errors import InvalidInput, PalletError
+from pallet.runtimes.source import CodeScope, user_module_name
 from pallet.store import ModelVersion, Store, default_store
 
 Step = ModelVersion | Callable[[dict], Any]
@@ -74,8 +75,27 @@ class Pipeline:
                        for package in step.manifest.packages} - {"pallet"})
 
     def describe(self) -> str:
-        return " -> ".join(str(s.ref) if isinstance(s, ModelVersion) else f"{s.__module__}:{s.__qualname__}"
-                           for s in self.steps)
+        return " -> ".join(str(s.ref) if isinstance(s, ModelVersion)
+                           else f"{user_module_name(s.__module__)}:{s.__qualname__}" for s in self.steps)
+
+
+STEPS = "a list of '- model: REF' and '- function: module:name'"
+
+
+class StepSpec(msgspec.Struct, forbid_unknown_fields=True):
+    """One step of a declared pipeline: `- model: REF` or `- function: module:name`."""
+    expected: ClassVar[str] = "'- model: REF' or '- function: module:name'"
+    model: Annotated[str, expects("a model reference, e.g. digits@production")] | None = None
+    function: Annotated[str, expects("module:function")] | None = None
+
+
+class PipelineSpec(msgspec.Struct, forbid_unknown_fields=True):
+    """One pipeline under `pipelines:` in pallet.yaml."""
+    unknown: ClassVar[str] = "unknown key(s) {keys}; it takes {known}"
+    steps: Annotated[list[StepSpec], expects(STEPS, min_length=1)]
+    description: str = ""
+    batchable: bool = False
+    aliases: Annotated[list[str], expects("a list of names")] | None = None
 
 
 @dataclass
@@ -98,41 +118,38 @@ def load_pipelines(path: str | Path, store: Store | None = None) -> list[Declare
     if not isinstance(pipelines, dict) or not pipelines:
         raise PalletError(f"{path} declares no pipelines: add a 'pipelines:' mapping of name to steps")
     store = store or default_store()
-    where = str(path.parent.absolute())
+    beside = CodeScope(path.parent)  # modules beside pallet.yaml import as they would from there
     declared = []
-    for name, spec in pipelines.items():
+    for name, raw in pipelines.items():
         at = f"{path}: pipeline '{name}'"
-        if not isinstance(spec, dict) or not isinstance(spec.get("steps"), list) or not spec["steps"]:
-            raise PalletError(f"{at} needs 'steps': a list of '- model: REF' and '- function: module:name'")
-        unknown = set(spec) - {"steps", "description", "batchable", "aliases"}
-        if unknown:
-            raise PalletError(f"{at}: unknown key(s) {', '.join(sorted(map(str, unknown)))}")
+        spec = _checked(raw, at)
         steps = []
-        for i, step in enumerate(spec["steps"]):
-            if not isinstance(step, dict) or len(step) != 1 or not {"model", "function"} & set(step):
+        for i, step in enumerate(spec.steps):
+            if (step.model is None) == (step.function is None):
                 raise PalletError(f"{at}, step {i + 1}: write '- model: REF' or '- function: module:name'")
-            if "model" in step:
-                steps.append(store.resolve(str(step["model"])))
+            if step.model is not None:
+                steps.append(store.resolve(step.model))
             else:
-                steps.append(_import(str(step["function"]), where, f"{at}, step {i + 1}"))
-        aliases = spec.get("aliases") or []
-        if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
-            raise PalletError(f"{at}: 'aliases' must be a list of names")
-        declared.append(Declared(str(name), Pipeline(steps, bool(spec.get("batchable", False)),
-                                                     str(spec.get("description", ""))), aliases))
+                steps.append(_import(step.function, beside, f"{at}, step {i + 1}"))
+        declared.append(Declared(str(name), Pipeline(steps, spec.batchable, spec.description), spec.aliases or []))
     return declared
 
 
-def _import(reference: str, where: str, at: str) -> Callable:
+def _checked(raw: Any, at: str) -> PipelineSpec:
+    """One pipeline's declaration, checked against `PipelineSpec`; a mistake names the pipeline and the key."""
+    try:
+        return Decoder(PipelineSpec, what=at, expected=f"a mapping with 'steps': {STEPS}", needs=True).convert(raw)
+    except InvalidInput as e:
+        message = str(e)
+        raise PalletError(message if message.startswith(at) else f"{at}: {message}") from None
+
+
+def _import(reference: str, beside: CodeScope, at: str) -> Callable:
     module_name, _, qualname = reference.partition(":")
     if not module_name or not qualname:
         raise PalletError(f"{at}: function '{reference}' must be written module:function")
-    if where not in sys.path:
-        sys.path.insert(0, where)  # modules beside pallet.yaml import as they would from there
     try:
-        found: Any = importlib.import_module(module_name)
-        for part in qualname.split("."):
-            found = getattr(found, part)
+        found = beside.attribute(module_name, qualname)
     except Exception as e:  # not found, or the module failed while importing: either way, say which step
         raise PalletError(f"{at}: cannot import '{reference}': {type(e).__name__}: {e}") from None
     return found

@@ -1,5 +1,9 @@
-"""Headless Debian Chromium, driven by Playwright, against a real pallet server on a free port."""
+"""Headless Debian Chromium, driven by Playwright, against a real pallet server on a free port.
 
+Screenshots go to a scratch folder; `make screenshots` sets PALLET_SCREENSHOTS=docs/screenshots to
+refresh the README's pictures."""
+
+import os
 import shutil
 import sys
 import textwrap
@@ -8,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import pallet
 from pallet.demo import train_demo_models
 from pallet.serve.app import create_app
 from pallet.serve.config import ServeConfig
@@ -17,7 +22,7 @@ from tests.serve.conftest import RunningServer
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync"]
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+_screenshots: list[Path] = []
 MODELS = ["digits@production", "iris@production", "digits-onnx@production", "shout"]
 
 TEXT_MODEL = '''
@@ -44,8 +49,8 @@ def ui_store(tmp_path_factory):
     sys.path.insert(0, str(code))
     try:
         import shout_model
-        store.save(shout_model.Shout, "shout", sample={"text": np.array(["hello", "pallet"], dtype=object)},
-                   description="Answers in capitals")
+        pallet.save(shout_model.Shout, "shout", sample={"text": np.array(["hello", "pallet"], dtype=object)},
+                   description="Answers in capitals", store=store)
     finally:
         sys.path.remove(str(code))
     return store
@@ -97,8 +102,18 @@ def page(browser):
     assert not errors, f"the page raised JavaScript errors: {errors}"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def screenshot_folder(tmp_path_factory) -> Path:
+    """Where screenshot() writes: PALLET_SCREENSHOTS when set, else a scratch folder of this run."""
+    chosen = os.environ.get("PALLET_SCREENSHOTS")
+    folder = Path(chosen).resolve() if chosen else tmp_path_factory.mktemp("screenshots")
+    _screenshots[:] = [folder]
+    return folder
+
+
 def screenshot(page, name: str) -> Path:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    path = SCREENSHOTS / f"{name}.png"
+    folder = _screenshots[0]
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path

@@ -6,6 +6,7 @@ import pytest
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
+import pallet
 from pallet.rollout import Rollouts
 from pallet.serve.app import create_app
 from pallet.serve.config import ServeConfig
@@ -19,7 +20,7 @@ def split_server(tmp_path_factory):
     store = Store(tmp_path_factory.mktemp("ab") / "home")
     x, y = load_iris(return_X_y=True)
     for c in (1.0, 0.05):  # two versions that differ a little, as an experiment's would
-        store.save(LogisticRegression(C=c, max_iter=1000).fit(x, y), "iris", sample=x[:5], aliases=["production"])
+        pallet.save(LogisticRegression(C=c, max_iter=1000).fit(x, y), "iris", sample=x[:5], aliases=["production"], store=store)
     Rollouts(store, actor="e2e").split("iris", {"iris:1": 50, "iris:2": 50})
     config = ServeConfig(models=["iris@production"], access_log=False, rollout_poll_seconds=0.2)
     with RunningServer(create_app(config, store)) as server:

@@ -12,6 +12,7 @@ import pytest
 from pallet.demo import train_demo_models
 from pallet.export import export
 from pallet.export.data import split
+from pallet.model import load_runtime
 from pallet.serve.app import create_app
 from pallet.serve.config import ServeConfig
 from pallet.store import Store
@@ -71,7 +72,7 @@ def test_predict_button_shows_the_outputs_of_the_sample(exported, page):
     assert page.locator("#title").inner_text() == str(exported["ref"])
     page.click("#predict")
     page.wait_for_function("document.querySelector('#outputs').textContent.includes('probabilities')")
-    sample = exported["store"].resolve(exported["ref"]).load_runtime().predict(
+    sample = load_runtime(exported["store"].resolve(exported["ref"])).predict(
         {"input": exported["store"].resolve(exported["ref"]).sample()["input"]})
     shown = page.locator("#outputs").inner_text()
     assert all(str(label) in shown for label in sample["label"].tolist())

@@ -22,11 +22,14 @@ import yaml
 from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression
 
+import pallet
 from pallet.batch import RunLog, resume, run
-from pallet.batch.check import check, parse_duration, prometheus_text
+from pallet.batch.check import check, prometheus_text
 from pallet.batch.sinks import open_sink
 from pallet.errors import PalletError
+from pallet.model import load_runtime
 from pallet.store import Store
+from pallet.units import parse_duration
 
 PALLET = str(Path(sys.executable).parent / "pallet")
 X, Y = load_digits(return_X_y=True)
@@ -35,7 +38,7 @@ X, Y = load_digits(return_X_y=True)
 @pytest.fixture(scope="module")
 def digits_store(tmp_path_factory):
     store = Store(tmp_path_factory.mktemp("batch") / "home")
-    store.save(LogisticRegression(max_iter=300).fit(X, Y), "digits", sample=X[:5], aliases=["production"])
+    pallet.save(LogisticRegression(max_iter=300).fit(X, Y), "digits", sample=X[:5], aliases=["production"], store=store)
     return store
 
 
@@ -64,7 +67,7 @@ def test_csv_to_sqlite_writes_every_key_once_with_predictions(digits_store, tmp_
         rows = conn.execute("SELECT id, label, probabilities_0, model, version, run_id FROM preds ORDER BY id").fetchall()
     assert columns == ["id", "label", *[f"probabilities_{i}" for i in range(10)], "model", "version", "run_id"]
     assert [r[0] for r in rows] == list(range(1797))
-    expected = digits_store.resolve("digits").load_runtime().predict({"input": X})
+    expected = load_runtime(digits_store.resolve("digits")).predict({"input": X})
     assert [r[1] for r in rows] == expected["label"].tolist()
     assert np.allclose([r[2] for r in rows], expected["probabilities"][:, 0])
     assert {(r[3], r[4], r[5]) for r in rows} == {("digits", 1, record.id)}
@@ -81,9 +84,30 @@ def test_parquet_folder_to_parquet_folder_with_workers(digits_store, tmp_path):
     assert record.rows_written == 1797
     written = pq.read_table(tmp_path / "out").sort_by("id")
     assert written.column("id").to_pylist() == list(range(1797))
-    assert written.column("label").to_pylist() == digits_store.resolve("digits").load_runtime().predict(
+    assert written.column("label").to_pylist() == load_runtime(digits_store.resolve("digits")).predict(
         {"input": np.concatenate([X[:1000], X[:797]])})["label"].tolist()
     assert not list(tmp_path.glob(".out.staging-*"))  # swapped in
+
+
+def test_a_run_limits_threads_while_it_runs_and_leaves_the_process_as_it_found_it(digits_store, tmp_path,
+                                                                                  monkeypatch):
+    from threadpoolctl import threadpool_info
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "7")
+    monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
+
+    def pools():
+        return [p["num_threads"] for p in threadpool_info()]
+
+    environ, before, during = dict(os.environ), pools(), []
+    plan_threads = max(1, (len(os.sched_getaffinity(0))) // 2)
+    run("digits", _csv(tmp_path / "in.csv", _table(300)), str(tmp_path / "out"), key=["id"], batch_size=100,
+        workers=2, store=digits_store,
+        progress=lambda done, total: during.append((os.environ.get("OMP_NUM_THREADS"),
+                                                     os.environ.get("MKL_NUM_THREADS"), pools())))
+    assert during and all(d == (str(plan_threads), str(plan_threads), [plan_threads] * len(before)) for d in during)
+    assert dict(os.environ) == environ
+    assert pools() == before
 
 
 def test_sqlite_table_to_postgres_and_a_postgres_query_back(digits_store, tmp_path, postgres_url):
@@ -408,10 +432,13 @@ def test_ray_engine_runs_the_same_job_with_the_same_answers(digits_store, tmp_pa
 
 
 def test_ray_engine_skips_exactly_the_rows_a_resumed_run_has_done(digits_store, tmp_path):
-    from pallet.batch import ray_engine
+    import logging
+    import warnings
+
+    from pallet.batch.chunks import Job
     from pallet.batch.convert import plan_columns
+    from pallet.batch.engines import engine_named
     from pallet.batch.records import RunRecord
-    from pallet.batch.runner import Job
     from pallet.batch.sources import open_source
 
     rows = _table(600).to_pylist()
@@ -425,7 +452,14 @@ def test_ray_engine_skips_exactly_the_rows_a_resumed_run_has_done(digits_store, 
     record = RunRecord(id="ray-skip", model_ref="digits", model="digits", version=version.ref.version,
                        input=str(tmp_path / "in.csv"), output="unused", started="now",
                        options={"batch_size": 128, "workers": 1})
-    results = list(ray_engine.results(Job(record, version, source, None, plan), skip=250))  # chunks don't align
+    import ray  # noqa: F401  importing Ray sets up its loggers; a run must change nothing more
+
+    levels = {name: logging.getLogger(name).level for name in ("ray", "ray.data")}
+    filters = list(warnings.filters)
+    results = list(engine_named("ray").results(Job(record, version, source, None, plan), skip=250))  # chunks don't align
+    # Ray's loggers and warnings were quietened for the run only
+    assert {name: logging.getLogger(name).level for name in levels} == levels
+    assert warnings.filters == filters
     ids = [i for predictions, _, _ in results for i in predictions.column("id").to_pylist()]
     assert ids == [i for i in range(250, 600) if i != 400]
     rejected = [r for _, rejects, _ in results if rejects is not None for r in rejects.column("row").to_pylist()]

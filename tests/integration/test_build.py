@@ -11,13 +11,14 @@ import numpy as np
 import pytest
 import tritonclient.grpc as triton_grpc
 import yaml
+from typer.testing import CliRunner
 
-from pallet.bench import wait_ready
+from pallet.cli import app
+from pallet.net import free_port, wait_ready
 from pallet.demo import train_demo_models
 from pallet.deploy.bundle import build, load_config
 from pallet.errors import IntegrityError, PalletError
 from pallet.store import Store
-from tests.serve.conftest import free_port
 
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parents[2]
@@ -123,7 +124,7 @@ def test_serve_bundle_serves_exactly_what_it_holds(bundle, tmp_path):
         proc.communicate(timeout=20)
 
 
-def test_build_and_bundle_mistakes_are_one_line(store, tmp_path):
+def test_build_and_bundle_mistakes_are_one_line(store, tmp_path, monkeypatch):
     with pytest.raises(PalletError, match="is named twice"):
         build(["digits", "digits:1"], tmp_path / "b", store=store)
     (tmp_path / "mine").mkdir()
@@ -143,12 +144,13 @@ def test_build_and_bundle_mistakes_are_one_line(store, tmp_path):
         with pytest.raises(PalletError, match=message):
             load_config(tmp_path / "mine")
     (tmp_path / "mine" / "pallet.yaml").unlink()
-    env = {**os.environ, "PALLET_HOME": str(store.home), "PALLET_DB_URL": store.db_url}
+    monkeypatch.setenv("PALLET_HOME", str(store.home))
+    monkeypatch.setenv("PALLET_DB_URL", store.db_url)
     for args, message in [(["build", "nosuch", "-o", str(tmp_path / "x")], "no model named 'nosuch'"),
                           (["serve", "--bundle", str(tmp_path / "mine")], "is not a pallet bundle"),
                           (["serve", "iris", "--bundle", str(tmp_path / "mine")], "a bundle names its own models")]:
-        done = subprocess.run([str(BIN / "pallet"), *args], env=env, capture_output=True, text=True, timeout=60)
-        assert done.returncode != 0 and message in done.stderr and len(done.stderr.strip().splitlines()) == 1
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code != 0 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
 def test_a_tampered_model_is_not_bundled(store, tmp_path):

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from pallet import save
 from pallet.cli import app
 
 PALLET = str(Path(sys.executable).parent / "pallet")
@@ -35,7 +36,7 @@ def pallet(home, *args, stdin=None):
 def invoke(home, monkeypatch, *args, stdin=None):
     monkeypatch.setenv("PALLET_HOME", str(home))
     monkeypatch.delenv("PALLET_DB_URL", raising=False)
-    return runner.invoke(app, list(args), input=stdin)
+    return runner.invoke(app, list(args), input=stdin, prog_name="pallet")
 
 
 def test_demo_registers_the_models_with_accuracy_and_production_alias(demo_home):
@@ -108,7 +109,7 @@ def test_tag_and_rm(tmp_path, monkeypatch, digits_model, digits):
 
     store = Store(tmp_path / "home")
     for _ in range(2):
-        store.save(digits_model, "digits", sample=digits[0][:2])
+        save(digits_model, "digits", sample=digits[0][:2], store=store)
     result = invoke(store.home, monkeypatch, "models", "tag", "digits:1", "staging")
     assert result.exit_code == 0 and "digits@staging -> digits:1" in result.output
     result = invoke(store.home, monkeypatch, "models", "rm", "digits@staging", "--yes")
@@ -144,23 +145,25 @@ def test_tag_and_rm(tmp_path, monkeypatch, digits_model, digits):
         (["predict", "digits", "--bogus"], None, "error: No such option: --bogus"),
     ],
 )
-def test_wrong_usage_is_one_line_and_non_zero(demo_home, args, stdin, message):
-    done = pallet(demo_home, *args, stdin=stdin)
-    assert done.returncode != 0
-    assert done.stderr.strip().splitlines() == [done.stderr.strip()]  # one line
-    assert message.lower() in done.stderr.lower()
-    assert "Traceback" not in done.stderr + done.stdout
+def test_wrong_usage_is_one_line_and_non_zero(demo_home, monkeypatch, args, stdin, message):
+    result = invoke(demo_home, monkeypatch, *args, stdin=stdin)
+    assert result.exit_code != 0
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()]  # one line
+    assert message.lower() in result.stderr.lower()
+    assert "Traceback" not in result.output
 
 
-def test_help_for_every_command(demo_home):
+def test_help_for_every_command(demo_home, monkeypatch):
     for args in ([], ["demo"], ["predict"], ["models"], ["models", "list"], ["models", "show"],
                  ["models", "tag"], ["models", "rm"], ["rollout"], ["rollout", "start"], ["rollout", "split"],
                  ["rollout", "status"], ["rollout", "history"], ["pipeline", "save"], ["export"], ["optimize"],
                  ["fits"], ["models", "diff"]):
-        done = pallet(demo_home, *args, "--help")
-        assert done.returncode == 0, args
-        assert "Usage: pallet" in done.stdout
-    assert "Predict on a batch" in pallet(demo_home, "--help").stdout
+        result = invoke(demo_home, monkeypatch, *args, "--help")
+        assert result.exit_code == 0, args
+        assert "Usage: pallet" in result.stdout
+    assert "Predict on a batch" in invoke(demo_home, monkeypatch, "--help").stdout
+    assert "Usage: pallet" in pallet(demo_home, "--help").stdout  # the installed entry point too
 
 
 def test_empty_store_says_what_to_do(tmp_path):

@@ -5,6 +5,7 @@ import multiprocessing as mp
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
+import pallet
 from pallet.store import Store
 from pallet.store.manifest import MANIFEST
 
@@ -17,7 +18,7 @@ def _save_one(home: str, db_url: str, seed: int, start, results) -> None:
     model = LogisticRegression().fit(x, (x[:, 0] > 0).astype(int))
     store = Store(home, db_url)
     start.wait()
-    results.put((seed, store.save(model, "shared", sample=x[:3], tags={"seed": str(seed)}).version))
+    results.put((seed, pallet.save(model, "shared", sample=x[:3], tags={"seed": str(seed)}, store=store).version))
 
 
 def test_concurrent_saves_get_distinct_versions(tmp_path, db_url):

@@ -1,9 +1,7 @@
 """`pallet doctor` on a healthy demo store, then on copies of it damaged one way at a time."""
 
 import json
-import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -13,12 +11,12 @@ from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 from typer.testing import CliRunner
 
+import pallet
 from pallet.cli import app
 from pallet.demo import train_demo_models
 from pallet.doctor import check_store, healthy
 from pallet.store import Store
 
-PALLET = str(Path(sys.executable).parent / "pallet")
 runner = CliRunner()
 
 
@@ -187,27 +185,25 @@ def test_a_configured_toolchain_is_reported(home, tmp_path, monkeypatch):
     assert "tvm" in line and "no-such-python" in line
 
 
-def run_pallet(env_changes: dict[str, str]):
-    env = {k: v for k, v in os.environ.items() if k not in ("PALLET_DB_URL", "PALLET_EDGE_PYTHON", "PALLET_TVM_PYTHON")}
-    return subprocess.run([PALLET, "doctor"], env={**env, **env_changes}, capture_output=True, text=True,
-                          timeout=120)
-
-
-def test_an_unreachable_index_database_is_one_line_without_traceback(home):
-    done = run_pallet({"PALLET_HOME": str(home), "PALLET_DB_URL": "postgresql+psycopg://postgres@127.0.0.1:1/test"})
-    assert done.returncode == 1
-    (line,) = [line for line in done.stdout.splitlines() if line.startswith("PROBLEM")]
+def test_an_unreachable_index_database_is_one_line_without_traceback(home, monkeypatch):
+    monkeypatch.setenv("PALLET_DB_URL", "postgresql+psycopg://postgres@127.0.0.1:1/test")
+    result = doctor()
+    assert result.exit_code == 1
+    (line,) = problems(result)
     assert "index" in line and "127.0.0.1" in line and "cannot be reached" in line
-    assert "Traceback" not in done.stdout + done.stderr
+    assert "Traceback" not in result.output
 
 
-def test_a_missing_home_is_one_line_and_is_not_created(tmp_path):
+def test_a_missing_home_is_one_line_and_is_not_created(tmp_path, monkeypatch):
     missing = tmp_path / "nowhere"
-    done = run_pallet({"PALLET_HOME": str(missing)})
-    assert done.returncode == 1
-    (line,) = [line for line in done.stdout.splitlines() if line.startswith("PROBLEM")]
+    monkeypatch.setenv("PALLET_HOME", str(missing))
+    for variable in ("PALLET_DB_URL", "PALLET_EDGE_PYTHON", "PALLET_TVM_PYTHON"):
+        monkeypatch.delenv(variable, raising=False)
+    result = doctor()
+    assert result.exit_code == 1
+    (line,) = problems(result)
     assert "home" in line and str(missing) in line and "does not exist" in line
-    assert "Traceback" not in done.stdout + done.stderr
+    assert "Traceback" not in result.output
     assert not missing.exists()
 
 
@@ -239,7 +235,7 @@ def test_folders_without_any_index_are_orphans(home):
 def test_a_store_indexed_in_postgresql(tmp_path, postgres_url, monkeypatch):
     x, y = load_iris(return_X_y=True)
     store = Store(tmp_path / "pg-home", postgres_url)
-    store.save(LogisticRegression(max_iter=500).fit(x, y), "iris", sample=x[:3])
+    pallet.save(LogisticRegression(max_iter=500).fit(x, y), "iris", sample=x[:3], store=store)
     store.index.engine.dispose()
     assert healthy(check_store(store.home, postgres_url))
     monkeypatch.setenv("PALLET_HOME", str(store.home))

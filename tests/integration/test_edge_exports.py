@@ -6,9 +6,11 @@ import os
 import numpy as np
 import pytest
 
+import pallet
 from pallet.errors import NoRuntime, PalletError
 from pallet.export import export
 from pallet.export.data import split
+from pallet.model import load_runtime
 from pallet.nets import fit_classifier
 from pallet.store import Store
 
@@ -25,7 +27,7 @@ def store(tmp_path_factory):
     x, y = split("digits", "train")
     x_test, _ = split("digits", "test")
     model = fit_classifier(x, y, list(range(10)), [32], epochs=10)
-    store.save(model, "digits-torch", sample=x_test[:5].astype(np.float32), tags={"dataset": "sklearn:digits"})
+    pallet.save(model, "digits-torch", sample=x_test[:5].astype(np.float32), tags={"dataset": "sklearn:digits"}, store=store)
     return store
 
 
@@ -57,14 +59,14 @@ def test_core_ml_is_checked_for_structure_and_says_it_was_not_executed(store, tm
     manifest = json.loads((tmp_path / "ios" / "manifest.json").read_text())
     assert manifest["report"]["parity"]["executed"] is False and "coremltools" in manifest["packages"]
     with pytest.raises(NoRuntime, match="run only on macOS"):
-        store.resolve(ref).load_runtime()
+        load_runtime(store.resolve(ref))
 
 
 def test_device_formats_refuse_what_they_cannot_take(store, tmp_path):
     x, y = split("digits", "train")
     from sklearn.linear_model import LogisticRegression
 
-    store.save(LogisticRegression(max_iter=500).fit(x, y), "digits-sk", sample=x[:3])
+    pallet.save(LogisticRegression(max_iter=500).fit(x, y), "digits-sk", sample=x[:3], store=store)
     with pytest.raises(PalletError, match="the tflite export takes torch models"):
         export(store, "digits-sk", "tflite")
     with pytest.raises(NoRuntime, match=r"LinearClassifier.*\(ai.onnx.ml\), which TVM's ONNX importer does not take"):

@@ -9,14 +9,18 @@ import sys
 import numpy as np
 import pytest
 import torch
+from typer.testing import CliRunner
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from pallet import save
+from pallet.cli import app
 from pallet.errors import NoRuntime
 from pallet.export import Budget, ExportRefused, export
 from pallet.export.data import split
 from pallet.export.optimize import distill, quantize
+from pallet.model import load_runtime
 from pallet.nets import fit_classifier
 from pallet.store import Store
 
@@ -29,9 +33,9 @@ def store(tmp_path_factory):
     x, y = split("digits", "train")
     x_test, _ = split("digits", "test")
     sklearn_model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(x, y)
-    store.save(sklearn_model, "digits", sample=x_test[:5], tags={"dataset": "sklearn:digits"})
+    save(sklearn_model, "digits", sample=x_test[:5], tags={"dataset": "sklearn:digits"}, store=store)
     torch_model = fit_classifier(x, y, list(range(10)), [128], epochs=15)
-    store.save(torch_model, "digits-torch", sample=x_test[:5].astype(np.float32), tags={"dataset": "sklearn:digits"})
+    save(torch_model, "digits-torch", sample=x_test[:5].astype(np.float32), tags={"dataset": "sklearn:digits"}, store=store)
     return store
 
 
@@ -41,11 +45,18 @@ def pallet(store, *args):
                           text=True, timeout=300)
 
 
+def cli(store, monkeypatch, *args):
+    """The same command through typer's runner, in this process: for checks of its error line."""
+    monkeypatch.setenv("PALLET_HOME", str(store.home))
+    monkeypatch.delenv("PALLET_DB_URL", raising=False)
+    return CliRunner().invoke(app, list(args))
+
+
 def test_torch_module_round_trips_with_its_code_and_constructor_arguments(store):
     version = store.resolve("digits-torch")
     assert set(version.manifest.files) >= {"code/nets.py", "init.json", "weights.pt"}
     assert json.loads((version.path / "init.json").read_text())["hidden"] == [128]
-    runtime = version.load_runtime()
+    runtime = load_runtime(version)
     x_test, y_test = split("digits", "test")
     out = runtime.predict({"input": x_test.astype(np.float32)})
     assert out["probabilities"].shape == (450, 10) and (out["label"] == y_test).mean() > 0.9
@@ -53,15 +64,15 @@ def test_torch_module_round_trips_with_its_code_and_constructor_arguments(store)
 
 
 def test_torch_export_program_is_stored_without_source_and_batches_when_its_batch_axis_is_free(tmp_path, store):
-    module = store.resolve("digits-torch").load_runtime().module
+    module = load_runtime(store.resolve("digits-torch")).module
     x = torch.zeros((3, 64))
     free = torch.export.export(module, (x,), dynamic_shapes=({0: torch.export.Dim("batch")},))
     fixed = torch.export.export(module, (x,))
     other = Store(tmp_path / "home")
-    free_version = other.resolve(other.save(free, "free", sample=np.zeros((3, 64), np.float32)))
+    free_version = other.resolve(save(free, "free", sample=np.zeros((3, 64), np.float32), store=other))
     assert list(free_version.manifest.files) == ["model.pt2", "sample.npz"]
-    assert free_version.load_runtime().batchable
-    fixed_runtime = other.resolve(other.save(fixed, "fixed", sample=np.zeros((3, 64), np.float32))).load_runtime()
+    assert load_runtime(free_version).batchable
+    fixed_runtime = load_runtime(other.resolve(save(fixed, "fixed", sample=np.zeros((3, 64), np.float32), store=other)))
     assert not fixed_runtime.batchable
 
 
@@ -69,7 +80,7 @@ def test_a_module_whose_constructor_argument_cannot_be_read_back_is_refused_with
     from tests.integration.torch_modules import Forgetful
 
     with pytest.raises(NoRuntime, match=r"takes 'width'.*self\.width"):
-        Store(tmp_path / "home").save(Forgetful(8), "forgetful", sample=np.zeros((2, 8), np.float32))
+        save(Forgetful(8), "forgetful", sample=np.zeros((2, 8), np.float32), store=Store(tmp_path / "home"))
 
 
 @pytest.mark.parametrize("parent", ["digits", "digits-torch"])
@@ -111,7 +122,7 @@ def test_quantized_children_are_smaller_and_still_agree(store, kind):
     assert child.manifest.files["model.onnx"]["size"] < onnx_size.files["model.onnx"]["size"] * 0.75
     assert report.parity.agreement > 0.97 and report.child.accuracy > 0.9
     assert child.manifest.lineage["operation"] == f"quantize {kind}"
-    assert child.load_runtime().predict(child.sample())["probabilities"].dtype == np.float32
+    assert load_runtime(child).predict(child.sample())["probabilities"].dtype == np.float32
 
 
 def test_budgets_make_the_optimization_fail_without_storing(store):
@@ -132,7 +143,7 @@ def test_distilled_student_is_smaller_and_close_to_its_teacher(store):
                 budget=Budget(None, None, min_accuracy=0.999))
 
 
-def test_cli_export_optimize_and_their_errors(store):
+def test_cli_export_optimize_and_their_errors(store, monkeypatch):
     done = pallet(store, "export", "digits", "--to", "onnx", "--name", "digits-cli")
     assert done.returncode == 0, done.stderr
     assert "export onnx of digits:1" in done.stdout and "agreement 100.00%" in done.stdout
@@ -149,9 +160,9 @@ def test_cli_export_optimize_and_their_errors(store):
                            "is not mlp:HIDDEN"),
                           (["optimize", "digits", "--quantize", "int8", "--max-size", "huge"], "not a size"),
                           (["export", "nope", "--to", "onnx"], "no model named 'nope'")]:
-        done = pallet(store, *args)
-        assert done.returncode != 0 and message in done.stderr, (args, done.stderr)
-        assert "Traceback" not in done.stderr
+        result = cli(store, monkeypatch, *args)
+        assert result.exit_code != 0 and message in result.stderr, (args, result.stderr)
+        assert "Traceback" not in result.output
 
 
 def test_cli_models_show_diff_and_list_report_size(store):
@@ -197,7 +208,7 @@ def test_quantizing_a_graph_with_nothing_to_quantize_is_refused(store):
     assert store.list("digits-int8") == []
 
 
-def test_user_mistakes_in_data_out_and_device_files_are_one_line(store, tmp_path):
+def test_user_mistakes_in_data_out_and_device_files_are_one_line(store, tmp_path, monkeypatch):
     (tmp_path / "broken.npz").write_bytes(b"PK\x03\x04 not really a zip")
     np.savez(tmp_path / "short.npz", input=np.zeros((4, 64)), label=np.zeros(3))
     (tmp_path / "ragged.csv").write_text("a,b\n1,2\n3\n")
@@ -218,10 +229,10 @@ def test_user_mistakes_in_data_out_and_device_files_are_one_line(store, tmp_path
         (["fits", "digits", "--device", "phone", "--config", str(tmp_path / "binary.yaml")], "is not valid YAML"),
         (["optimize", "minilm-none", "--distill", "--data", "sentences"], "no model named 'minilm-none'"),
     ]:
-        done = pallet(store, *args)
-        assert done.returncode == 1, (args, done.stderr)
-        assert done.stderr.strip().splitlines()[-1].startswith("error: ") and message in done.stderr, (args, done.stderr)
-        assert "Traceback" not in done.stderr
+        result = cli(store, monkeypatch, *args)
+        assert result.exit_code == 1, (args, result.stderr)
+        assert result.stderr.strip().splitlines()[-1].startswith("error: ") and message in result.stderr, (args, result.stderr)
+        assert "Traceback" not in result.output
     assert len(store.list()) == stored_before  # no failed command stored anything
 
 
@@ -229,7 +240,7 @@ def test_a_torch_model_the_exporter_cannot_trace_fails_with_its_cause_in_one_lin
     from tests.integration.torch_modules import Branchy
 
     other = Store(tmp_path / "home")
-    other.save(Branchy(), "branchy", sample=np.ones((2, 4), np.float32))
+    save(Branchy(), "branchy", sample=np.ones((2, 4), np.float32), store=other)
     done = pallet(other, "export", "branchy", "--to", "onnx")
     assert done.returncode == 1 and "Traceback" not in done.stderr
     lines = done.stderr.strip().splitlines()

@@ -25,11 +25,12 @@ import sqlalchemy as sa
 from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression
 
+import pallet
 from pallet.batch import RunLog
-from pallet.bench import wait_ready
+from pallet.model import load_runtime
+from pallet.net import free_port, wait_ready
 from pallet.store import Store
 from tests.conftest import PG_URL
-from tests.serve.conftest import free_port
 
 PALLET = str(Path(sys.executable).parent / "pallet")
 X, Y = load_digits(return_X_y=True)
@@ -54,8 +55,8 @@ def digits_input(path, rows):
 
 
 def save_digits(store):
-    store.save(LogisticRegression(max_iter=300).fit(X, Y), "digits", sample=X[:5], aliases=["production"])
-    return store.resolve("digits").load_runtime().predict({"input": X})  # a clean run's answers, per digits row
+    pallet.save(LogisticRegression(max_iter=300).fit(X, Y), "digits", sample=X[:5], aliases=["production"], store=store)
+    return load_runtime(store.resolve("digits")).predict({"input": X})  # a clean run's answers, per digits row
 
 
 def assert_every_key_once(rows, count, expected):
@@ -240,7 +241,7 @@ def test_sigkill_of_a_server_loses_no_acknowledged_feedback(tmp_path, database, 
     db_url = request.getfixturevalue("postgres_url") if database == "postgres" else None  # SQLite: the default
     store = Store(tmp_path / "home", db_url)
     x, y = load_iris(return_X_y=True)
-    store.save(LogisticRegression(max_iter=500).fit(x, y), "iris", sample=x[:3])
+    pallet.save(LogisticRegression(max_iter=500).fit(x, y), "iris", sample=x[:3], store=store)
     acknowledged: list[str] = []
     sent: list[str] = []
     for round_, kill_after in enumerate((1, 40, 150)):  # three moments: at once, early, well under way

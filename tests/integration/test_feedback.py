@@ -9,7 +9,10 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from typer.testing import CliRunner
 
+import pallet
+from pallet.cli import app
 from pallet.errors import PalletError
 from pallet.ui.feedback import FeedbackLog, export
 
@@ -57,7 +60,7 @@ def test_export_csv_and_parquet_round_trip(store, tmp_path):
         export(records, tmp_path / "f.xlsx", "xlsx")
 
 
-def test_cli_exports_a_models_feedback(demo_store_home, tmp_path):
+def test_cli_exports_a_models_feedback(demo_store_home, tmp_path, monkeypatch):
     home, store = demo_store_home
     log = FeedbackLog(store.index.engine)
     _add(log, model="iris", request_id="a")
@@ -75,10 +78,12 @@ def test_cli_exports_a_models_feedback(demo_store_home, tmp_path):
     done = pallet("iris:1")
     assert done.returncode == 0 and "wrote 1 feedback records of iris:1 to feedback-iris.csv" in done.stdout
     assert (tmp_path / "feedback-iris.csv").read_text().count("\n") == 2
+    monkeypatch.setenv("PALLET_HOME", str(home))
+    monkeypatch.delenv("PALLET_DB_URL", raising=False)
     for args, message in [(["iris", "--format", "xlsx"], "'xlsx' is not one of: csv, parquet"), (["irsi"], "irsi"),
                           (["iris:9"], "iris"), (["bad name!"], "error: ")]:
-        done = pallet(*args)
-        assert done.returncode != 0 and message in done.stderr and len(done.stderr.strip().splitlines()) == 1
+        result = CliRunner().invoke(app, ["feedback", "export", *args])
+        assert result.exit_code != 0 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
 @pytest.fixture
@@ -90,5 +95,5 @@ def demo_store_home(tmp_path):
 
     store = Store(tmp_path / "home")
     x, y = load_iris(return_X_y=True)
-    store.save(LogisticRegression(max_iter=500).fit(x, y), "iris", sample=x[:3])
+    pallet.save(LogisticRegression(max_iter=500).fit(x, y), "iris", sample=x[:3], store=store)
     return store.home, store

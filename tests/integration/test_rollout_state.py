@@ -2,9 +2,10 @@
 
 import pytest
 
+import pallet
 from pallet.errors import ModelNotFound, NoRollout, RolloutConflict, RolloutError
 from pallet.rollout import Rollouts, Thresholds
-from pallet.rollout.figures import Figures
+from pallet.rollout.figures import VersionTraffic
 from pallet.rollout.state import RolloutChanged
 
 
@@ -12,8 +13,8 @@ from pallet.rollout.state import RolloutChanged
 def versions(store, digits_model, digits):
     x, _ = digits
     for alias in (["production"], [], []):
-        store.save(digits_model, "digits", sample=x[:5], aliases=alias)
-    store.save(digits_model, "iris", sample=x[:5])
+        pallet.save(digits_model, "digits", sample=x[:5], aliases=alias, store=store)
+    pallet.save(digits_model, "iris", sample=x[:5], store=store)
     return store
 
 
@@ -49,7 +50,7 @@ def test_canary_advances_on_good_figures_and_promotes_at_the_end(versions):
     assert rollout.policy.shadow.version == "2"
     assert rollouts.tick("digits", now=rollout.canary.step_started + 1) is None  # step in progress
 
-    good = Figures()
+    good = VersionTraffic()
     for _ in range(10):
         good.observe(0.001, True)
         good.observe_shadow(0.001, True, 1, 1)
@@ -71,7 +72,7 @@ def test_canary_rolls_back_on_errors_from_any_process(versions):
     rollouts = Rollouts(versions)
     rollout = rollouts.start("digits", "digits:2", steps=[50, 100], step_seconds=600,
                              thresholds=Thresholds(min_requests=10, max_error_rate=0.1))
-    half = Figures()
+    half = VersionTraffic()
     for i in range(10):
         half.observe(0.001, ok=i % 2 == 0)
     rollouts.state.put_figures("digits", rollout.revision, "p1", {"2": half})
@@ -107,7 +108,7 @@ def test_many_judges_of_one_failing_step_roll_back_once(versions):
     rollouts = Rollouts(versions)
     rollouts.promote("digits", "digits:2")
     rollout = rollouts.start("digits", "digits:3", steps=[50, 100], thresholds=Thresholds(min_requests=5))
-    failing = Figures()
+    failing = VersionTraffic()
     for _ in range(10):
         failing.observe(0.001, ok=False)
     rollouts.state.put_figures("digits", rollout.revision, "p1", {"3": failing})
@@ -171,8 +172,8 @@ def test_without_production_alias_the_baseline_must_be_named(versions):
     assert Rollouts(versions).start("digits", "digits:2", baseline="digits:3").stable == "3"
 
 
-def _requests(n: int) -> Figures:
-    figures = Figures()
+def _requests(n: int) -> VersionTraffic:
+    figures = VersionTraffic()
     for _ in range(n):
         figures.observe(0.001, True)
     return figures

@@ -83,7 +83,7 @@ def test_sklearn_labels_match_predict(store, digits, make):
                  "svc": lambda: SVC(probability=True, random_state=0),  # predict is not argmax(proba) here
                  "pipeline": lambda: make_pipeline(StandardScaler(), LogisticRegression(max_iter=300))}[make]()
     estimator.fit(x[:400], y[:400])
-    store.save(estimator, "clf", sample=x[:3])
+    pallet.save(estimator, "clf", sample=x[:3], store=store)
     out = pallet.load("clf", store=store).predict(x[400:700])
     assert out["label"].tolist() == estimator.predict(x[400:700]).tolist()
     assert out["label"].dtype == estimator.predict(x[:1]).dtype
@@ -91,7 +91,7 @@ def test_sklearn_labels_match_predict(store, digits, make):
 
 def test_sklearn_regressor_gives_prediction(store):
     x = np.random.default_rng(0).normal(size=(50, 3))
-    store.save(LinearRegression().fit(x, x @ [1.0, 2.0, 3.0]), "reg", sample=x[:4])
+    pallet.save(LinearRegression().fit(x, x @ [1.0, 2.0, 3.0]), "reg", sample=x[:4], store=store)
     model = pallet.load("reg", store=store)
     assert [s.name for s in model.signature.outputs] == ["prediction"]
     assert np.allclose(model.predict([[1, 1, 1]])["prediction"], [6.0])
@@ -99,7 +99,7 @@ def test_sklearn_regressor_gives_prediction(store):
 
 def test_sklearn_named_columns_become_the_feature_matrix(store):
     x = np.random.default_rng(1).normal(size=(40, 2))
-    store.save(LinearRegression().fit(x, x[:, 0] - x[:, 1]), "cols", sample={"a": x[:3, 0], "b": x[:3, 1]})
+    pallet.save(LinearRegression().fit(x, x[:, 0] - x[:, 1]), "cols", sample={"a": x[:3, 0], "b": x[:3, 1]}, store=store)
     model = pallet.load("cols", store=store)
     assert model.signature.input_names == ["a", "b"]
     assert np.allclose(model.predict({"a": [3.0], "b": [1.0]})["prediction"], [2.0])
@@ -115,7 +115,7 @@ def test_onnx_model_from_file_bytes_or_proto(store, digits_model, digits, tmp_pa
         source = str(path)
     else:
         source = proto.SerializeToString() if form == "bytes" else proto
-    ref = store.save(source, "digits-onnx", sample=x[:5])
+    ref = pallet.save(source, "digits-onnx", sample=x[:5], store=store)
     model = pallet.load(ref, store=store)
     assert model.version.manifest.framework == "onnx"
     assert model.signature.inputs[0].dtype == "float32"  # the graph's type, not the sample's float64
@@ -137,7 +137,7 @@ def test_onnx_graph_shapes_are_the_signature(store, tmp_path):
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.checker.check_model(model)
-    store.save(model, "summer", sample=np.ones((1, 3), np.float32))
+    pallet.save(model, "summer", sample=np.ones((1, 3), np.float32), store=store)
     loaded = pallet.load("summer", store=store)
     assert loaded.signature.inputs[0].shape == (1, -1)
     assert loaded.predict([[1.0, 2.0, 3.0, 4.0, 5.0]])["y"].tolist() == [15.0]  # any sequence length
@@ -146,7 +146,7 @@ def test_onnx_graph_shapes_are_the_signature(store, tmp_path):
 
 
 def test_onnx_thread_counts_are_configurable(store, digits_model, digits):
-    store.save(_to_onnx(digits_model, 64, 10), "digits-onnx", sample=digits[0][:5])
+    pallet.save(_to_onnx(digits_model, 64, 10), "digits-onnx", sample=digits[0][:5], store=store)
     model = pallet.load("digits-onnx", store=store, intra_op_threads=1, inter_op_threads=1)
     options = model.runtime.session.get_session_options()
     assert (options.intra_op_num_threads, options.inter_op_num_threads) == (1, 1)
@@ -156,14 +156,14 @@ def test_unreadable_onnx_is_refused(store, tmp_path):
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"not a graph")
     with pytest.raises(NoRuntime, match="onnxruntime cannot load this model"):
-        store.save(str(bad), "bad", sample=[[1.0]])
+        pallet.save(str(bad), "bad", sample=[[1.0]], store=store)
     with pytest.raises(NoRuntime, match="cannot read ONNX file"):
-        store.save(str(tmp_path / "missing.onnx"), "bad", sample=[[1.0]])
+        pallet.save(str(tmp_path / "missing.onnx"), "bad", sample=[[1.0]], store=store)
 
 
 def test_python_class_state_and_code_are_pinned(store, user_module):
     module, source = user_module
-    ref = store.save(module.Scaler(3.0), "scaler", sample={"x": np.ones((2, 2))})
+    ref = pallet.save(module.Scaler(3.0), "scaler", sample={"x": np.ones((2, 2))}, store=store)
     source.write_text("raise ImportError('the user module changed')")  # the stored copy is used
     model = pallet.load(ref, store=store)
     out = model.predict({"x": [[1.0, 2.0]]})
@@ -179,8 +179,8 @@ def test_python_class_with_instance_load_and_copied_artifacts(store, user_module
     artifacts = tmp_path / "echo"
     artifacts.mkdir()
     (artifacts / "prefix.txt").write_text(">> ")
-    ref = store.save(module.Echo, "echo", sample={"text": np.array(["a", "b"])}, artifacts=artifacts,
-                     requirements=["numpy", "requests==2.0.0"])
+    ref = pallet.save(module.Echo, "echo", sample={"text": np.array(["a", "b"])}, artifacts=artifacts,
+                     requirements=["numpy", "requests==2.0.0"], store=store)
     model = pallet.load(ref, store=store)
     assert model.predict({"text": ["hi"]})["output"].tolist() == [">> hi"]
     assert model.signature.inputs[0].dtype == "str"
@@ -189,7 +189,7 @@ def test_python_class_with_instance_load_and_copied_artifacts(store, user_module
 
 def test_errors_inside_user_code_become_prediction_errors(store, user_module):
     module, _ = user_module
-    store.save(module.Broken, "broken", sample={"x": np.ones((1, 2))})
+    pallet.save(module.Broken, "broken", sample={"x": np.ones((1, 2))}, store=store)
     with pytest.raises(PredictionError, match="model broken:1 failed to predict: ValueError: negative values"):
         pallet.load("broken", store=store).predict({"x": [[-1.0, 0.0]]})
 
@@ -198,7 +198,7 @@ def test_classes_in_main_are_refused(store):
     Local = type("Local", (), {"load": classmethod(lambda cls, p: cls()), "predict": lambda self, i: i,
                                 "__module__": "__main__"})
     with pytest.raises(NoRuntime, match="defined in __main__; move it into a module"):
-        store.save(Local(), "local", sample={"x": np.ones((1, 1))})
+        pallet.save(Local(), "local", sample={"x": np.ones((1, 1))}, store=store)
 
 
 def test_runtime_selection_is_by_manifest_name():

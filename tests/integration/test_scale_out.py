@@ -10,8 +10,8 @@ import pytest
 from pallet.demo import train_demo_models
 from pallet.deploy.local import LocalCluster, nginx_config
 from pallet.errors import PalletError
+from pallet.net import free_port
 from pallet.store import Store
-from tests.serve.conftest import free_port
 
 ROW = {"instances": [[5.1, 3.5, 1.4, 0.2]]}
 

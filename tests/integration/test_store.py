@@ -13,7 +13,7 @@ from pallet.store.manifest import MANIFEST, sha256
 
 
 def save(store, model, x, name="digits", **kw):
-    return store.save(model, name, sample=x[:5], **kw)
+    return pallet.save(model, name, sample=x[:5], **kw, store=store)
 
 
 def test_save_returns_increasing_refs_and_writes_a_full_manifest(store, digits_model, digits):
@@ -159,19 +159,19 @@ def test_a_manifest_naming_an_unknown_runtime_refuses_to_load(store, digits_mode
 
 def test_objects_no_runtime_can_save_are_refused(store):
     with pytest.raises(NoRuntime, match="pallet cannot save a builtins.dict"):
-        store.save({"weights": 1}, "thing", sample=[[1]])
+        pallet.save({"weights": 1}, "thing", sample=[[1]], store=store)
     assert not (store.home / "models" / "thing").exists()
 
 
 def test_a_model_that_fails_on_its_sample_is_not_stored(store, digits_model):
     with pytest.raises(InvalidInput, match="failed to predict on its sample"):
-        store.save(digits_model, "digits", sample=np.zeros((2, 5)))
+        pallet.save(digits_model, "digits", sample=np.zeros((2, 5)), store=store)
     assert store.list() == []
 
 
 def test_sample_is_required(store, digits_model):
     with pytest.raises(InvalidInput, match="pass sample="):
-        store.save(digits_model, "digits", sample=None)
+        pallet.save(digits_model, "digits", sample=None, store=store)
 
 
 def test_stored_sample_comes_back(store, digits_model, digits):

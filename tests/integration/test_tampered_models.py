@@ -11,6 +11,7 @@ from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 from typer.testing import CliRunner
 
+import pallet
 from pallet.cli import app
 from pallet.errors import IntegrityError
 from pallet.runtimes.sklearn import SklearnRuntime
@@ -38,8 +39,8 @@ def store(tmp_path, monkeypatch):
     x, y = load_iris(return_X_y=True)
     store = Store(tmp_path / "home")
     model = LogisticRegression(max_iter=500).fit(x, y)
-    store.save(model, "iris", sample=x[:3])
-    store.save(model, "iris", sample=x[:3])
+    pallet.save(model, "iris", sample=x[:3], store=store)
+    pallet.save(model, "iris", sample=x[:3], store=store)
     path = store.resolve("iris:2").path / "model.joblib"
     path.chmod(0o644)
     path.write_bytes(pickle.dumps(Payload(tmp_path / "code-ran")))
@@ -102,7 +103,7 @@ def test_a_file_that_leads_out_of_its_version_folder_is_refused(tmp_path):
     before anything is read, even when the bytes found there match."""
     x, y = load_iris(return_X_y=True)
     store = Store(tmp_path / "home")
-    store.save(LogisticRegression(max_iter=500).fit(x, y), "iris", sample=x[:3])
+    pallet.save(LogisticRegression(max_iter=500).fit(x, y), "iris", sample=x[:3], store=store)
     folder = store.resolve("iris").path
     outside = tmp_path / "elsewhere.joblib"
     outside.write_bytes((folder / "model.joblib").read_bytes())

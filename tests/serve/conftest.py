@@ -1,7 +1,6 @@
 """A real server on a free port, with the demo models, for every protocol test."""
 
 import signal
-import socket
 import subprocess
 import textwrap
 import threading
@@ -12,18 +11,14 @@ import numpy as np
 import pytest
 import uvicorn
 
+import pallet
 from pallet.demo import train_demo_models
+from pallet.net import free_port
 from pallet.serve.app import create_app
 from pallet.serve.config import ServeConfig
 from pallet.store import Store
 
 MODELS = ["digits@production", "iris@production", "digits-onnx@production"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class RunningServer:
@@ -93,7 +88,7 @@ def store_of_classes(tmp_path_factory, module: str, code: str, *names: tuple[str
         loaded = importlib.import_module(module)
         store = Store(tmp_path_factory.mktemp(module) / "home")
         for cls, name in names:
-            store.save(getattr(loaded, cls), name, sample={"x": np.ones((1, 2))})
+            pallet.save(getattr(loaded, cls), name, sample={"x": np.ones((1, 2))}, store=store)
     finally:
         sys.path.remove(str(folder))
         sys.modules.pop(module, None)

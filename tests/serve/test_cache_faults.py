@@ -15,9 +15,10 @@ import httpx
 import numpy as np
 import pytest
 
+from pallet.net import free_port
 from pallet.serve.app import create_app
 from pallet.serve.config import ServeConfig
-from tests.serve.conftest import RunningServer, free_port
+from tests.serve.conftest import RunningServer
 
 ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5], [4.6, 3.1, 1.5, 0.2]]
 

@@ -9,8 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pallet.bench import wait_ready
-from tests.serve.conftest import free_port
+from pallet.net import free_port, wait_ready
 
 BIN = Path(sys.executable).parent
 CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"

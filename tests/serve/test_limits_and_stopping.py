@@ -17,8 +17,8 @@ import httpx
 import numpy as np
 import pytest
 
-from pallet.bench import wait_ready
-from tests.serve.conftest import free_port, stop, store_of_classes
+from pallet.net import free_port, wait_ready
+from tests.serve.conftest import stop, store_of_classes
 
 PALLET = str(Path(sys.executable).parent / "pallet")
 BODY_LIMIT_MB = 1

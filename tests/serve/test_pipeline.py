@@ -67,7 +67,7 @@ def test_a_pipeline_version_pins_its_models_and_code(store, tmp_path):
     # A newer digits in the store changes nothing for the stored pipeline.
     x, y = load_digits(return_X_y=True)
     from sklearn.tree import DecisionTreeClassifier
-    store.save(DecisionTreeClassifier(max_depth=2).fit(x, y), "digits", sample=x[:5], aliases=["production"])
+    pallet.save(DecisionTreeClassifier(max_depth=2).fit(x, y), "digits", sample=x[:5], aliases=["production"], store=store)
     names = pallet.load("digits-app:1", store=store).predict(scans())["name"].tolist()
     assert names == expected(store, scans())
 
@@ -94,8 +94,8 @@ def test_the_pipeline_answers_on_every_protocol(server, store):
 
 
 def test_a_pipeline_rolls_out_like_a_model(server, store):
-    ref = store.save(Pipeline.of([_scale(), "digits:1"], store=store), "digits-app",
-                     sample=store.resolve("digits:1").sample())
+    ref = pallet.save(Pipeline.of([_scale(), "digits:1"], store=store), "digits-app",
+                     sample=store.resolve("digits:1").sample(), store=store)
     Rollouts(store, actor="test").promote("digits-app", str(ref), reason="no names any more")
     body = {"inputs": [{"name": "input", "shape": [1, 64], "datatype": "FP64", "data": [0] * 64}]}
     with httpx.Client(base_url=server.url) as client:
@@ -122,6 +122,9 @@ def _scale():
     ("pipelines: {app: {steps: [{function: no_colon}]}}", "must be written module:function"),
     ("pipelines: {app: {steps: [{model: digits, function: a:b}]}}", "write '- model: REF'"),
     ("pipelines: {app: {steps: [{model: digits}], retries: 3}}", "unknown key(s) retries"),
+    ("pipelines: {app: {steps: [{modle: digits}]}}", "key 'modle' is not supported (only model, function)"),
+    ("pipelines: {app: {steps: [{model: digits}], batchable: maybe}}", "pipeline 'app': 'batchable' must be true or false"),
+    ("pipelines: {app: {steps: [digits]}}", "must be '- model: REF' or '- function: module:name'"),
     ("pipelines: [", "not valid YAML"),
     ("pipelines: {app: {steps: [{function: broken_module:f}]}}", "cannot import 'broken_module:f': ZeroDivisionError"),
 ])
@@ -142,11 +145,11 @@ def test_steps_from_modules_of_the_same_name_keep_apart(store, tmp_path):
         (tmp_path / package / "steps.py").write_text(body)
     (tmp_path / "pallet.yaml").write_text("pipelines:\n  twins:\n    steps:\n      - function: pre.steps:run\n"
                                           "      - model: digits:1\n      - function: post.steps:run\n")
+    path_before = list(sys.path)
     (declared,) = load_pipelines(tmp_path / "pallet.yaml", store)
-    store.save(declared.pipeline, "twins", sample=declared.pipeline.sample())
-    for module in ("pre.steps", "pre", "post.steps", "post"):
-        sys.modules.pop(module, None)
-    sys.path.remove(str(tmp_path))  # the stored version imports its own copies
+    assert sys.path == path_before and not {"pre", "pre.steps", "post", "post.steps"} & set(sys.modules)
+    pallet.save(declared.pipeline, "twins", sample=declared.pipeline.sample(), store=store)
+    (tmp_path / "pre" / "steps.py").unlink()  # the stored version imports its own copies
     x, _ = load_digits(return_X_y=True)
     outputs = pallet.load("twins", store=store).predict(x[:3])
     assert set(outputs) == {"digit"}
@@ -162,7 +165,7 @@ def test_steps_that_do_not_fit_are_refused_when_saving(store, tmp_path):
                                           "      - function: bad_steps:two_tensors\n      - model: digits:1\n")
     (declared,) = load_pipelines(tmp_path / "pallet.yaml", store)
     with pytest.raises(InvalidInput, match=r"pipeline step 2 \(digits:1\) takes input; the step before gave a, b"):
-        store.save(declared.pipeline, "broken", sample=declared.pipeline.sample())
+        pallet.save(declared.pipeline, "broken", sample=declared.pipeline.sample(), store=store)
 
 
 def test_a_tampered_step_is_refused_at_load(store, tmp_path):

@@ -8,6 +8,7 @@ import pytest
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
+import pallet
 from pallet.serve.app import create_app
 from pallet.serve.config import ServeConfig
 from pallet.store import Store
@@ -25,7 +26,7 @@ def named(tmp_path_factory):
     x = FRAME.data.set_axis(COLUMNS, axis=1)
     model = LogisticRegression(max_iter=1000).fit(x, FRAME.target)
     store = Store(tmp_path_factory.mktemp("named") / "home")
-    store.save(model, "iris-named", sample=x.head(3))
+    pallet.save(model, "iris-named", sample=x.head(3), store=store)
     with RunningServer(create_app(ServeConfig(models=["iris-named"], access_log=False), store)) as running:
         with httpx.Client(base_url=running.url, timeout=30) as client:
             yield client
@@ -129,12 +130,12 @@ def test_named_columns_missing_or_unknown_are_a_4xx_naming_them(named, path, bod
 @pytest.mark.parametrize("path, body, message", [
     ("/invocations", {"columns": ["a"], "rows": IRIS},
      'a JSON object must be one of {"dataframe_split": ...}, {"dataframe_records": [...]}, {"instances": [...]}'),
-    ("/invocations", {"dataframe_split": {"data": 5}}, '"dataframe_split" must be an object with "data"'),
+    ("/invocations", {"dataframe_split": {"data": 5}}, '"dataframe_split": "data" must be a list of rows'),
     ("/score", {"instances": IRIS}, 'the body must be {"input_data": ...}'),
     ("/score", {"input_data": 5}, '"input_data" must be a non-empty list'),
     ("/score", {"data": []}, '"data" must be a non-empty list'),
     ("/score", [[1, 2, 3, 4]], 'the body must be {"input_data": ...}'),
-    ("/score", {"input_data": {"columns": ["a", "b", "c", "d"]}}, '"input_data" must be an object with "data"'),
+    ("/score", {"input_data": {"columns": ["a", "b", "c", "d"]}}, '"input_data": "data" must be a list of rows'),
     ("/score", {"data": [[1, 2, 3]]}, "expected shape [-1, 4], got [1, 3]"),
 ])
 def test_malformed_bodies_are_a_400_naming_what_is_accepted(client, path, body, message):

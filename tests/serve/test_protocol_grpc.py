@@ -15,9 +15,10 @@ from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc as stubs
 from tritonclient.utils import InferenceServerException
 
+from pallet.net import free_port
 from pallet.serve.app import create_app
 from pallet.serve.config import ServeConfig
-from tests.serve.conftest import MODELS, RunningServer, free_port
+from tests.serve.conftest import MODELS, RunningServer
 from tests.serve.test_batching import body, calls
 
 IRIS = load_iris().data[[0, 50, 149]]

@@ -76,7 +76,8 @@ def test_target_model_header_picks_the_model(client):
         ({**TARGET, "Content-Type": "text/csv"}, b"1,2,3," + b"9" * 140000 + b"\n", 400, "cannot be read"),
         (TARGET, b"[" * 100000 + b"]" * 100000, 400, "not valid JSON"),
         (TARGET, b'[{"input": [1, 2, 3, 4], "extra": 1}]', 400, "unknown input 'extra' in records[0]"),
-        (TARGET, b'{"dataframe_split": {"data": 5}}', 400, '"dataframe_split" must be an object with "data"'),
+        (TARGET, b'{"dataframe_split": {"data": 5}}', 400, '"dataframe_split": "data" must be a list of rows'),
+        (TARGET, b'{"dataframe_split": 5}', 400, '"dataframe_split" must be an object with "data"'),
     ],
 )
 def test_bad_invocations(client, headers, body, status, message):

@@ -73,10 +73,10 @@ def rollout_store(tmp_path_factory):
     classifier = LogisticRegression(max_iter=500).fit(x[:1000], y[:1000])
     store = Store(root / "home")
     safe = x[x[:, 21] <= 12][:5]  # the flaky version answers its own sample
-    store.save(classifier, "digits", sample=safe, aliases=["production"])
-    store.save(classifier, "digits", sample=safe)
-    store.save(models.Flaky(classifier), "digits", sample=safe)
-    store.save(models.Shifted(classifier), "digits", sample=safe)
+    pallet.save(classifier, "digits", sample=safe, aliases=["production"], store=store)
+    pallet.save(classifier, "digits", sample=safe, store=store)
+    pallet.save(models.Flaky(classifier), "digits", sample=safe, store=store)
+    pallet.save(models.Shifted(classifier), "digits", sample=safe, store=store)
     yield store
     sys.path.remove(str(root))
 
@@ -386,7 +386,7 @@ def test_a_server_starts_and_answers_while_the_rollout_state_cannot_be_read(roll
 def test_grpc_follows_the_sticky_split_as_rest_does(rollout_store):
     import tritonclient.grpc as triton_grpc
 
-    from tests.serve.conftest import free_port
+    from pallet.net import free_port
 
     _clear(rollout_store)
     config = ServeConfig(models=["digits@production"], rollout_poll_seconds=0.2, grpc_port=free_port(),

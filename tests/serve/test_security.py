@@ -17,13 +17,14 @@ from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 from typer.testing import CliRunner
 
-from pallet.bench import wait_ready
+import pallet
+from pallet.net import free_port, wait_ready
 from pallet.cli import app
 from pallet.errors import PalletError
 from pallet.serve.config import ServeConfig
 from pallet.serve.server import reachable_hosts
 from pallet.store import Store
-from tests.serve.conftest import free_port, stop
+from tests.serve.conftest import stop
 
 PALLET = str(Path(sys.executable).parent / "pallet")
 IRIS_ROW = [5.1, 3.5, 1.4, 0.2]
@@ -172,7 +173,7 @@ def iris_home(tmp_path_factory):
     home = tmp_path_factory.mktemp("secure") / "home"
     x, y = load_iris(return_X_y=True)
     store = Store(home)
-    store.save(LogisticRegression(max_iter=500).fit(x, y), "iris", sample=x[:3])
+    pallet.save(LogisticRegression(max_iter=500).fit(x, y), "iris", sample=x[:3], store=store)
     store.index.engine.dispose()
     return home
 

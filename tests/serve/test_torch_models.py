@@ -10,10 +10,12 @@ import tritonclient.http as triton
 
 from pallet.demo import SENTENCES, register_minilm, train_digits_torch
 from pallet.export.data import split
+from pallet.model import load_runtime
+from pallet.net import free_port
 from pallet.serve.app import create_app
 from pallet.serve.config import ServeConfig
 from pallet.store import Store
-from tests.serve.conftest import RunningServer, free_port
+from tests.serve.conftest import RunningServer
 
 X_TEST, Y_TEST = split("digits", "test")
 
@@ -38,7 +40,7 @@ def torch_server(torch_store):
 @pytest.fixture(scope="module")
 def expected(torch_store):
     """What the stored models answer when called directly, to compare the server's answers with."""
-    minilm = torch_store.resolve("minilm").load_runtime()
+    minilm = load_runtime(torch_store.resolve("minilm"))
     return minilm.predict({"text": np.array(SENTENCES, dtype=object)})["embedding"]
 
 
@@ -145,7 +147,7 @@ def test_minilm_exports_to_onnx_and_int8_keeping_its_tokenizer(torch_store, expe
     int8 = torch_store.resolve(ref)
     assert int8.manifest.size_bytes < onnx.manifest.size_bytes / 3
     assert report.parity.agreement > 0.85  # cosine >= 0.99 for most sentences (89% when recorded)
-    embedding = int8.load_runtime().predict({"text": np.array(SENTENCES, dtype=object)})["embedding"]
+    embedding = load_runtime(int8).predict({"text": np.array(SENTENCES, dtype=object)})["embedding"]
     cosine = np.sum(embedding * expected, axis=1)  # both L2-normalised
     assert cosine.min() > 0.97
     with pytest.raises(NoRuntime, match="needs more than an ONNX graph"):

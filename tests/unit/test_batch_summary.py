@@ -1,9 +1,8 @@
-"""Drift arithmetic and the small text rules of batch scheduling."""
+"""Drift arithmetic and the small text rules of batch scheduling (durations: test_units.py)."""
 
 import numpy as np
 import pytest
 
-from pallet.batch.check import parse_duration
 from pallet.batch.schedule import check_cron, check_text, job_name
 from pallet.batch.summary import Summary, psi
 from pallet.errors import PalletError
@@ -33,18 +32,6 @@ def test_psi_of_label_counts_and_the_summary_that_feeds_it():
     assert psi(before.outputs["label"], after.outputs["label"]) > 1
     assert psi(before.outputs["max_probabilities"], after.outputs["max_probabilities"]) == pytest.approx(0.0)
     assert psi(before.outputs["label"], after.outputs["max_probabilities"]) is None  # different kinds
-
-
-@pytest.mark.parametrize("text, seconds", [("90s", 90), ("30m", 1800), ("24h", 86400), ("7d", 604800),
-                                           ("1h30m", 5400), ("1.5h", 5400)])
-def test_parse_duration(text, seconds):
-    assert parse_duration(text) == seconds
-
-
-@pytest.mark.parametrize("text", ["", "soon", "24", "h", "1x", "-1h"])
-def test_parse_duration_refuses(text):
-    with pytest.raises(PalletError, match="is not a duration"):
-        parse_duration(text)
 
 
 def test_job_names_fit_kubernetes_and_cron_text_is_checked():

@@ -9,7 +9,7 @@ from pallet.export.data import load_data, sentences, split
 from pallet.export.devices import BUILTIN, load_devices
 from pallet.export.report import Figures, Parity, Report
 from pallet.signature import Signature, TensorSpec
-from pallet.store.manifest import parse_size
+from pallet.units import parse_size
 
 TABLE = Signature((TensorSpec("input", "float32", (-1, 4)),))
 

@@ -36,12 +36,16 @@ def test_json_for_several_inputs():
     [
         ('{"dataframe_split": {"columns": ["a", "b"], "data": [[1]]}}', r"data\[0\] must be a list of 2 values"),
         ('{"dataframe_split": {"columns": ["a", "b"], "data": [5]}}', r"data\[0\] must be a list of 2 values"),
-        ('{"dataframe_split": {"columns": {"a": 1}, "data": [[1, 2]]}}', "columns must be a list of names"),
+        ('{"dataframe_split": {"columns": {"a": 1}, "data": [[1, 2]]}}', '"dataframe_split": "columns" must be a list of column names'),
         ('{"dataframe_split": {"columns": ["a", "c"], "data": [[1, 2]]}}',
          "missing column.s. b; unknown column.s. c; this model takes the columns a, b"),
         ('{"instances": [[1, 2]], "extra": 1}', "a JSON object must be one of"),
         ('[{"a": 1}]', r"records\[0\] has no 'b'"),
         ('[{"a": 1, "b": 2, "c": 3}]', r"unknown input 'c' in records\[0\]"),
+        ('{"dataframe_records": [[1, 2]]}', '"dataframe_records" must be a non-empty list of objects keyed by input name'),
+        ('{"instances": [], "params": {}}', '"instances" must be a non-empty list, one entry per row'),
+        ('{"dataframe_split": {"data": [[1, 2]], "orient": "split", "dtype": 1}}',
+         r'"dataframe_split": unknown key\(s\) dtype, orient; it takes data, columns, index'),
     ],
 )
 def test_json_mistakes_for_several_inputs(text, message):

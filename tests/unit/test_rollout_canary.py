@@ -2,14 +2,15 @@ import numpy as np
 import pytest
 
 from pallet.rollout.canary import Thresholds, decide
-from pallet.rollout.figures import BOUNDS, Figures, compare, quantile
+from pallet.quantiles import quantile_of_counts
+from pallet.rollout.figures import BUCKETS, VersionTraffic, compare
 
 T = Thresholds(max_error_rate=0.05, max_latency_ratio=1.5, min_latency_delta_ms=5, min_agreement=0.9,
                min_requests=20, min_compared=20)
 
 
-def served(n: int, seconds: float = 0.002, errors: int = 0, compared: int = 0, agreed: int = 0) -> Figures:
-    figures = Figures()
+def served(n: int, seconds: float = 0.002, errors: int = 0, compared: int = 0, agreed: int = 0) -> VersionTraffic:
+    figures = VersionTraffic()
     for i in range(n):
         figures.observe(seconds, ok=i >= errors)
     if compared:
@@ -75,18 +76,18 @@ def test_a_slower_but_still_fast_candidate_passes_the_latency_slack():
 
 
 def test_quantiles_come_from_the_histogram():
-    figures = Figures()
+    figures = VersionTraffic()
     for _ in range(95):
         figures.observe(0.001, True)
     for _ in range(5):
         figures.observe(1.0, True)
     assert 0.001 <= figures.p95() < 0.00126
-    assert quantile([0] * (len(BOUNDS) + 1), 0.95) is None
+    assert quantile_of_counts([0] * BUCKETS, 0.95) is None
 
 
 def test_figures_add_up_across_processes_and_round_trip():
     a, b = served(10, errors=1, compared=4, agreed=3), served(5, errors=2)
-    total = Figures.from_dict(a.to_dict()).add(Figures.from_dict(b.to_dict()))
+    total = VersionTraffic.from_dict(a.to_dict()).add(VersionTraffic.from_dict(b.to_dict()))
     assert (total.requests, total.errors, total.compared, total.agreed) == (15, 3, 4, 3)
     assert sum(total.latency) == 15
 

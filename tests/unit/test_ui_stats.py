@@ -2,7 +2,8 @@
 
 import pytest
 
-from pallet.ui.stats import Stats, quantile
+from pallet.quantiles import quantile_of_buckets as quantile
+from pallet.ui.stats import Stats
 
 
 def test_quantile_interpolates_within_the_bucket():

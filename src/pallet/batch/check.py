@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -11,18 +10,6 @@ from typing import Any
 from pallet.batch.records import RunLog, RunRecord
 from pallet.batch.summary import psi
 from pallet.errors import PalletError
-
-DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*([smhd])")
-UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_duration(text: str) -> float:
-    """Seconds in '90s', '30m', '24h', '7d' or '1h30m'."""
-    parts = DURATION.findall(text.strip().lower())
-    if not parts or "".join(a + b for a, b in parts) != re.sub(r"\s+", "", text.strip().lower()):
-        raise PalletError(f"'{text}' is not a duration; write e.g. 90s, 30m, 24h or 7d")
-    return sum(float(n) * UNITS[u] for n, u in parts)
-
 
 @dataclass
 class CheckResult:

@@ -3,49 +3,65 @@ per actor); the driver commits the chunks in input order through the same sink a
 so a killed Ray run resumes (on either engine) with every key exactly once.
 
 `ray.init()` joins the cluster `RAY_ADDRESS` names, or starts a local one. On a cluster, the
-input files and PALLET_HOME must be readable from every node.
+input files and PALLET_HOME must be readable from every node. Ray's log levels and warnings are
+quietened for the run and put back after it.
 """
 
 from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-ROW = "__pallet_row"  # each prediction's row in its chunk, so a resumed run can skip what is done
+from pallet.batch.chunks import ROW, Job, Result, predict_chunk
+from pallet.model import Model
+
+RAY_LOGGERS = ("ray", "ray.data")
 
 
 class ChunkPredictor:
     """Ray Data's callable class: one per actor, the model loaded in `__init__`."""
 
-    def __init__(self, job):
-        from pallet.model import Model
-
+    def __init__(self, job: Job):
         self.job = job
         self.model = Model(job.version)
 
     def __call__(self, table: pa.Table) -> pa.Table:
-        from pallet.batch.runner import _predict_chunk
-
-        predictions, rejects, read = _predict_chunk(table, self.job, self.model, 0, with_rows=True)
+        predictions, rejects, read = predict_chunk(table, self.job, self.model, 0, with_rows=True)
         return pa.table({"predictions": [_ipc(predictions)], "rejects": [_ipc(rejects) if rejects else None],
                          "read": [read]})
 
 
-def results(job, skip: int):
-    """(predictions, rejects, rows read) for each chunk after the first `skip` rows, in input order."""
-    import pyarrow.csv as pcsv
-    import ray
-    from ray.data import DataContext
+class RayEngine:
+    """Chunks predicted by a pool of `workers` Ray actors."""
 
-    logging.getLogger("ray.data").setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", module="ray")
-    started_here = not ray.is_initialized()
-    if started_here:
-        ray.init(ignore_reinit_error=True, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
-    try:
+    def __init__(self, workers: int = 1):
+        self.workers = workers
+
+    def results(self, job: Job, skip: int) -> Iterator[Result]:
+        import ray
+
+        with _quiet_ray():
+            started_here = not ray.is_initialized()
+            if started_here:
+                ray.init(ignore_reinit_error=True, include_dashboard=False, log_to_driver=False,
+                         logging_level="ERROR")
+            try:
+                yield from _skipping(_chunk_rows(self._dataset(job)), skip)
+            finally:
+                if started_here:
+                    ray.shutdown()
+
+    def _dataset(self, job: Job):
+        import ray
+        from ray.data import DataContext
+
+        from pallet.csv_reader import text_columns
+
         context = DataContext.get_current()
         context.execution_options.preserve_order = True
         context.enable_progress_bars = False
@@ -53,33 +69,52 @@ def results(job, skip: int):
         if job.source.kind == "parquet":
             data = ray.data.read_parquet(files)
         else:  # every column as text, as the local engine reads it
-            types = {c: pa.string() for c in job.source.columns}
-            data = ray.data.read_csv(files, convert_options=pcsv.ConvertOptions(column_types=types,
-                                                                                strings_can_be_null=True))
-        options = job.record.options
-        light = type(job)(job.record, job.version, None, None, job.plan, job.home)  # what the actors need, no connections
+            data = ray.data.read_csv(files, convert_options=text_columns(job.source.columns))
         # Half a CPU per actor leaves room for the read tasks beside them (a 2-CPU machine would stall).
-        data = data.map_batches(ChunkPredictor, fn_constructor_kwargs={"job": light}, batch_format="pyarrow",
-                                batch_size=options.get("batch_size", 10_000), num_cpus=0.5,
-                                compute=ray.data.ActorPoolStrategy(size=options.get("workers", 1)))
-        offset = 0
-        for batch in data.iter_batches(batch_size=None, batch_format="pyarrow"):
-            for row in batch.to_pylist():
-                predictions, read = _table(row["predictions"]), row["read"]
-                rejects = _table(row["rejects"]) if row["rejects"] else None
-                start, offset = offset, offset + read
-                if offset <= skip:
-                    continue  # committed before the run was resumed
-                keep = max(skip - start, 0)
-                predictions = predictions.filter(pc.greater_equal(predictions.column(ROW), keep)).drop_columns([ROW])
-                if rejects is not None:
-                    rejects = rejects.filter(pc.greater_equal(rejects.column("row"), keep))
-                    rejects = rejects.set_column(rejects.schema.get_field_index("row"), "row",
-                                                 pc.add(rejects.column("row"), start))
-                yield predictions, rejects, read - keep
+        return data.map_batches(ChunkPredictor, fn_constructor_kwargs={"job": job.for_workers()},
+                                batch_format="pyarrow", batch_size=job.record.options.get("batch_size", 10_000),
+                                num_cpus=0.5, compute=ray.data.ActorPoolStrategy(size=self.workers))
+
+
+def _chunk_rows(data) -> Iterator[tuple[int, dict]]:
+    """Each predicted chunk's first row in the input, and the chunk."""
+    offset = 0
+    for batch in data.iter_batches(batch_size=None, batch_format="pyarrow"):
+        for row in batch.to_pylist():
+            yield offset, row
+            offset += row["read"]
+
+
+def _skipping(chunks: Iterator[tuple[int, dict]], skip: int) -> Iterator[Result]:
+    """The chunks' results without the rows a resumed run already committed (chunks need not align)."""
+    for start, row in chunks:
+        predictions, read = _table(row["predictions"]), row["read"]
+        rejects = _table(row["rejects"]) if row["rejects"] else None
+        if start + read <= skip:
+            continue  # committed before the run was resumed
+        keep = max(skip - start, 0)
+        predictions = predictions.filter(pc.greater_equal(predictions.column(ROW), keep)).drop_columns([ROW])
+        if rejects is not None:
+            rejects = rejects.filter(pc.greater_equal(rejects.column("row"), keep))
+            rejects = rejects.set_column(rejects.schema.get_field_index("row"), "row",
+                                         pc.add(rejects.column("row"), start))
+        yield predictions, rejects, read - keep
+
+
+@contextmanager
+def _quiet_ray() -> Iterator[None]:
+    """Ray's loggers at ERROR and its warnings ignored, inside the block only."""
+    loggers = [logging.getLogger(name) for name in RAY_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", module="ray")
+            for logger in loggers:
+                logger.setLevel(logging.ERROR)
+            yield
     finally:
-        if started_here:
-            ray.shutdown()
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
 
 
 def _ipc(table: pa.Table) -> bytes:

@@ -14,28 +14,9 @@ from typing import Any
 import sqlalchemy as sa
 
 from pallet.errors import PalletError
-from pallet.store.index import create_tables, retrying
-
-metadata = sa.MetaData()
-
-batch_runs = sa.Table(
-    "batch_runs", metadata,
-    sa.Column("id", sa.String(32), primary_key=True),
-    sa.Column("model_ref", sa.String(200), nullable=False),     # as asked, e.g. digits@production
-    sa.Column("model", sa.String(128), nullable=False),
-    sa.Column("version", sa.Integer, nullable=False),           # what it resolved to
-    sa.Column("input", sa.Text, nullable=False),
-    sa.Column("output", sa.Text, nullable=False, index=True),
-    sa.Column("started", sa.String(40), nullable=False),
-    sa.Column("finished", sa.String(40)),
-    sa.Column("status", sa.String(16), nullable=False),         # running, succeeded, failed
-    sa.Column("rows_read", sa.BigInteger, nullable=False, default=0),
-    sa.Column("rows_written", sa.BigInteger, nullable=False, default=0),
-    sa.Column("rows_rejected", sa.BigInteger, nullable=False, default=0),
-    sa.Column("error", sa.Text),
-    sa.Column("options", sa.Text, nullable=False, default="{}"),  # JSON: what resume needs to run it again
-    sa.Column("summary", sa.Text, nullable=False, default="{}"),  # JSON: output distributions, for drift checks
-)
+from pallet.store.database import retrying
+from pallet.store.migrate import upgrade
+from pallet.store.schema import batch_runs
 
 STATUSES = ("running", "succeeded", "failed")
 INTERRUPTED = "interrupted"  # shown, never stored: "running", but the process running it is gone
@@ -95,7 +76,7 @@ def _alive(pid: int) -> bool:
 class RunLog:
     def __init__(self, engine: sa.Engine):
         self.engine = engine
-        create_tables(engine, metadata, "batch run records")
+        upgrade(engine, what="batch run records")
 
     @staticmethod
     def new_id() -> str:

@@ -3,46 +3,29 @@
 from __future__ import annotations
 
 import time
-from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import pyarrow as pa
 import sqlalchemy as sa
 
-from pallet.batch.convert import (Plan, arrow_column, keys_of, output_columns, outputs_of, plan_columns, raw_rows,
-                                  to_inputs, validate)
+from pallet import threads
+from pallet.batch.chunks import Job
+from pallet.batch.convert import keys_of, outputs_of, plan_columns
+from pallet.batch.engines import ENGINES, engine_named
 from pallet.batch.records import RunLog, RunRecord, now
-from pallet.batch.sinks import Checkpoint, Sink, open_sink
-from pallet.batch.sources import FileSource, Source, normalize, open_source, split_url
+from pallet.batch.sinks import Checkpoint, open_sink
+from pallet.batch.sources import FileSource, normalize, open_source, split_url
 from pallet.batch.summary import Summary
-from pallet.errors import PalletError, PredictionError, first_line
-from pallet.model import Model
-from pallet.serve import threads
-from pallet.store import ModelVersion, Store, default_store
-from pallet.store.index import redact
+from pallet.errors import PalletError, first_line
+from pallet.store import Store, default_store
+from pallet.store.database import redact
 
 RECORD_EVERY_SECONDS = 1.0
-ENGINES = ("local", "ray")
 Progress = Callable[[int, int | None], None]   # rows done, rows in all (None when unknown)
 
 
 class TooManyRejects(PalletError):
     """More bad rows than --max-reject-rate allows."""
-
-
-@dataclass
-class Job:
-    record: RunRecord
-    version: ModelVersion
-    source: Source
-    sink: Sink
-    plan: Plan
-    home: Path = Path(".")  # the store's folder: where run locks live
-    saved: float = 0.0  # when the run record was last written
 
 
 def run(ref: str, input: str, output: str, *, key: list[str] | tuple[str, ...] = (), batch_size: int = 10_000,
@@ -150,7 +133,9 @@ def _lock(store_home: Path, run_id: str):
 
 
 def _execute(job: Job, runs: RunLog, progress: Progress | None) -> RunRecord:
-    with _lock(job.home, job.record.id):
+    """The run, holding its lock, with the thread plan for its workers in force until it ends."""
+    plan = threads.plan_threads(job.record.options.get("workers", 1))
+    with _lock(job.home, job.record.id), threads.limited(plan):
         return _execute_locked(job, runs, progress)
 
 
@@ -159,8 +144,7 @@ def _execute_locked(job: Job, runs: RunLog, progress: Progress | None) -> RunRec
     state = job.sink.checkpoint(record.id)
     record.rows_read, record.rows_written, record.rows_rejected = state.rows_read, state.rows_written, state.rows_rejected
     summary = Summary.from_dict(record.summary)
-    workers = options.get("workers", 1)
-    threads.apply(threads.plan_threads(workers))
+    engine = engine_named(options.get("engine", "local"), options.get("workers", 1))
     total = job.source.total_rows
     allowed = options.get("max_reject_rate", 0.01)
     if progress:
@@ -170,13 +154,7 @@ def _execute_locked(job: Job, runs: RunLog, progress: Progress | None) -> RunRec
             first = next(job.source.chunks(options.get("batch_size", 10_000)), None)
             if first is not None:
                 keys_of(first, job.plan, {})
-        if options.get("engine", "local") == "ray":
-            from pallet.batch import ray_engine
-
-            results = ray_engine.results(job, state.rows_read)
-        else:
-            results = _local_results(job, Model(job.version), workers, state.rows_read)
-        for result in results:
+        for result in engine.results(job, state.rows_read):
             _commit(result, job, state, summary, runs, progress, total, allowed)
         if record.rows_read and record.rows_rejected / record.rows_read > allowed:
             raise TooManyRejects(_too_many_rejects(record, allowed))
@@ -194,20 +172,6 @@ def _execute_locked(job: Job, runs: RunLog, progress: Progress | None) -> RunRec
     record.status, record.finished = "succeeded", now()
     runs.update(record)
     return record
-
-
-def _local_results(job: Job, model: Model, workers: int, skip: int):
-    """Each chunk's (predictions, rejects, rows read), in input order, `workers` chunks predicted at once."""
-    with ThreadPoolExecutor(workers, thread_name_prefix="pallet-batch") as pool:
-        pending: deque = deque()
-        first_row = skip
-        for chunk in job.source.chunks(job.record.options.get("batch_size", 10_000), skip=skip):
-            pending.append(pool.submit(_predict_chunk, chunk, job, model, first_row))
-            first_row += chunk.num_rows
-            if len(pending) > workers:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
 
 
 def _commit(result, job: Job, state: Checkpoint, summary: Summary, runs: RunLog, progress, total, allowed) -> None:
@@ -245,60 +209,6 @@ def _reason(error: BaseException) -> str:
 def _too_many_rejects(record: RunRecord, allowed: float) -> str:
     return (f"{record.rows_rejected} of {record.rows_read} rows rejected, over --max-reject-rate {allowed:g}; "
             f"the reasons are in the rejects of {redact(record.output)}")
-
-
-def _predict_chunk(table: pa.Table, job: Job, model: Model, first_row: int, with_rows: bool = False):
-    """Predictions and rejects of one chunk (runs on a worker thread, or a Ray actor with `with_rows`:
-    then each prediction also carries its row in the chunk)."""
-    signature = job.version.signature
-    arrays, bad = to_inputs(table, job.plan, signature)
-    keys = keys_of(table, job.plan, bad)
-    rows = np.setdiff1d(np.arange(table.num_rows), np.fromiter(bad, np.int64, len(bad))) if bad else np.arange(table.num_rows)
-    rows, valid = validate(arrays, rows, signature, bad) if len(rows) else (rows, None)
-    outputs: dict = {}
-    if valid is not None:
-        try:
-            outputs = model.run(valid)
-        except PredictionError:  # find the rows the model refuses; the others keep their predictions
-            keep, parts = [], []
-            for i in rows:
-                try:
-                    parts.append(model.run({name: a[i:i + 1] for name, a in arrays.items()}))
-                    keep.append(i)
-                except PredictionError as e:
-                    bad[int(i)] = str(e)
-            rows = np.array(keep, dtype=np.int64)
-            outputs = {name: np.concatenate([p[name] for p in parts]) for name in parts[0]} if parts else {}
-    record = job.record
-    columns = {name: column.take(pa.array(rows)) for name, column in keys.items()}
-    for name, values in output_columns(outputs, signature).items():
-        columns[name] = arrow_column(values)
-    n = len(rows)
-    columns["model"] = pa.array([record.model] * n, pa.string())
-    columns["version"] = pa.array([record.version] * n, pa.int64())
-    columns["run_id"] = pa.array([record.id] * n, pa.string())
-    predictions = pa.table(columns) if outputs else _empty_predictions(keys, n, record)
-    if with_rows:
-        from pallet.batch.ray_engine import ROW
-
-        predictions = predictions.append_column(ROW, pa.array(rows, pa.int64()))
-    rejects = None
-    if bad:
-        order = sorted(bad)
-        rejects = pa.table({
-            **{name: column.take(pa.array(order)).cast(pa.string()) for name, column in keys.items()},
-            "row": pa.array([first_row + i for i in order], pa.int64()),
-            "reason": pa.array([bad[i] for i in order], pa.string()),
-            "input": pa.array(raw_rows(table, order), pa.string()),
-            "run_id": pa.array([record.id] * len(order), pa.string()),
-        })
-    return predictions, rejects, table.num_rows
-
-
-def _empty_predictions(keys, n, record) -> pa.Table:
-    return pa.table({**{name: column.slice(0, 0) for name, column in keys.items()},
-                     "model": pa.array([], pa.string()), "version": pa.array([], pa.int64()),
-                     "run_id": pa.array([], pa.string())})
 
 
 __all__ = ["run", "resume", "latest_unfinished"]

@@ -17,11 +17,14 @@ from pathlib import Path
 import pyarrow as pa
 import sqlalchemy as sa
 
-from pallet.batch.sources import make_engine, quote, split_url
-from pallet.errors import PalletError, first_line
-from pallet.store.index import redact, retrying
+from pallet.batch.sources import quote, split_url
+from pallet.errors import PalletError
+from pallet.store.database import make_engine, redact, retrying
+from pallet.store.migrate import CHECKPOINTS as CHECKPOINT_HISTORY
+from pallet.store.migrate import upgrade
+from pallet.store.schema import batch_checkpoints
 
-CHECKPOINTS = "pallet_batch_checkpoints"
+CHECKPOINTS = batch_checkpoints.name
 MARKER = "_pallet_output"  # in a Parquet output folder: pallet wrote it, so a run may replace it
 
 
@@ -48,14 +51,12 @@ class SqlSink(Sink):
         if not self.table:
             raise PalletError(f"output {redact(spec)}: add ?table=NAME to the database URL")
         self.description = redact(spec)
-        self.engine = make_engine(url, "output")
+        self.engine = make_engine(url, "output database", wal=False)
         self.sqlite = self.engine.dialect.name == "sqlite"
         try:  # fail before any work when the database cannot be reached or written
-            with self.engine.begin() as conn:
-                conn.execute(sa.text(f"CREATE TABLE IF NOT EXISTS {CHECKPOINTS} (run_id VARCHAR(32) PRIMARY KEY, "
-                                     "state TEXT NOT NULL)"))
-        except sa.exc.DBAPIError as e:
-            raise PalletError(f"cannot write output {self.description}: {first_line(e.orig)}") from None
+            upgrade(self.engine, CHECKPOINT_HISTORY, "checkpoint table")
+        except PalletError as e:
+            raise PalletError(f"cannot write output {self.description}: {e}") from None
 
     def staging(self, run_id: str) -> str:
         digest = hashlib.sha256(f"{self.table}\0{run_id}".encode()).hexdigest()[:16]

@@ -12,8 +12,9 @@ from pathlib import Path
 import pyarrow as pa
 import sqlalchemy as sa
 
+from pallet.csv_reader import read_batches, read_header
 from pallet.errors import PalletError, first_line
-from pallet.store.index import redact
+from pallet.store.database import make_engine, redact
 
 SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 
@@ -80,12 +81,12 @@ class FileSource(Source):
                         raise PalletError(f"input {f} has other columns or types than {files[0]}")
                 self.total_rows = sum(m.metadata.num_rows for m in metas)
             else:
-                self.columns = _csv_header(files[0])
+                self.columns = read_header(files[0])
                 self.total_rows = sum(_count_lines(f) - 1 for f in files)
         except (OSError, pa.ArrowException) as e:
             raise PalletError(f"cannot read input {files[0]}: {e}") from None
         for f in files[1:] if self.kind == "csv" else []:
-            if _csv_header(f) != self.columns:
+            if read_header(f) != self.columns:
                 raise PalletError(f"input {f} has other columns than {files[0]}")
 
     def fingerprint(self) -> str:
@@ -98,17 +99,10 @@ class FileSource(Source):
             for f in self.files:
                 yield from pq.ParquetFile(f).iter_batches(batch_size=size)
             return
-        import pyarrow.csv as pcsv
-
         # Every column as text: values are converted (and bad ones rejected) row by row later,
         # so one odd value cannot stop the reader halfway.
-        convert = pcsv.ConvertOptions(column_types={c: pa.string() for c in self.columns}, strings_can_be_null=True)
         for f in self.files:
-            try:
-                with pcsv.open_csv(f, read_options=pcsv.ReadOptions(block_size=1 << 22), convert_options=convert) as reader:
-                    yield from reader
-            except pa.ArrowInvalid as e:
-                raise PalletError(f"cannot parse {f} as CSV: {e}") from None
+            yield from read_batches(f, self.columns)
 
 
 class SqlSource(Source):
@@ -126,7 +120,7 @@ class SqlSource(Source):
         self.query = f"SELECT * FROM ({inner}) AS pallet_input ORDER BY {', '.join(quote(k) for k in key)}"
         query = inner
         self.description = redact(spec)
-        self.engine = make_engine(url, "input")
+        self.engine = make_engine(url, "input database", wal=False)
         try:
             with self.engine.connect() as conn:
                 result = conn.exec_driver_sql(f"SELECT * FROM ({query}) AS pallet_input LIMIT 0")
@@ -179,36 +173,11 @@ def split_url(spec: str, names: tuple[str, ...]) -> tuple[sa.URL, dict[str, str]
         raise PalletError(f"'{redact(spec)}' is not a database URL (e.g. sqlite:///preds.db?table=t)") from None
     params = {n: url.query[n] for n in names if n in url.query}
     params = {n: v if isinstance(v, str) else v[-1] for n, v in params.items()}
-    if url.drivername in ("postgresql", "postgres"):
-        url = url.set(drivername="postgresql+psycopg")
     return url.difference_update_query(names), params
-
-
-def make_engine(url: sa.URL, what: str) -> sa.Engine:
-    try:
-        return sa.create_engine(url)
-    except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ModuleNotFoundError) as e:
-        raise PalletError(f"{what} database {url.render_as_string(hide_password=True)}: {e}") from None
 
 
 def quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
-
-
-def _csv_header(path: Path) -> list[str]:
-    import csv
-
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            header = next(csv.reader(f), None)
-    except UnicodeDecodeError:
-        raise PalletError(f"input {path} is not UTF-8 text; save the CSV as UTF-8") from None
-    if not header:
-        raise PalletError(f"input {path} is empty: a CSV needs a header line")
-    if len(set(header)) != len(header):
-        twice = sorted({c for c in header if header.count(c) > 1})
-        raise PalletError(f"input {path} names column {', '.join(repr(c) for c in twice)} more than once")
-    return header
 
 
 def _count_lines(path: Path) -> int:

@@ -18,7 +18,8 @@ from pallet.batch.sources import normalize
 from pallet.cli.output import console
 from pallet.errors import PalletError
 from pallet.store import default_store
-from pallet.store.index import redact
+from pallet.store.database import redact
+from pallet.units import parse_duration
 
 app = typer.Typer(help="Batch prediction: data to a table, resumable, checked.", no_args_is_help=True)
 
@@ -111,7 +112,7 @@ def check(
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Exit non-zero when the output is stale, its latest run failed, or its rows or predictions changed too much."""
-    seconds = checks.parse_duration(max_age) if max_age else None
+    seconds = parse_duration(max_age) if max_age else None
     output = normalize(output)
     result = checks.check(RunLog(default_store().index.engine), output, max_age_seconds=seconds,
                           max_row_change=max_row_change, max_psi=max_psi)
@@ -147,7 +148,7 @@ def schedule_(
     """Write a crontab line (with an hourly check) and a Kubernetes CronJob for this job."""
     cron = schedules.check_cron(cron)
     schedules.check_text(input=input, output=output, key=",".join(key), ref=ref)
-    checks.parse_duration(max_age)
+    parse_duration(max_age)
     store = default_store()
     store.resolve(ref)  # a clear error now, not at two in the morning
     env = {"PALLET_HOME": str(store.home)}

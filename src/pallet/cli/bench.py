@@ -5,10 +5,11 @@ from __future__ import annotations
 import typer
 
 import pallet
-from pallet.bench import parse_duration, run_bench
+from pallet.bench import run_bench
 from pallet.cli import app
 from pallet.cli.output import console
 from pallet.errors import PalletError
+from pallet.units import parse_duration
 
 
 @app.command()
@@ -26,7 +27,7 @@ def bench(
         levels = [int(part) for part in concurrency.split(",") if part.strip()]
     except ValueError:
         raise PalletError(f"--concurrency takes numbers separated by commas, got '{concurrency}'") from None
-    seconds = parse_duration(duration)
+    seconds = parse_duration(duration, positive=True)
     model = pallet.load(ref)
     out = console()
     serve_args = ["--max-batch-size", str(max_batch_size), "--max-latency-ms", str(max_latency_ms)]
@@ -36,7 +37,8 @@ def bench(
     from rich.table import Table
 
     table = Table("concurrency", "req/s", "p50 ms", "p95 ms", "p99 ms", "errors", "mean batch rows",
-                  title=f"{model.ref} over HTTP (V2 infer, {rows} row(s) per request, {seconds:g}s per level)")
+                  title=f"{model.ref} over HTTP (V2 infer, {rows} row(s) per request, {seconds:g}s per level)",
+                  caption="latency from the server's own histogram, read as the dashboard and rollout status read it")
     for r in results:
         table.add_row(str(r.concurrency), f"{r.rate:,.0f}", *(f"{r.percentile(p) * 1000:.2f}" for p in (50, 95, 99)),
                       str(r.errors), f"{r.mean_batch_rows:.1f}" if r.mean_batch_rows else "-")

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from pallet.cli import app
-from pallet.cli.output import human_size
+from pallet.units import format_size
 from pallet.deploy.bundle import Scale, ServeSettings, build as build_bundle, cold_start
 from pallet.store import default_store
 
@@ -28,11 +28,11 @@ def build(
                           serve=ServeSettings(port=port, workers=workers, max_batch_size=max_batch_size),
                           scale=Scale(image=image, replicas=replicas, max_replicas=max(replicas, 10)),
                           targets=tuple(target))
-    typer.echo(f"bundle {report.path}: {human_size(report.size_bytes)} in {len(report.files)} files")
+    typer.echo(f"bundle {report.path}: {format_size(report.size_bytes)} in {len(report.files)} files")
     for ref, size in report.models:
-        typer.echo(f"  model {ref}: {human_size(size)}")
+        typer.echo(f"  model {ref}: {format_size(size)}")
     for name, size in report.largest:
-        typer.echo(f"  {human_size(size):>10}  {name}")
+        typer.echo(f"  {format_size(size):>10}  {name}")
     typer.echo(f"serve it:  pallet serve --bundle {report.path}")
     typer.echo(f"container: docker build -t {image} {report.path}")
     typer.echo(f"kubernetes: kubectl apply -k {report.path / 'kubernetes'}")

@@ -14,7 +14,7 @@ from pallet.errors import InvalidInput, PalletError
 from pallet.export import TARGETS, Budget, ExportRefused, Report, export as export_version
 from pallet.export.optimize import LOSSY, distill, quantize
 from pallet.store import default_store
-from pallet.store.manifest import human_size, parse_size
+from pallet.units import format_size, parse_size
 
 
 @contextmanager
@@ -118,7 +118,7 @@ def fits(
         typer.echo(json.dumps(fit.to_dict(), indent=2))
     else:
         out = console()
-        out.print(f"[bold]{device}[/bold]: {profile.description}; budget {human_size(profile.max_size)}, "
+        out.print(f"[bold]{device}[/bold]: {profile.description}; budget {format_size(profile.max_size)}, "
                   f"{profile.max_latency_ms:g} ms a prediction (this machine x{profile.slowdown:g})")
         formats = Table("format", "carries it", title="formats", title_justify="left")
         for name, why in fit.formats.items():
@@ -126,7 +126,7 @@ def fits(
         out.print(formats)
         table = Table("variant", "size", "ms here", "ms on device", "fits", title="variants", title_justify="left")
         for c in fit.candidates:
-            table.add_row(c.variant, human_size(c.size_bytes), f"{c.latency_ms:.3f}", f"{c.device_latency_ms:.2f}",
+            table.add_row(c.variant, format_size(c.size_bytes), f"{c.latency_ms:.3f}", f"{c.device_latency_ms:.2f}",
                           "yes" if c.fits else "no: " + "; ".join(c.reasons))
         out.print(table)
         for note in fit.notes:

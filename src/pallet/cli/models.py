@@ -7,7 +7,8 @@ import json
 import typer
 from rich.table import Table
 
-from pallet.cli.output import console, human_size, metrics_text
+from pallet.cli.output import console, metrics_text
+from pallet.units import format_size
 from pallet.errors import InvalidReference
 from pallet.export.report import Report
 from pallet.store import ModelRef, default_store
@@ -34,7 +35,7 @@ def list_(name: str = typer.Argument(None, help="Only this model's versions."),
         return
     table = Table("model", "version", "created", "framework", "size", "aliases", "metrics")
     for r, aliases in rows:
-        table.add_row(r.name, str(r.version), r.created[:16].replace("T", " "), r.framework, human_size(r.size_bytes),
+        table.add_row(r.name, str(r.version), r.created[:16].replace("T", " "), r.framework, format_size(r.size_bytes),
                       ", ".join(aliases), metrics_text(r.metrics))
     console().print(table)
 
@@ -53,7 +54,7 @@ def show(ref: str = typer.Argument(..., help="name, name:VERSION or name@ALIAS")
     facts = Table.grid(padding=(0, 2))
     for key, value in [("aliases", ", ".join(version.aliases) or "-"), ("created", m.created),
                        ("framework", f"{m.framework} (runtime: {m.runtime})"),
-                       ("size", f"{human_size(m.size_bytes)} ({m.size_bytes} bytes)"),
+                       ("size", f"{format_size(m.size_bytes)} ({m.size_bytes} bytes)"),
                        ("metrics", metrics_text(m.metrics) or "-"), ("tags", metrics_text(m.tags) or "-"),
                        ("python", m.python), ("packages", ", ".join(f"{k}=={v}" for k, v in m.packages.items())),
                        ("path", str(version.path))]:
@@ -67,10 +68,10 @@ def show(ref: str = typer.Argument(..., help="name, name:VERSION or name@ALIAS")
                 notes = f"labels: {', '.join(map(str, s.labels[:12]))}" + (" ..." if len(s.labels) > 12 else "")
             sig.add_row(kind, s.name, s.dtype, str(list(s.shape)), notes)
     out.print(sig)
-    files = Table("file", "size", "share", "sha256", title=f"files ({human_size(m.size_bytes)} in all)",
+    files = Table("file", "size", "share", "sha256", title=f"files ({format_size(m.size_bytes)} in all)",
                   title_justify="left")
     for name, f in sorted(m.files.items(), key=lambda item: -item[1]["size"]):
-        files.add_row(name, human_size(f["size"]), f"{f['size'] / max(m.size_bytes, 1):.1%}", f["sha256"])
+        files.add_row(name, format_size(f["size"]), f"{f['size'] / max(m.size_bytes, 1):.1%}", f["sha256"])
     out.print(files)
     if m.lineage:
         out.print(f"[dim]derived from[/dim] {m.lineage['parent']} ({m.lineage.get('operation', '')})")
@@ -94,8 +95,8 @@ def diff(a: str = typer.Argument(..., help="The first version: name:VERSION or n
     out = console()
     size = changes["size_bytes"]
     table = Table("", changes["a"], changes["b"], "change", title="size and metrics", title_justify="left")
-    table.add_row("size", human_size(size["a"]), human_size(size["b"]),
-                  f"{'+' if size['change'] >= 0 else '-'}{human_size(abs(size['change']))}"
+    table.add_row("size", format_size(size["a"]), format_size(size["b"]),
+                  f"{'+' if size['change'] >= 0 else '-'}{format_size(abs(size['change']))}"
                   + (f" (x{size['ratio']:.2f})" if size["ratio"] else ""))
     for key, values in changes["metrics"].items():
         va, vb = values["a"], values["b"]
@@ -122,7 +123,7 @@ def _value(value) -> str:
 
 
 def _size(value: int | None) -> str:
-    return "-" if value is None else human_size(value)
+    return "-" if value is None else format_size(value)
 
 
 @app.command()

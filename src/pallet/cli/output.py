@@ -6,7 +6,7 @@ from rich.console import Console
 from rich.table import Table
 
 from pallet.store import ModelVersion, Store
-from pallet.store.manifest import human_size
+from pallet.units import format_size
 
 
 def console(stderr: bool = False) -> Console:
@@ -22,6 +22,6 @@ def metrics_text(metrics: dict) -> str:
 def print_versions(store: Store, versions: list[ModelVersion]) -> None:
     table = Table("model", "version", "framework", "size", "aliases", "metrics")
     for v in versions:
-        table.add_row(v.ref.name, str(v.ref.version), v.manifest.framework, human_size(v.manifest.size_bytes),
+        table.add_row(v.ref.name, str(v.ref.version), v.manifest.framework, format_size(v.manifest.size_bytes),
                       ", ".join(v.aliases), metrics_text(v.manifest.metrics))
     console().print(table)

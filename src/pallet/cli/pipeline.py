@@ -9,6 +9,7 @@ import typer
 from pallet.errors import PalletError
 from pallet.pipeline import load_pipelines
 from pallet.store import default_store
+from pallet.saving import save_model
 
 app = typer.Typer(help="Pipelines: pre-processing, models and post-processing served as one model.",
                   no_args_is_help=True)
@@ -29,6 +30,6 @@ def save(config: Path = typer.Argument(Path("pallet.yaml"), help="The file decla
         if names and item.name not in names:
             continue
         pipeline = item.pipeline
-        ref = store.save(pipeline, item.name, sample=pipeline.sample(), description=pipeline.description,
+        ref = save_model(store, pipeline, item.name, sample=pipeline.sample(), description=pipeline.description,
                          aliases=[*item.aliases, *alias])
         typer.echo(f"stored {ref}: {pipeline.describe()}")

@@ -9,10 +9,10 @@ from dataclasses import asdict
 import typer
 from rich.table import Table
 
-from pallet.batch.check import parse_duration
 from pallet.cli.output import console
 from pallet.errors import RolloutError
 from pallet.rollout import Rollouts, Thresholds
+from pallet.units import parse_duration
 
 app = typer.Typer(help="Move traffic between versions: promote, rollback, canary, split, shadow.",
                   no_args_is_help=True)

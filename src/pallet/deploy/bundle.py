@@ -20,6 +20,7 @@ import pallet
 from pallet.deploy.local import nginx_config
 from pallet.deploy.lock import canonical, lock, pallet_roots, render
 from pallet.errors import PalletError
+from pallet.settings import ServeConfig, check_file
 from pallet.store import ModelVersion, Store
 from pallet.store.index import VersionRow
 
@@ -28,18 +29,17 @@ CONFIG = "pallet.yaml"
 MARKER = ".pallet-bundle"  # pallet build replaces only folders that hold it
 
 
-@dataclass
-class ServeSettings:
-    """What `pallet.yaml` says about serving; the container and manifests follow it."""
+# What pallet.yaml always records about serving: the container, manifests and nginx follow these.
+BUNDLE_SETTINGS = ("port", "grpc_port", "workers", "max_batch_size", "max_latency_ms", "max_queue", "max_body_mb",
+                   "max_rows")
 
-    port: int = 8000
-    grpc_port: int = 8001      # the Open Inference Protocol over gRPC
-    workers: int = 1
-    max_batch_size: int = 32
-    max_latency_ms: float = 5.0
-    max_queue: int = 1024
-    max_body_mb: float = 16
-    max_rows: int = 100_000
+
+def bundle_settings(**values) -> ServeConfig:
+    """The serve settings a bundle records: the serve defaults, but gRPC on 8001 (the manifests open it)."""
+    return ServeConfig(**{"grpc_port": 8001, **values})
+
+
+ServeSettings = bundle_settings  # the name `pallet build` and scripts call it by
 
 
 @dataclass
@@ -65,14 +65,14 @@ TARGETS = ("docker", "kubernetes", "nginx", "lambda", "lambda-image", "sagemaker
 LAMBDA_ZIP_LIMIT = 250 * 1024 * 1024  # Lambda's unzipped size limit for zip packages and layers
 
 
-def build(refs: list[str], out: Path, *, store: Store, serve: ServeSettings | None = None,
+def build(refs: list[str], out: Path, *, store: Store, serve: ServeConfig | None = None,
           scale: Scale | None = None, targets: tuple[str, ...] = ()) -> BuildReport:
     """Write the bundle for `refs` to `out` (replacing an earlier bundle there, never other files).
 
     Docker, Kubernetes and nginx files are always written; `targets` adds lambda (zip-sized, checked
     against Lambda's 250 MB), lambda-image (a container image) and sagemaker (model.tar.gz + serve).
     """
-    serve, scale = serve or ServeSettings(), scale or Scale()
+    serve, scale = serve or bundle_settings(), scale or Scale()
     unknown = [t for t in targets if t not in TARGETS]
     if unknown:
         raise PalletError(f"unknown target {', '.join(unknown)}; targets: {', '.join(TARGETS)}")
@@ -102,10 +102,10 @@ def build(refs: list[str], out: Path, *, store: Store, serve: ServeSettings | No
         (staging / "requirements.lock").write_text(render(pinned))
         _pallet_wheel(staging / "wheels")
         refs_exact = [str(v.ref) for v in versions]
-        config = {"models": refs_exact, "serve": asdict(serve)}
+        config = {"models": refs_exact, "serve": _recorded(serve)}
         (staging / CONFIG).write_text(yaml.safe_dump(config, sort_keys=False))
         (staging / MARKER).write_text("written by pallet build; the next build into this folder replaces it\n")
-        values = {**asdict(serve), **asdict(scale), "models": ", ".join(refs_exact), "python": _python_tag(),
+        values = {**serve.model_dump(), **asdict(scale), "models": ", ".join(refs_exact), "python": _python_tag(),
                   "python_minor": ".".join(_python_tag().split(".")[:2]), "name": _name(names),
                   "mangum": _version("mangum")}
         upstreams = [f"127.0.0.1:{serve.port + 2 * i}" for i in range(1, scale.replicas + 1)]
@@ -197,17 +197,15 @@ def bundle_store(bundle: Path, index: Path | None = None) -> Store:
     return Store(home, db_url=f"sqlite:///{index or home / 'index.db'}")
 
 
-def serve_config(config: dict, **overrides):
-    """The `ServeConfig` a bundle's `pallet.yaml` describes; `overrides` (host, port, ...) win."""
-    from pallet.serve.config import ServeConfig
+def _recorded(serve: ServeConfig) -> dict:
+    """The serve: section of pallet.yaml: the settings a bundle always records, and any other one set."""
+    names = (set(BUNDLE_SETTINGS) | serve.model_fields_set) - {"models", "share_token"}
+    return serve.model_dump(include=names)
 
-    settings = config["serve"]
-    values = dict(models=config["models"], port=settings.port, grpc_port=settings.grpc_port,
-                  workers=settings.workers,
-                  max_body_bytes=int(settings.max_body_mb * 2**20), max_rows=settings.max_rows,
-                  max_batch_size=settings.max_batch_size, max_latency_ms=settings.max_latency_ms,
-                  max_queue=settings.max_queue)
-    return ServeConfig(**{**values, **overrides})
+
+def serve_config(config: dict, **overrides) -> ServeConfig:
+    """The `ServeConfig` a bundle's `pallet.yaml` describes; `overrides` (host, port, ...) win."""
+    return ServeConfig(**{"models": config["models"], **config["serve"], **overrides})
 
 
 def app_from_bundle(bundle: Path, writable: str | None = None, preload: bool = False):
@@ -309,19 +307,7 @@ def load_config(bundle: Path) -> dict:
         raise PalletError(f"{path} is not valid YAML: {e}") from None
     if not isinstance(config, dict) or not isinstance(config.get("models"), list) or not config["models"]:
         raise PalletError(f"{path} must list the models to serve under 'models'")
-    serve = config.get("serve") or {}
-    if not isinstance(serve, dict):
-        raise PalletError(f"{path}: 'serve' must be a mapping of settings")
-    unknown = set(map(str, serve)) - set(ServeSettings.__dataclass_fields__)
-    if unknown:
-        raise PalletError(f"{path}: unknown serve settings {', '.join(sorted(unknown))}")
-    for name, value in serve.items():
-        kind = type(getattr(ServeSettings, name))
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and value != int(value)) \
-                or value <= 0:
-            raise PalletError(f"{path}: serve.{name} must be a positive {'whole ' if kind is int else ''}number, "
-                              f"got {value!r}")
-    config["serve"] = ServeSettings(**{k: type(getattr(ServeSettings, k))(v) for k, v in serve.items()})
+    config["serve"] = check_file(config.get("serve") or {}, str(path))
     if not all(isinstance(m, str) for m in config["models"]):
         raise PalletError(f"{path}: 'models' must list model references such as digits:1")
     return config

@@ -12,8 +12,8 @@ import tempfile
 from pathlib import Path
 from string import Template
 
-from pallet.bench import wait_ready
 from pallet.errors import PalletError
+from pallet.net import free_port, wait_ready
 
 TEMPLATE = Path(__file__).parent / "templates" / "nginx.conf"
 
@@ -93,10 +93,10 @@ class LocalCluster:
         self.prefix.chmod(0o755)  # nginx's workers run as another user when started by root
         try:
             for i in range(self.replicas):
-                port = _free_port()
+                port = free_port()
                 grpc = []
                 if self.grpc_port is not None:
-                    self.grpc_ports.append(_free_port())
+                    self.grpc_ports.append(free_port())
                     grpc = ["--grpc-port", str(self.grpc_ports[-1])]
                 log = open(self.prefix / f"replica-{i}.log", "w")  # a file: a full pipe would stall the replica
                 proc = subprocess.Popen([*pallet, "serve", *self.models, "--port", str(port), "--no-access-log",
@@ -145,12 +145,6 @@ class LocalCluster:
 
     def __exit__(self, *exc) -> None:
         self.stop()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _check_free(port: int) -> None:

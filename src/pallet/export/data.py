@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pallet.csv_reader import read_table
 from pallet.errors import InvalidInput
 from pallet.signature import Signature
 
@@ -106,9 +107,7 @@ def _read(path: Path, signature: Signature, spec: str) -> tuple[dict[str, np.nda
     if path.suffix == ".txt":
         lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
         return {_only_input(signature, spec): np.array(lines, dtype=object)}, None
-    import pyarrow.csv
-
-    table = pyarrow.csv.read_csv(path)
+    table = read_table(path)
     label = next((k for k in LABEL_NAMES if k in table.column_names), None)
     features = [c for c in table.column_names if c != label]
     x = np.column_stack([table.column(c).to_numpy(zero_copy_only=False) for c in features])

@@ -21,7 +21,9 @@ from pallet.export.base import Converted, Runner
 from pallet.export.check import answers, compare, measure
 from pallet.export.data import Data, load_data
 from pallet.export.report import Figures, Parity, Report
+from pallet.model import load_runtime
 from pallet.runtimes.base import Runtime
+from pallet.saving import save_files
 from pallet.store import ModelRef, ModelVersion, Store
 from pallet.store.manifest import Manifest, describe_files
 
@@ -58,11 +60,11 @@ class Parent:
         sample = Data("its sample", version.signature.validate(version.sample()))
         spec = data or version.manifest.tags.get("dataset")
         if not spec:
-            return cls(version, version.load_runtime(), sample, sample)
+            return cls(version, load_runtime(version), sample, sample)
         held_out = load_data(spec, version.signature)
         both = Data(f"its sample and {held_out.name}",
                     {k: np.concatenate([sample.inputs[k], held_out.inputs[k]]) for k in sample.inputs})
-        return cls(version, version.load_runtime(), both, held_out)
+        return cls(version, load_runtime(version), both, held_out)
 
     def __post_init__(self) -> None:
         self.answers = answers(self.runtime.predict, self.data)
@@ -109,7 +111,7 @@ def derive(store: Store, parent: Parent, operation: str, label: str, name: str, 
 
     metrics = {k: v for k, v in (("accuracy", child_figures.accuracy), ("agreement", parity.agreement))
                if v is not None}
-    ref = store.save_files(
+    ref = save_files(store, 
         folder, name, runtime=converted.runtime, options=converted.options, sample=parent.version.sample(),
         signature=None if child.in_process else parent.version.signature, metrics=metrics,
         tags={k: v for k, v in parent.version.manifest.tags.items() if k == "dataset"},

@@ -20,7 +20,8 @@ from pallet.errors import NoRuntime, PalletError
 from pallet.export.check import measure
 from pallet.export.onnx import FILE, describe_onnx, onnx_form
 from pallet.store import Store
-from pallet.store.manifest import describe_files, human_size, parse_size
+from pallet.store.manifest import describe_files
+from pallet.units import format_size, parse_size
 
 
 @dataclass(frozen=True)
@@ -155,7 +156,7 @@ def fits(store: Store, ref: str, device: Device) -> Fit:
             operators = describe_onnx(folder / FILE)["operators"]
             candidate = Candidate(variant, size, figures.p50_ms, figures.p50_ms * device.slowdown, operators)
             if size > device.max_size:
-                candidate.reasons.append(f"{human_size(size)} is over the {human_size(device.max_size)} budget")
+                candidate.reasons.append(f"{format_size(size)} is over the {format_size(device.max_size)} budget")
             if candidate.device_latency_ms > device.max_latency_ms:
                 candidate.reasons.append(f"{candidate.device_latency_ms:.2f} ms on the device ({figures.p50_ms:.3f} ms "
                                          f"here x{device.slowdown:g}) is over {device.max_latency_ms:g} ms")

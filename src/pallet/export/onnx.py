@@ -1,10 +1,12 @@
-"""ONNX: scikit-learn through skl2onnx, torch through torch.onnx (the torch.export-based exporter)."""
+"""ONNX: scikit-learn through skl2onnx, torch through torch.onnx (the torch.export-based exporter), and a
+sentence encoder as one graph with its pooling, beside its tokenizer."""
 
 from __future__ import annotations
 
 import contextlib
 import io
 import logging
+import shutil
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,6 +22,8 @@ from pallet.runtimes.onnx import FILE
 from pallet.store import ModelVersion
 
 OPSET = 18
+# Runtimes whose ONNX form is more than a bare graph (a tokenizer beside it): their export keeps their runtime.
+MORE_THAN_A_GRAPH = ("sentence",)
 
 
 class OnnxTarget(Target):
@@ -37,18 +41,15 @@ class OnnxTarget(Target):
 def onnx_form(parent: ModelVersion, runtime: Runtime, folder: Path) -> Converted:
     """Write the parent's ONNX form into `folder`: `model.onnx`, and whatever else its runtime needs
     beside the graph (a sentence encoder's tokenizer)."""
-    if hasattr(runtime, "export_onnx"):
-        name, options = runtime.export_onnx(folder)
-        return Converted(name, options, requirements=["onnxruntime", "tokenizers"])
+    if parent.manifest.runtime == "sentence":
+        return Converted("sentence", sentence_onnx(runtime, folder), requirements=["onnxruntime", "tokenizers"])
     to_onnx(parent, runtime, folder / FILE)
     return Converted("onnx", requirements=["onnxruntime"])
 
 
 def needs_more_than_a_graph(version: ModelVersion, target: str) -> str | None:
     """Why a target that takes a bare ONNX graph cannot take `version`: its runtime needs more (a tokenizer)."""
-    from pallet.runtimes import get_runtime
-
-    if hasattr(get_runtime(version.manifest.runtime), "export_onnx"):
+    if version.manifest.runtime in MORE_THAN_A_GRAPH:
         return (f"{version.ref} needs more than an ONNX graph to run ({version.manifest.runtime}: a tokenizer, "
                 f"say); the {target} export takes plain ONNX graphs")
     return None
@@ -110,6 +111,49 @@ def _from_torch(parent: ModelVersion, runtime: Any, path: Path) -> None:
                               verbose=False)
     except Exception as e:  # the exporter raises its own error types for unsupported operators
         raise NoRuntime(f"torch.onnx cannot export {parent.ref}: {explain(e)}") from None
+
+
+def sentence_onnx(runtime: Any, folder: Path) -> dict[str, Any]:
+    """Write a sentence encoder's ONNX form (the graph with its pooling, beside the tokenizer) into
+    `folder`; the sentence runtime's options for it."""
+    import torch
+
+    from pallet.runtimes.sentence import ENCODER, GRAPH, INPUTS, copy_tokenizer
+
+    copy_tokenizer(runtime.folder / ENCODER, folder / ENCODER)
+    options = {"backend": "onnx", "max_length": runtime.tokenizer.truncation["max_length"]}
+    if runtime.backend == "onnx":
+        shutil.copyfile(runtime.folder / GRAPH, folder / GRAPH)
+        return options
+    example = runtime.tokens(np.array(["an example sentence", "and a second, longer one"]))
+    batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence", max=512)
+    args = tuple(torch.from_numpy(example[name]) for name in INPUTS)
+    try:
+        with quiet():
+            program = torch.onnx.export(runtime.module, args, input_names=list(INPUTS), dynamo=True,
+                                        opset_version=OPSET, verbose=False,
+                                        dynamic_shapes={name: {0: batch, 1: sequence} for name in INPUTS})
+            program.save(str(folder / GRAPH), external_data=False)
+    except Exception as e:  # the exporter raises its own error types
+        raise NoRuntime(f"torch.onnx cannot export this sentence encoder: {explain(e)}") from None
+    _name_output(folder / GRAPH, "embedding")
+    return options
+
+
+def _name_output(path: Path, name: str) -> None:
+    """Call the graph's only output `name`, renaming any inner value that had that name (the encoder has one)."""
+    import onnx
+
+    model = onnx.load(str(path))
+    old = model.graph.output[0].name
+    renames = {name: f"{name}__inner", old: name}
+    for node in model.graph.node:
+        node.input[:] = [renames.get(v, v) for v in node.input]
+        node.output[:] = [renames.get(v, v) for v in node.output]
+    for value in model.graph.value_info:
+        value.name = renames.get(value.name, value.name)
+    model.graph.output[0].name = name
+    onnx.save(model, str(path))
 
 
 @contextmanager

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from pallet.store.manifest import human_size
+from pallet.units import format_size
 
 
 @dataclass
@@ -75,8 +75,8 @@ class Report:
         if child is None:
             return misses
         if max_size is not None and child.size_bytes > max_size:
-            misses.append(f"size {human_size(child.size_bytes)} ({child.size_bytes} bytes) is over the budget "
-                          f"of {human_size(max_size)} ({max_size} bytes)")
+            misses.append(f"size {format_size(child.size_bytes)} ({child.size_bytes} bytes) is over the budget "
+                          f"of {format_size(max_size)} ({max_size} bytes)")
         if min_accuracy is not None:
             score, what = (child.accuracy, "accuracy") if child.accuracy is not None else (child.agreement, "agreement")
             if score is None:
@@ -88,7 +88,7 @@ class Report:
     HEADER = ("version", "ref", "size", "p50 ms (batch 1)", "rows/s (batch 64)", "accuracy", "agreement")
 
     def rows(self) -> list[tuple[str, ...]]:
-        return [(f.label, f.ref or "-", human_size(f.size_bytes), _num(f.p50_ms, "{:.3f}"),
+        return [(f.label, f.ref or "-", format_size(f.size_bytes), _num(f.p50_ms, "{:.3f}"),
                  _num(f.rows_per_s, "{:,.0f}"), _num(f.accuracy, "{:.2%}"), _num(f.agreement, "{:.2%}"))
                 for f in self.figures]
 

@@ -134,9 +134,11 @@ def torch_module(source: Path) -> tuple[Any, tuple, list[str], list[str]]:
     for device formats that run one row per call."""
     import torch
 
+    from pallet.model import load_runtime
+
     parent = open_version(source)
 
-    runtime = parent.load_runtime()
+    runtime = load_runtime(parent)
     sample = parent.sample()
     args = tuple(torch.from_numpy(np.ascontiguousarray(sample[name][:1])) for name in runtime.input_names)
     with torch.inference_mode():

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from pallet.errors import RolloutError
-from pallet.rollout.figures import Figures
+from pallet.rollout.figures import VersionTraffic
 
 Action = Literal["advance", "hold", "rollback"]
 
@@ -47,7 +47,7 @@ class Decision:
     reason: str
 
 
-def decide(baseline: Figures, candidate: Figures, thresholds: Thresholds, step_over: bool) -> Decision:
+def decide(baseline: VersionTraffic, candidate: VersionTraffic, thresholds: Thresholds, step_over: bool) -> Decision:
     t = thresholds
     answered, failed = candidate.answered, candidate.failed
     if answered >= t.min_requests and candidate.error_rate > t.max_error_rate:

@@ -6,40 +6,42 @@ processes and replicas, so a decision sees all the traffic.
 
 from __future__ import annotations
 
-import bisect
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
 
-# Latency buckets: upper bounds from 0.1 ms growing by 25%, past a minute at the end.
-BOUNDS = [0.0001 * 1.25 ** i for i in range(62)]
+from pallet.quantiles import LATENCY_BUCKETS, bucket_of, quantile_of_counts
+
+BUCKETS = len(LATENCY_BUCKETS) + 1  # the server's latency buckets, and one past every bound
 
 
 @dataclass
-class Figures:
+class VersionTraffic:
     requests: int = 0            # requests this version answered
     errors: int = 0              # of those, failed in the model (not bad input)
-    latency: list[int] = field(default_factory=lambda: [0] * (len(BOUNDS) + 1))
+    latency: list[int] = field(default_factory=lambda: [0] * BUCKETS)
     shadowed: int = 0            # copies of another version's requests it answered off the request path
     shadow_errors: int = 0
-    shadow_latency: list[int] = field(default_factory=lambda: [0] * (len(BOUNDS) + 1))
+    shadow_latency: list[int] = field(default_factory=lambda: [0] * BUCKETS)
     compared: int = 0            # rows compared with the version that served them
     agreed: int = 0
 
     def observe(self, seconds: float, ok: bool) -> None:
+        """One request this version answered; `seconds` is the time the server's latency histogram
+        counted for it (one measurement per request, so both give the same p95)."""
         self.requests += 1
         self.errors += not ok
-        self.latency[_bucket(seconds)] += 1
+        self.latency[bucket_of(seconds)] += 1
 
     def observe_shadow(self, seconds: float, ok: bool, compared: int = 0, agreed: int = 0) -> None:
         self.shadowed += 1
         self.shadow_errors += not ok
-        self.shadow_latency[_bucket(seconds)] += 1
+        self.shadow_latency[bucket_of(seconds)] += 1
         self.compared += compared
         self.agreed += agreed
 
-    def add(self, other: Figures) -> Figures:
+    def add(self, other: VersionTraffic) -> VersionTraffic:
         for f in fields(self):
             mine, theirs = getattr(self, f.name), getattr(other, f.name)
             setattr(self, f.name, [a + b for a, b in zip(mine, theirs)] if isinstance(mine, list) else mine + theirs)
@@ -63,15 +65,21 @@ class Figures:
         return self.agreed / self.compared if self.compared else None
 
     def p95(self, shadow: bool = False) -> float | None:
-        return quantile(self.shadow_latency if shadow else self.latency, 0.95)
+        """Seconds, read from the latency buckets as the dashboard and `pallet bench` read them."""
+        return quantile_of_counts(self.shadow_latency if shadow else self.latency, 0.95)
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Figures:
+    def from_dict(cls, data: dict[str, Any]) -> VersionTraffic:
+        """Counts another process stored; latency counted in other buckets (an older release) is left out."""
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        kept = {k: v for k, v in data.items() if k in known}
+        for name in ("latency", "shadow_latency"):
+            if name in kept and len(kept[name]) != BUCKETS:
+                del kept[name]
+        return cls(**kept)
 
     def summary(self) -> dict[str, Any]:
         """The figures a person reads: counts, rates and p95s (milliseconds)."""
@@ -81,24 +89,6 @@ class Figures:
                 "shadowed": self.shadowed, "shadow_errors": self.shadow_errors,
                 "shadow_p95_ms": None if shadow_p95 is None else round(shadow_p95 * 1000, 3),
                 "compared": self.compared, "agreement": self.agreement}
-
-
-def _bucket(seconds: float) -> int:
-    """The first bucket whose upper bound holds `seconds` (the last one past every bound)."""
-    return bisect.bisect_left(BOUNDS, seconds)
-
-
-def quantile(counts: list[int], q: float) -> float | None:
-    """The upper bound of the bucket holding the q-quantile (seconds); None without observations."""
-    total = sum(counts)
-    if not total:
-        return None
-    running = 0
-    for i, count in enumerate(counts):
-        running += count
-        if running >= q * total:
-            return BOUNDS[i] if i < len(BOUNDS) else BOUNDS[-1] * 1.25
-    return BOUNDS[-1] * 1.25
 
 
 def compare(served: dict[str, np.ndarray], candidate: dict[str, np.ndarray], tolerance: float) -> tuple[int, int]:

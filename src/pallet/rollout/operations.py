@@ -16,7 +16,7 @@ from typing import Any
 
 from pallet.errors import NoRollout, RolloutConflict, RolloutError
 from pallet.rollout.canary import Thresholds, decide
-from pallet.rollout.figures import Figures
+from pallet.rollout.figures import VersionTraffic
 from pallet.rollout.policy import Policy, Shadow
 from pallet.rollout.state import Canary, Event, Rollout, RolloutChanged, RolloutState
 from pallet.store import ModelRef, Store, default_store
@@ -171,7 +171,7 @@ class Rollouts:
         canary, now = rollout.canary, time.time() if now is None else now
         actor = f"canary on {self.actor}"
         counted = self.state.figures(name, rollout.revision)
-        decision = decide(counted.get(rollout.stable, Figures()), counted.get(canary.to, Figures()),
+        decision = decide(counted.get(rollout.stable, VersionTraffic()), counted.get(canary.to, VersionTraffic()),
                           canary.thresholds, step_over=now >= canary.step_started + canary.step_seconds)
         step = f"step {canary.step + 1}/{len(canary.steps)} ({canary.steps[canary.step]:g}%)"
         try:

@@ -15,41 +15,12 @@ from sqlalchemy.exc import IntegrityError
 
 from pallet.errors import RolloutConflict
 from pallet.rollout.canary import Thresholds
-from pallet.rollout.figures import Figures
+from pallet.rollout.figures import VersionTraffic
 from pallet.rollout.policy import Policy
-from pallet.store.index import create_tables
-
-metadata = sa.MetaData()
-
-rollouts = sa.Table(
-    "pallet_rollouts", metadata,
-    sa.Column("name", sa.String(128), primary_key=True),
-    sa.Column("revision", sa.Integer, nullable=False),
-    sa.Column("record", sa.Text, nullable=False),     # JSON: policy, stable, previous, canary
-    sa.Column("updated", sa.String(40), nullable=False),
-)
-
-events = sa.Table(
-    "pallet_rollout_events", metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("name", sa.String(128), nullable=False, index=True),
-    sa.Column("revision", sa.Integer, nullable=False),
-    sa.Column("time", sa.String(40), nullable=False),
-    sa.Column("actor", sa.String(200), nullable=False),
-    sa.Column("action", sa.String(40), nullable=False),
-    sa.Column("reason", sa.Text, nullable=False),
-    sa.Column("weights", sa.Text, nullable=False),    # JSON: the traffic shares after the change
-)
-
-figures = sa.Table(
-    "pallet_rollout_figures", metadata,
-    sa.Column("name", sa.String(128), primary_key=True),
-    sa.Column("revision", sa.Integer, primary_key=True),
-    sa.Column("process", sa.String(200), primary_key=True),
-    sa.Column("version", sa.String(40), primary_key=True),
-    sa.Column("data", sa.Text, nullable=False),
-    sa.Column("updated", sa.Float, nullable=False),
-)
+from pallet.store.migrate import upgrade
+from pallet.store.schema import rollout_events as events
+from pallet.store.schema import rollout_figures as figures
+from pallet.store.schema import rollouts
 
 
 class RolloutChanged(RolloutConflict):
@@ -117,7 +88,7 @@ class Event:
 class RolloutState:
     def __init__(self, engine: sa.Engine):
         self.engine = engine
-        create_tables(engine, metadata, "rollout tables")
+        upgrade(engine, what="rollout tables")
 
     def get(self, name: str) -> Rollout | None:
         with self.engine.connect() as conn:
@@ -178,7 +149,7 @@ class RolloutState:
 
     # -- figures ------------------------------------------------------------------------------
 
-    def put_figures(self, name: str, revision: int, process: str, counted: dict[str, Figures]) -> None:
+    def put_figures(self, name: str, revision: int, process: str, counted: dict[str, VersionTraffic]) -> None:
         """Replace this process's figures for `name` at `revision`."""
         now = time.time()
         with self.engine.begin() as conn:
@@ -189,14 +160,14 @@ class RolloutState:
                                                      data=json.dumps(f.to_dict()), updated=now)
                                                 for v, f in counted.items()])
 
-    def figures(self, name: str, revision: int) -> dict[str, Figures]:
+    def figures(self, name: str, revision: int) -> dict[str, VersionTraffic]:
         """Every process's figures for `name` at `revision`, added up per version."""
         with self.engine.connect() as conn:
             rows = conn.execute(sa.select(figures.c.version, figures.c.data)
                                 .where(figures.c.name == name, figures.c.revision == revision)).all()
-        total: dict[str, Figures] = {}
+        total: dict[str, VersionTraffic] = {}
         for version, data in rows:
-            total.setdefault(version, Figures()).add(Figures.from_dict(json.loads(data)))
+            total.setdefault(version, VersionTraffic()).add(VersionTraffic.from_dict(json.loads(data)))
         return total
 
 

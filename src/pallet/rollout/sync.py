@@ -4,6 +4,8 @@ Every poll it looks at the revisions of the names it serves. On a new revision i
 the versions the policy needs, then routes by the policy, then retires versions that left it once
 their requests in flight are done. It also writes the figures it counted and judges running
 canaries (any process may; one write per revision wins).
+
+It follows any server that answers to `Served`: the inference server's data plane does.
 """
 
 from __future__ import annotations
@@ -13,19 +15,56 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 from pallet.errors import PalletError
+from pallet.rollout.figures import VersionTraffic
 from pallet.rollout.operations import Rollouts
 from pallet.rollout.state import Rollout
-from pallet.serve.dataplane import DataPlane
+from pallet.store import Store
 
 log = logging.getLogger("pallet.rollout")
 RETRY_SECONDS = 30
 PROCESS = f"pallet serve {socket.gethostname()}:{os.getpid()}"
 
 
+class Served(Protocol):
+    """What a rollout needs of the server it steers: the models it holds, the policy each name routes
+    by, the figures counted under it, and ways to load, route by and retire versions."""
+
+    @property
+    def store(self) -> Store: ...
+
+    @property
+    def models(self) -> Mapping[str, Mapping[str, Any]]:
+        """name -> version -> the model loaded for it."""
+
+    @property
+    def rollouts(self) -> Mapping[str, Rollout]:
+        """name -> the rollout it routes by, when it has one."""
+
+    @property
+    def figures(self) -> Mapping[str, Mapping[str, VersionTraffic]]:
+        """name -> version -> counted at the rollout's revision."""
+
+    def names(self) -> list[str]: ...
+
+    def prepare(self, ref: str) -> Any:
+        """A version loaded and warmed, not yet served (slow: called off the event loop)."""
+
+    def register(self, model: Any) -> Any:
+        """Serve a model `prepare` returned."""
+
+    def apply(self, rollout: Rollout) -> None:
+        """Route the name's requests by the rollout's policy."""
+
+    async def retire(self, name: str, number: str) -> None:
+        """Stop serving a version once its requests in flight are done."""
+
+
 class RolloutSync:
-    def __init__(self, plane: DataPlane, rollouts: Rollouts, poll_seconds: float = 1.0):
+    def __init__(self, plane: Served, rollouts: Rollouts, poll_seconds: float = 1.0):
         self.plane = plane
         self.rollouts = rollouts
         self.poll_seconds = poll_seconds
@@ -35,7 +74,7 @@ class RolloutSync:
         self.retiring: set[asyncio.Task] = set()
 
     @classmethod
-    def open(cls, plane: DataPlane, poll_seconds: float) -> RolloutSync | None:
+    def open(cls, plane: Served, poll_seconds: float) -> RolloutSync | None:
         """The sync for `plane`, or None (with a warning) when the store's database cannot hold rollouts."""
         try:
             return cls(plane, Rollouts(plane.store, actor=PROCESS), poll_seconds)

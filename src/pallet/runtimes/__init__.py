@@ -15,7 +15,8 @@ from pallet.errors import NoRuntime
 from pallet.runtimes.base import Runtime
 
 # name in the manifest -> "module:Class"; imported only when used, so loading a
-# scikit-learn model never imports onnxruntime and the other way round.
+# scikit-learn model never imports onnxruntime and the other way round. (Pipelines, whose
+# steps are loaded models, have their runtime in the model API: `pallet.model.runtime_named`.)
 RUNTIMES = {
     "onnx": "pallet.runtimes.onnx:OnnxRuntime",
     "sklearn": "pallet.runtimes.sklearn:SklearnRuntime",
@@ -25,7 +26,6 @@ RUNTIMES = {
     "executorch": "pallet.runtimes.edge:ExecutorchRuntime",
     "coreml": "pallet.runtimes.edge:CoremlRuntime",
     "tvm": "pallet.runtimes.edge:TvmRuntime",
-    "pipeline": "pallet.runtimes.pipeline:PipelineRuntime",
     "python": "pallet.runtimes.python:PythonRuntime",
 }
 

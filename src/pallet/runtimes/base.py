@@ -16,6 +16,8 @@ class Runtime(ABC):
     # Files `load` checks against the manifest's sha256 itself, on the bytes it reads (a pickle:
     # nothing may swap it between a check and the unpickling); the store need not hash them first.
     reads_verified: ClassVar[tuple[str, ...]] = ()
+    # Whether `load` imports Python code the version holds (`code/`): then `code_paths` may add helpers there.
+    imports_code: ClassVar[bool] = False
 
     # Names and dtypes the model itself declares; None / {} means "take them from the sample".
     input_names: list[str] | None = None

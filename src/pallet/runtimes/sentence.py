@@ -4,7 +4,7 @@ A version holds the encoder's tokenizer and configuration under `encoder/`, and 
 network either as the encoder's own weights (`encoder/model.safetensors`, run by
 torch through transformers) or as one ONNX graph that includes the pooling
 (`model.onnx`, run by onnxruntime; `pallet export --to onnx` makes it, and int8 and
-fp16 variants are made from it). Both answer `embedding`, float32 [n, dim], from an
+fp16 variants are made from it: `pallet.export.onnx`). Both answer `embedding`, float32 [n, dim], from an
 input `text`, and batch: each text's vector does not depend on the others.
 
 Nothing is downloaded: the model comes from a local folder, e.g. the one the
@@ -84,7 +84,7 @@ class SentenceRuntime(Runtime):
 
     @classmethod
     def save(cls, model: SentenceEncoder, folder: Path) -> dict[str, Any]:
-        _copy_tokenizer(model.path, folder / ENCODER)
+        copy_tokenizer(model.path, folder / ENCODER)
         shutil.copyfile(model.path / WEIGHTS, folder / ENCODER / WEIGHTS)
         return {"backend": "torch", "max_length": model.max_length}
 
@@ -113,49 +113,8 @@ class SentenceRuntime(Runtime):
                 embedding = self.module(*(torch.from_numpy(tokens[name]) for name in INPUTS)).numpy()
         return {"embedding": np.asarray(embedding, dtype=np.float32)}
 
-    def export_onnx(self, folder: Path) -> tuple[str, dict[str, Any]]:
-        """Write this encoder's ONNX form (the graph with its pooling, beside the tokenizer) into `folder`."""
-        import torch
 
-        from pallet.export.onnx import OPSET, explain, quiet
-
-        if self.backend == "onnx":
-            _copy_tokenizer(self.folder / ENCODER, folder / ENCODER)
-            shutil.copyfile(self.folder / GRAPH, folder / GRAPH)
-            return "sentence", {"backend": "onnx", "max_length": self.tokenizer.truncation["max_length"]}
-        _copy_tokenizer(self.folder / ENCODER, folder / ENCODER)
-        example = self.tokens(np.array(["an example sentence", "and a second, longer one"]))
-        batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence", max=512)
-        args = tuple(torch.from_numpy(example[name]) for name in INPUTS)
-        try:
-            with quiet():
-                program = torch.onnx.export(self.module, args, input_names=list(INPUTS), dynamo=True,
-                                            opset_version=OPSET, verbose=False,
-                                            dynamic_shapes={name: {0: batch, 1: sequence} for name in INPUTS})
-                program.save(str(folder / GRAPH), external_data=False)
-        except Exception as e:  # the exporter raises its own error types
-            raise NoRuntime(f"torch.onnx cannot export this sentence encoder: {explain(e)}") from None
-        _name_output(folder / GRAPH, "embedding")
-        return "sentence", {"backend": "onnx", "max_length": self.tokenizer.truncation["max_length"]}
-
-
-def _name_output(path: Path, name: str) -> None:
-    """Call the graph's only output `name`, renaming any inner value that had that name (the encoder has one)."""
-    import onnx
-
-    model = onnx.load(str(path))
-    old = model.graph.output[0].name
-    renames = {name: f"{name}__inner", old: name}
-    for node in model.graph.node:
-        node.input[:] = [renames.get(v, v) for v in node.input]
-        node.output[:] = [renames.get(v, v) for v in node.output]
-    for value in model.graph.value_info:
-        value.name = renames.get(value.name, value.name)
-    model.graph.output[0].name = name
-    onnx.save(model, str(path))
-
-
-def _copy_tokenizer(source: Path, target: Path) -> None:
+def copy_tokenizer(source: Path, target: Path) -> None:
     for name in TOKENIZER_FILES:
         if (source / name).is_file():
             (target / name).parent.mkdir(parents=True, exist_ok=True)

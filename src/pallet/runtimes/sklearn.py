@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import io
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-
-import warnings
 
 import joblib
 import numpy as np
 
+from pallet.checksums import read_verified
 from pallet.runtimes.base import Runtime
-from pallet.store.manifest import read_verified
 
 FILE = "model.joblib"
-# An estimator fitted on a DataFrame is given the same columns, by name and in its order, as an array.
-warnings.filterwarnings("ignore", message="X does not have valid feature names", category=UserWarning)
 # Classifiers whose predict() is, by construction, the class of highest predict_proba():
 # for them one predict_proba call gives both outputs, halving the work per request.
 ARGMAX_CLASSIFIERS = {
@@ -68,9 +67,24 @@ class SklearnRuntime(Runtime):
             x = np.column_stack([inputs[name] for name in self.feature_names])
         else:
             x = np.column_stack(list(inputs.values()))
+        if not self.feature_names:
+            return self._predict(x)
+        with _by_position():  # the one case sklearn warns about: fitted on named columns, given an array
+            return self._predict(x)
+
+    def _predict(self, x: np.ndarray) -> dict[str, np.ndarray]:
         if not self.probabilistic:
             return {"prediction": np.asarray(self.estimator.predict(x))}
         probabilities = np.asarray(self.estimator.predict_proba(x))
         if self.label_from_proba:
             return {"label": self.classes[probabilities.argmax(axis=1)], "probabilities": probabilities}
         return {"label": np.asarray(self.estimator.predict(x)), "probabilities": probabilities}
+
+
+@contextmanager
+def _by_position() -> Iterator[None]:
+    """Inside: no warning that the columns have no names. An estimator fitted on a DataFrame is given
+    the same columns, by name and in its order, as an array."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="X does not have valid feature names", category=UserWarning)
+        yield

@@ -32,6 +32,7 @@ class TorchRuntime(Runtime):
     name = "torch"
     framework = "pytorch"
     packages = ("torch", "numpy")
+    imports_code = True
 
     def __init__(self, module: Any, input_names: list[str], output_names: list[str] | None, batchable: bool = True):
         import torch

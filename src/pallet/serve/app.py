@@ -15,9 +15,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from pallet.errors import PalletError
-from pallet.rollout import routes as rollout_routes
 from pallet.rollout.sync import RolloutSync
-from pallet.serve import metrics, threads
+from pallet import threads
+from pallet.serve import metrics
 from pallet.serve.config import ServeConfig
 from pallet.serve.dataplane import DataPlane
 from pallet.serve.errors import Overloaded, RequestTimeout, status_of
@@ -25,23 +25,24 @@ from pallet.serve.http import json_response
 from pallet.serve.middleware import APIKey, LargeBodies, RequestContext, ShareToken
 from pallet.serve.openapi import routes as openapi_routes
 from pallet.serve.protocols import azureml, sagemaker, v1, v2
+from pallet.serve.routes import pages, rollouts as rollout_routes
 from pallet.serve.server import StartupRefused, configure_access_log, configure_server_log, drain_on_sigterm
 from pallet.store import ModelRef, Store, default_store
-from pallet.ui import routes as ui
 from pallet.ui.stats import Stats
 
 
 def create_app(config: ServeConfig, store: Store | None = None) -> Starlette:
     """The server for `config.models`, loaded from `store` (the default store if none)."""
     plane = DataPlane(store or default_store(), config)
-    stats = Stats()
+    stats = Stats(metrics.totals, from_start=not metrics.shared())
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
         configure_access_log(config.access_log)
         configure_server_log()
         drain_on_sigterm(plane, config.drain_seconds)
-        threads.apply(plane.threads)
+        thread_limits = contextlib.ExitStack()  # the plan holds for the life of this app
+        thread_limits.enter_context(threads.limited(plane.threads))
         for ref in config.models:
             try:
                 plane.load(ref)
@@ -70,6 +71,7 @@ def create_app(config: ServeConfig, store: Store | None = None) -> Starlette:
         for task in tasks:
             task.cancel()
         plane.close()
+        thread_limits.close()
 
     async def serve_metrics(request: Request) -> Response:
         body, content_type = metrics.exposition()
@@ -78,9 +80,10 @@ def create_app(config: ServeConfig, store: Store | None = None) -> Starlette:
     app = Starlette(
         routes=[*v2.routes(plane), *v1.routes(plane), *sagemaker.routes(plane), *azureml.routes(plane), *openapi_routes(plane),
                 Route("/metrics", serve_metrics), *rollout_routes.routes(plane),
-                *ui.routes(plane, stats, config.ui_dir)],
-        middleware=[Middleware(RequestContext, config=config), *_cors(config), Middleware(ShareToken, config=config),
-                    Middleware(APIKey, config=config), Middleware(LargeBodies, config=config)],
+                *pages.routes(plane, stats, config.ui_dir)],
+        middleware=[Middleware(RequestContext, config=config, observe=plane.observe), *_cors(config),
+                    Middleware(ShareToken, config=config), Middleware(APIKey, config=config),
+                    Middleware(LargeBodies, config=config)],
         exception_handlers={PalletError: _pallet_error, HTTPException: _http_error},
         lifespan=lifespan,
     )

@@ -18,7 +18,7 @@ from collections import OrderedDict
 import numpy as np
 
 from pallet.errors import PalletError
-from pallet.store.index import redact
+from pallet.store.database import redact
 
 Arrays = dict[str, np.ndarray]
 log = logging.getLogger("pallet.serve")

@@ -9,16 +9,16 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from pallet.errors import InvalidInput, ModelNotFound, PredictionError
+from pallet.errors import InvalidInput, ModelNotFound
 from pallet.model import Model
-from pallet.rollout.figures import Figures, compare
+from pallet.rollout.figures import VersionTraffic, compare
 from pallet.rollout.state import Rollout
 from pallet.serve import metrics
 from pallet.serve.config import ServeConfig
 from pallet.serve.batcher import Batcher
 from pallet.serve.cache import CacheUnavailable, cache_key, make_cache
 from pallet.serve.errors import ModelNotReady, Overloaded, PayloadTooLarge
-from pallet.serve.threads import plan_threads
+from pallet.threads import plan_threads
 from pallet.serve.types import InferenceRequest, InferenceResponse
 from pallet.store import ModelRef, Store
 
@@ -43,7 +43,7 @@ class DataPlane:
         self.unloaded: set[str] = set()
         self.failed: dict[str, str] = {}   # name -> why it could not be loaded (pallet serve --skip-unloadable)
         self.rollouts: dict[str, Rollout] = {}            # name -> its rollout (traffic policy), when it has one
-        self.figures: dict[str, dict[str, Figures]] = {}  # name -> version -> counted at the rollout's revision
+        self.figures: dict[str, dict[str, VersionTraffic]] = {}  # name -> version -> counted at the rollout's revision
         self.shadow_tasks: set[asyncio.Task] = set()
         self.draining = False  # stopping: not ready, though still answering
         self.cache = make_cache(config.cache, config.cache_ttl_seconds)
@@ -196,25 +196,35 @@ class DataPlane:
     # -- inference ------------------------------------------------------------------------
 
     async def infer(self, request: InferenceRequest) -> InferenceResponse:
+        """Answer one request. Its latency is counted by whoever received it (`observe`), timed
+        once from first byte to response, so every figure of it reads the same measurement."""
         name = request.model
         loaded = self._pick(name, request.version)
-        number = str(loaded.model.ref.version)
         self._admit(loaded, name)
-        started = time.perf_counter()
         try:
             response, arrays = await self._infer(loaded, request)
-        except (PredictionError, ModelNotReady):
-            self._count(name, number, time.perf_counter() - started, ok=False)
-            raise
         finally:
             loaded.in_flight -= 1
         rollout = self.rollouts.get(name)
-        if rollout is not None:
-            self._count(name, number, time.perf_counter() - started, ok=True)
-            shadow = rollout.policy.shadows(number) if request.outputs is None else None
+        if rollout is not None and request.outputs is None:
+            shadow = rollout.policy.shadows(response.model_version)
             if shadow is not None:
                 self._start_shadow(name, shadow, arrays, response.outputs)
         return response
+
+    def observe(self, model: str, version: str, protocol: str, status: int, seconds: float) -> None:
+        """Count one inference request, timed once where it came in (the HTTP middleware, the gRPC
+        handler): in the server's metrics (the dashboard and `pallet bench` read them) and, while
+        `model` has a rollout, in its version's figures (`pallet rollout status` and the canary read
+        them). Bad input (4xx) and shed load (503) are not the version's doing: left out of the figures."""
+        metrics.observe(model, version, protocol, status, seconds)
+        counted = self.figures.get(model)
+        if counted is None or 400 <= status < 500 or status == 503:
+            return
+        traffic = counted.get(version)
+        if traffic is None:
+            traffic = counted[version] = VersionTraffic()
+        traffic.observe(seconds, status < 400)
 
     async def _infer(self, loaded: Loaded, request: InferenceRequest) -> tuple[InferenceResponse, dict]:
         model = loaded.model
@@ -268,11 +278,6 @@ class DataPlane:
         except RuntimeError:  # the executor was shut down: the model was unloaded meanwhile
             raise ModelNotReady(f"model '{name}' was unloaded while this request was in flight") from None
 
-    def _count(self, name: str, number: str, seconds: float, ok: bool) -> None:
-        counted = self.figures.get(name)
-        if counted is not None:
-            counted.setdefault(number, Figures()).observe(seconds, ok)
-
     # -- shadow traffic: copies of answered requests, off the request path ---------------------
 
     def _start_shadow(self, name: str, number: str, arrays: dict, served: dict) -> None:
@@ -305,7 +310,7 @@ class DataPlane:
             log.debug("shadow request to %s:%s failed: %s", name, number, e)
         counted = self.figures.get(name)
         if counted is not None:
-            counted.setdefault(number, Figures()).observe_shadow(time.perf_counter() - started, ok, compared, agreed)
+            counted.setdefault(number, VersionTraffic()).observe_shadow(time.perf_counter() - started, ok, compared, agreed)
 
     def _loaded_names(self) -> str:
         return ", ".join(self.names()) or "none"

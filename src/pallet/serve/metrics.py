@@ -7,12 +7,13 @@ import os
 from prometheus_client import (CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Gauge, Histogram,
                                disable_created_metrics, generate_latest, multiprocess)
 
+from pallet.quantiles import LATENCY_BUCKETS
+
 disable_created_metrics()
 
 REQUESTS = Counter("pallet_requests", "Inference requests", ["model", "version", "protocol", "status"])
 LATENCY = Histogram("pallet_request_duration_seconds", "Inference request latency, from first byte to response",
-                    ["model", "version", "protocol"],
-                    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+                    ["model", "version", "protocol"], buckets=LATENCY_BUCKETS)
 IN_FLIGHT = Gauge("pallet_requests_in_flight", "HTTP requests being handled", multiprocess_mode="livesum")
 BATCH_SIZE = Histogram("pallet_batch_rows", "Rows in each predict call the batcher made", ["model", "version"],
                        buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024))
@@ -34,6 +35,8 @@ MODEL_LOAD_SECONDS = Gauge("pallet_model_load_seconds", "Time to load a model ve
 
 
 def observe(model: str, version: str, protocol: str, status: int, seconds: float) -> None:
+    """Count one inference request; a server counts through `DataPlane.observe`, which feeds a
+    rollout's figures the same `seconds`."""
     REQUESTS.labels(model, version, protocol, str(status)).inc()
     LATENCY.labels(model, version, protocol).observe(seconds)
 

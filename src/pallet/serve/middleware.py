@@ -60,11 +60,13 @@ def key_refusal(given: str | None, key: str) -> str | None:
 
 class RequestContext:
     """Gives every request an X-Request-ID (the client's, or a new one), logs it as a JSON line,
-    and records the inference metrics for the model the route named in `request.state`."""
+    and times it once, first byte to response: `observe` (the data plane's, which also feeds
+    rollout figures) counts that time for the model the route named in `request.state`."""
 
-    def __init__(self, app, config: ServeConfig):
+    def __init__(self, app, config: ServeConfig, observe=metrics.observe):
         self.app = app
         self.config = config
+        self.observe = observe  # (model, version, protocol, status, seconds)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -103,7 +105,7 @@ class RequestContext:
             # Only names of loaded models become labels: unknown names (404s) count under "".
             model, version = state.get("model"), state.get("version")
             if state.get("protocol"):
-                metrics.observe(model or "", version or "", state["protocol"], status, seconds)
+                self.observe(model or "", version or "", state["protocol"], status, seconds)
             if self.config.access_log:
                 access_log.info(orjson.dumps({
                     "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "request_id": request_id,

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING
 import uvicorn
 
 import pallet
+from pallet import threads
 from pallet.errors import PalletError
-from pallet.serve import threads
 from pallet.serve.cache import make_cache
 from pallet.serve.config import ENV, ServeConfig
 from pallet.serve.connection import BoundedHttp

@@ -3,52 +3,15 @@
 from __future__ import annotations
 
 import json
-import logging
-import sqlite3
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TypeVar
 
-import psycopg
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError as RowExists
-from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 
-from pallet.errors import ModelNotFound, PalletError, first_line
-
-T = TypeVar("T")
-log = logging.getLogger("pallet.store")
-
-metadata = sa.MetaData()
-
-versions = sa.Table(
-    "pallet_versions", metadata,
-    sa.Column("name", sa.String(128), primary_key=True),
-    sa.Column("version", sa.Integer, primary_key=True),
-    sa.Column("created", sa.String(40), nullable=False),
-    sa.Column("framework", sa.String(64), nullable=False),
-    sa.Column("runtime", sa.String(64), nullable=False),
-    sa.Column("size_bytes", sa.BigInteger, nullable=False),
-    sa.Column("metrics", sa.Text, nullable=False, default="{}"),
-    sa.Column("tags", sa.Text, nullable=False, default="{}"),
-)
-
-# Removed versions keep their number taken, so `name:3` never names two different models.
-removed = sa.Table(
-    "pallet_removed_versions", metadata,
-    sa.Column("name", sa.String(128), primary_key=True),
-    sa.Column("version", sa.Integer, primary_key=True),
-)
-
-aliases = sa.Table(
-    "pallet_aliases", metadata,
-    sa.Column("name", sa.String(128), primary_key=True),
-    sa.Column("alias", sa.String(64), primary_key=True),
-    sa.Column("version", sa.Integer, nullable=False),
-    sa.Column("updated", sa.String(40), nullable=False),
-)
+from pallet.errors import ModelNotFound
+from pallet.store.migrate import upgrade
+from pallet.store.schema import aliases, removed, versions
 
 
 @dataclass(frozen=True)
@@ -63,80 +26,10 @@ class VersionRow:
     tags: dict
 
 
-def redact(spec: str) -> str:
-    """A URL (a database's, Redis') as it may be printed or logged: no password."""
-    try:
-        url = sa.make_url(spec)
-    except sa.exc.ArgumentError:
-        return spec
-    return url.render_as_string(hide_password=True) if url.password else spec
-
-
-def make_engine(url: str) -> sa.Engine:
-    """An engine for `url`; SQLite waits for other writers instead of failing at once."""
-    try:
-        if url.startswith("sqlite"):
-            engine = sa.create_engine(url, connect_args={"timeout": 30})
-            sa.event.listen(engine, "connect", lambda conn, _: conn.execute("PRAGMA journal_mode=WAL"))
-            return engine
-        return sa.create_engine(url, pool_pre_ping=True)
-    except (sa.exc.ArgumentError, ModuleNotFoundError) as e:
-        raise PalletError(f"PALLET_DB_URL '{url}' is not a database URL SQLAlchemy can use: {e}") from None
-
-
-RETRIES = 3                 # a lost database connection is tried again this many times
-RETRY_BACKOFF_SECONDS = 0.5  # before the first retry; doubled before each next one
-
-
-def connection_lost(error: DBAPIError) -> bool:
-    """Whether `error` is the connection dropping (server restarted, connection terminated, network),
-    which a fresh connection may not meet, rather than a statement the database refuses."""
-    if error.connection_invalidated:
-        return True
-    return isinstance(error, OperationalError) and not isinstance(error.orig, sqlite3.OperationalError)
-
-
-def retrying(action: Callable[[int], T], what: str) -> T:
-    """`action(attempt)`, tried again with backoff while the connection is lost, `RETRIES` times at
-    most; then (or at once, for any other database error) a `PalletError` saying `what` failed and why
-    in one line. `action` must be safe to repeat: it learns the attempt number to check what the
-    previous attempt left done."""
-    for attempt in range(RETRIES + 1):
-        try:
-            return action(attempt)
-        except (DBAPIError, psycopg.OperationalError) as e:  # the driver's own: COPY runs on its connection
-            reason = first_line(e.orig if isinstance(e, DBAPIError) else e)
-            if isinstance(e, DBAPIError) and not connection_lost(e):
-                raise PalletError(f"{what}: {reason}") from None
-            if attempt == RETRIES:
-                raise PalletError(f"{what}: the database could not be reached in {RETRIES + 1} tries; last: "
-                                  f"{reason}") from None
-            log.warning("%s: database connection lost (%s); trying again", what, reason)
-            time.sleep(RETRY_BACKOFF_SECONDS * 2 ** attempt)
-    raise AssertionError("unreachable")
-
-
-def create_tables(engine: sa.Engine, tables: sa.MetaData, what: str = "model index") -> None:
-    """Create `tables` where missing; several processes may race to do it at once."""
-    where = engine.url.render_as_string(hide_password=True)
-    for attempt in range(3):
-        try:
-            tables.create_all(engine)
-            return
-        except (RowExists, ProgrammingError, OperationalError) as e:
-            # Another process created the tables at the same moment: look again.
-            if "already exists" in str(e.orig) or isinstance(e, (RowExists, ProgrammingError)):
-                if attempt < 2:
-                    continue
-            raise PalletError(f"cannot reach the {what} at {where}: {e.orig}") from None
-        except DBAPIError as e:
-            raise PalletError(f"the {what} at {where} cannot be used: {e.orig}") from None
-
-
 class Index:
     def __init__(self, engine: sa.Engine):
         self.engine = engine
-        create_tables(engine, metadata)
+        upgrade(engine)
 
     def add(self, row: VersionRow) -> bool:
         """Insert a version row; False when that version number is already taken."""

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import platform
-import re
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from packaging.requirements import InvalidRequirement, Requirement
+
+# The checksums of a version folder live on the ground floor (runtimes check them too); named here as well.
+from pallet.checksums import MANIFEST, describe_files, read_verified, sha256, verify_files  # noqa: F401
 from pallet.errors import IntegrityError, PalletError
 from pallet.signature import Signature
-
-MANIFEST = "manifest.json"
 
 
 @dataclass
@@ -28,6 +28,7 @@ class Manifest:
     files: dict[str, dict[str, Any]]   # relative path -> {"sha256": ..., "size": ...}
     python: str = field(default_factory=platform.python_version)
     packages: dict[str, str] = field(default_factory=dict)
+    requirements: list[str] = field(default_factory=list)   # as the model's author wrote them (PEP 508)
     runtime_options: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
@@ -68,101 +69,38 @@ class Manifest:
             raise IntegrityError(f"{path} is not a valid manifest: {e}") from None
 
 
-def human_size(size: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    raise AssertionError("unreachable")
-
-
-SIZE_UNITS = {"": 1, "B": 1, "KB": 1000, "MB": 1000**2, "GB": 1000**3, "KIB": 1024, "MIB": 1024**2, "GIB": 1024**3}
-
-
-def parse_size(text: str | int) -> int:
-    """Bytes in `text`: 2000000, 2MB, 1.5 MiB, 300KiB."""
-    if isinstance(text, int):
-        return text
-    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", str(text))
-    if not match or match.group(2).upper() not in SIZE_UNITS:
-        raise PalletError(f"'{text}' is not a size: write bytes or a number with B, KB, MB, GB, KiB, MiB or GiB")
-    return int(float(match.group(1)) * SIZE_UNITS[match.group(2).upper()])
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def describe_files(folder: Path) -> dict[str, dict[str, Any]]:
-    """sha256 and size of every file under `folder` but its own manifest, by relative path."""
-    return {
-        path.relative_to(folder).as_posix(): {"sha256": sha256(path), "size": path.stat().st_size}
-        for path in sorted(folder.rglob("*"))
-        if path.is_file() and path.relative_to(folder).as_posix() != MANIFEST and "__pycache__" not in path.parts
-    }
-
-
-def verify_files(folder: Path, files: dict[str, dict[str, Any]], owner: str | None = None) -> None:
-    """Raise `IntegrityError` naming the first file that is missing or changed (and `owner`, the model)."""
-    where = f"{owner} ({folder})" if owner else str(folder)
-    for name, expected in files.items():
-        if sha256(_stored_file(folder, name, where)) != expected["sha256"]:
-            raise IntegrityError(_changed(name, where))
-
-
-def read_verified(folder: Path, name: str) -> bytes:
-    """The bytes of file `name` of a stored version, checked against the sha256 its manifest records.
-
-    Read once and checked in memory, so what is deserialized is exactly what was checked, even if
-    the file changes on disk meanwhile. A folder still being saved has no manifest yet; its files
-    are the ones just written.
-    """
-    if not (folder / MANIFEST).exists():
-        return (folder / name).read_bytes()
-    manifest = Manifest.read(folder)
-    where = f"model {manifest.name}:{manifest.version} ({folder})"
-    expected = manifest.files.get(name)
-    if expected is None:
-        raise IntegrityError(f"file {name} of {where} is not listed in its manifest; refusing to load it")
-    data = _stored_file(folder, name, where).read_bytes()
-    if hashlib.sha256(data).hexdigest() != expected["sha256"]:
-        raise IntegrityError(_changed(name, where))
-    return data
-
-
-def _stored_file(folder: Path, name: str, where: str) -> Path:
-    """The path of a file a manifest lists, refused when it leads out of the folder or is missing."""
-    path = folder / name
-    if Path(name).is_absolute() or ".." in Path(name).parts or not path.resolve().is_relative_to(folder.resolve()):
-        raise IntegrityError(f"file {name} of {where} leads outside the version's folder (a path or a "
-                             "link out of it); refusing to load it")
-    if not path.is_file():
-        raise IntegrityError(f"file {name} of {where} is missing; the stored model is incomplete")
-    return path
-
-
-def _changed(name: str, where: str) -> str:
-    return (f"file {name} of {where} does not match its sha256 in the manifest: "
-            "it was changed or corrupted after saving; refusing to load it")
-
-
-def package_versions(names: list[str]) -> dict[str, str]:
-    """Installed versions of the named distributions; a requirement already pinned is kept."""
+def package_versions(requirements: list[str]) -> dict[str, str]:
+    """The version each requirement pins, by distribution name: for an exact pin (`name==1.2`) the
+    version given, which may be read in another environment; otherwise the installed version, which
+    must satisfy the requirement (any PEP 508 specifier). A requirement whose marker does not hold
+    here (`pandas; python_version < "3.9"`) pins nothing."""
     versions = {}
-    for name in names:
-        if "==" in name:
-            dist, version = name.split("==", 1)
-            versions[dist.strip()] = version.strip()
+    for text in requirements:
+        requirement = parse_requirement(text)
+        if requirement.marker is not None and not requirement.marker.evaluate():
+            continue
+        specs = list(requirement.specifier)
+        if len(specs) == 1 and specs[0].operator in ("==", "===") and "*" not in specs[0].version:
+            versions[requirement.name] = specs[0].version
             continue
         try:
-            versions[name] = metadata.version(name)
+            installed = metadata.version(requirement.name)
         except metadata.PackageNotFoundError:
-            raise PalletError(f"package '{name}' is not installed, so its version cannot be pinned") from None
+            raise PalletError(f"requirement '{text}' is not met: {requirement.name} is not installed") from None
+        if not requirement.specifier.contains(installed, prereleases=True):
+            raise PalletError(f"requirement '{text}' is not met: {requirement.name} {installed} is installed")
+        versions[requirement.name] = installed
     return versions
+
+
+def parse_requirement(text: str) -> Requirement:
+    """`text` as a PEP 508 requirement (`numpy>=1.24`, `scikit-learn==1.5.*`, `pandas; python_version>"3"`)."""
+    try:
+        return Requirement(str(text))
+    except InvalidRequirement as e:
+        reason = str(e).splitlines()[0] if str(e) else "unreadable"
+        raise PalletError(f"requirement '{text}' is not a PEP 508 requirement ({reason}); "
+                          "write e.g. numpy>=1.24 or scikit-learn==1.5.*") from None
 
 
 def diff(a: Manifest, b: Manifest) -> dict[str, Any]:

@@ -1,4 +1,8 @@
-"""The model store: immutable version folders under PALLET_HOME, indexed in SQL."""
+"""The model store: immutable version folders under PALLET_HOME, indexed in SQL.
+
+The store keeps files, manifests and the index, and resolves references; it never runs a model.
+Saving a model (running it on its sample to learn its signature) is the model API's: `pallet.save`.
+"""
 
 from __future__ import annotations
 
@@ -7,21 +11,18 @@ import os
 import shutil
 import stat
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from pallet import runtimes
-from pallet.errors import InvalidInput, ModelNotFound, PalletError
-from pallet.runtimes.base import Runtime
-from pallet.signature import Signature, TensorSpec
-from pallet.store.index import Index, VersionRow, make_engine
-from pallet.store.manifest import Manifest, describe_files, package_versions, verify_files
+from pallet.errors import ModelNotFound
+from pallet.signature import Signature
+from pallet.store.database import make_engine
+from pallet.store.index import Index, VersionRow
+from pallet.store.manifest import Manifest, verify_files
 from pallet.store.refs import ModelRef, check_alias, check_name
 
 SAMPLE = "sample.npz"
@@ -40,17 +41,11 @@ class ModelVersion:
     def signature(self) -> Signature:
         return self.manifest.signature
 
-    def verify(self) -> None:
-        """Check every file against the sha256 in the manifest (raises `IntegrityError` naming the
-        model and the file)."""
-        verify_files(self.path, self.manifest.files, f"model {self.ref}")
-
-    def load_runtime(self, **options: Any) -> Runtime:
-        """The verified model, ready to predict. `options` override the manifest's runtime options."""
-        runtime = runtimes.get_runtime(self.manifest.runtime)
-        others = {n: f for n, f in self.manifest.files.items() if n not in runtime.reads_verified}
-        verify_files(self.path, others, f"model {self.ref}")  # before anything is deserialized
-        return runtime.load(self.path, {**self.manifest.runtime_options, **options})
+    def verify(self, skip: tuple[str, ...] = ()) -> None:
+        """Check every file (but those in `skip`: a runtime checks them as it reads them) against the
+        sha256 in the manifest (raises `IntegrityError` naming the model and the file)."""
+        files = {n: f for n, f in self.manifest.files.items() if n not in skip}
+        verify_files(self.path, files, f"model {self.ref}")
 
     def sample(self) -> dict[str, np.ndarray]:
         """The sample batch the version was saved with."""
@@ -80,46 +75,10 @@ class Store:
 
     # -- writing ---------------------------------------------------------------------------
 
-    def save(self, model: Any, name: str, *, sample: Any, metrics: dict[str, float] | None = None,
-             tags: dict[str, str] | None = None, requirements: list[str] | None = None,
-             artifacts: str | Path | None = None, description: str = "",
-             aliases: list[str] = (), lineage: dict[str, Any] | None = None,
-             report: dict[str, Any] | None = None) -> ModelRef:
-        """Store `model` as the next version of `name`; return its reference (`name:3`).
-
-        The signature is read from `sample` (a batch: an array, nested lists, or a dict of
-        named arrays) and the model's outputs on it, so a model that cannot predict on its
-        own sample is never stored.
-        """
-        runtime_cls = runtimes.runtime_for(model)
-        with self._staging(name, aliases) as tmp:
-            options = runtime_cls.save(model, tmp)
-            if artifacts is not None:
-                _copy_into(Path(artifacts), tmp / "artifacts")
-            ref = self._finish(tmp, name, runtime_cls, options, sample, metrics=metrics, tags=tags,
-                               requirements=[*(requirements or []), *getattr(model, "requirements", ())],
-                               description=description, lineage=lineage, report=report)
-        for alias in aliases:
-            self.index.set_alias(name, alias, ref.version)
-        return ref
-
-    def save_files(self, folder: str | Path, name: str, *, runtime: str, options: dict[str, Any], sample: Any,
-                   signature: Signature | None = None, metrics: dict[str, float] | None = None,
-                   tags: dict[str, str] | None = None, requirements: list[str] | None = None,
-                   description: str = "", lineage: dict[str, Any] | None = None,
-                   report: dict[str, Any] | None = None,
-                   accept: Callable[[Manifest], None] | None = None) -> ModelRef:
-        """Store a folder a runtime can load (or, with `signature`, an artifact for another device
-        that cannot run here) as the next version of `name`. `accept` sees the finished manifest
-        (its files and their sizes) before the version is claimed, and may refuse it by raising."""
-        with self._staging(name, ()) as tmp:
-            _copy_into(Path(folder), tmp)
-            return self._finish(tmp, name, runtimes.get_runtime(runtime), options, sample, metrics=metrics,
-                                tags=tags, requirements=requirements, description=description, lineage=lineage,
-                                report=report, signature=signature, accept=accept)
-
     @contextmanager
-    def _staging(self, name: str, aliases) -> Iterator[Path]:
+    def staging(self, name: str, aliases: list[str] | tuple[str, ...] = ()) -> Iterator[Path]:
+        """An empty folder inside the store to write a new version of `name` into (`name` and `aliases`
+        checked first), removed when the block ends: `add` moves it into place."""
         check_name(name)
         for alias in aliases:
             check_alias(alias)
@@ -130,38 +89,9 @@ class Store:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
-    def _finish(self, tmp: Path, name: str, runtime_cls: type[Runtime], options: dict[str, Any], sample: Any, *,
-                metrics, tags, requirements, description, lineage, report,
-                signature: Signature | None = None, accept: Callable[[Manifest], None] | None = None) -> ModelRef:
-        if signature is None:  # run the model on its sample: the signature is what it really takes and gives
-            runtime = runtime_cls.load(tmp, options)
-            inputs = _sample_inputs(sample, runtime.input_names)
-            signature = Signature.infer(inputs, dtypes=runtime.input_dtypes, shapes=runtime.input_shapes)
-            inputs = signature.validate(inputs)
-            try:
-                outputs = runtime.predict(inputs)
-            except Exception as e:
-                raise InvalidInput(f"the model failed to predict on its sample: {type(e).__name__}: {e}") from e
-            signature = Signature(signature.inputs, tuple(
-                _with_labels(TensorSpec.from_array(n, v), runtime.output_labels.get(n)) for n, v in outputs.items()
-            ))
-        else:
-            inputs = signature.validate(_sample_inputs(sample, [s.name for s in signature.inputs]))
-        np.savez(tmp / SAMPLE, **inputs)
-        manifest = Manifest(
-            name=name, version=0, created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            framework=runtime_cls.framework, runtime=runtime_cls.name, signature=signature,
-            files=describe_files(tmp),
-            packages=package_versions(["pallet", *runtime_cls.packages, *(requirements or [])]),
-            runtime_options=options, metrics=dict(metrics or {}), tags=dict(tags or {}), description=description,
-            lineage=dict(lineage or {}), report=dict(report or {}),
-        )
-        if accept is not None:
-            accept(manifest)
-        return self._claim(tmp, manifest)
-
-    def _claim(self, tmp: Path, manifest: Manifest) -> ModelRef:
-        """Move the finished folder to the next free version number, then index it.
+    def add(self, tmp: Path, manifest: Manifest) -> ModelRef:
+        """Store the finished folder `tmp` (from `staging`) as the next version of `manifest.name`: move
+        it to the next free version number, write the manifest with that number, then index it.
 
         The rename is atomic and fails when another process took that number first, so
         concurrent saves get distinct versions and no reader sees a half-written folder.
@@ -249,33 +179,6 @@ class Store:
     def _no_model_hint(self, name: str) -> str:
         names = sorted({row.name for row in self.index.versions()})
         return f" in the store at {self.home}" + (f" (it has: {', '.join(names)})" if names else " (it is empty)")
-
-
-def _sample_inputs(sample: Any, names: list[str] | None) -> dict[str, Any]:
-    """The sample as named inputs: a dict is taken as is; one batch gets the model's input name."""
-    if sample is None:
-        raise InvalidInput("pass sample=... (a few rows of real input) so pallet can record the signature")
-    if isinstance(sample, dict):
-        return {str(k): np.asarray(v) for k, v in sample.items()}
-    if hasattr(sample, "columns") and hasattr(sample, "dtypes"):  # a DataFrame: one named input per column
-        return {str(column): np.asarray(sample[column]) for column in sample.columns}
-    if names is not None and len(names) != 1:
-        raise InvalidInput(f"this model takes {len(names)} inputs ({', '.join(names)}): pass sample as a dict")
-    return {names[0] if names else "input": np.asarray(sample)}
-
-
-def _with_labels(spec: TensorSpec, labels: list | None) -> TensorSpec:
-    return spec if labels is None else TensorSpec(spec.name, spec.dtype, spec.shape, spec.allow_nan, labels)
-
-
-def _copy_into(source: Path, target: Path) -> None:
-    if not source.exists():
-        raise PalletError(f"artifacts path {source} does not exist")
-    target.mkdir(exist_ok=True)
-    if source.is_dir():
-        shutil.copytree(source, target, dirs_exist_ok=True)
-    else:
-        shutil.copy2(source, target / source.name)
 
 
 def _make_read_only(folder: Path) -> None:

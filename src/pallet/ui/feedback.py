@@ -11,23 +11,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from pallet.errors import PalletError
-from pallet.store.index import create_tables
-
-metadata = sa.MetaData()
-
-feedback = sa.Table(
-    "pallet_feedback", metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("created", sa.String(40), nullable=False),
-    sa.Column("model", sa.String(128), nullable=False, index=True),
-    sa.Column("version", sa.Integer, nullable=False),
-    sa.Column("request_id", sa.String(128), nullable=False),
-    sa.Column("rating", sa.String(8)),         # "up", "down" or none
-    sa.Column("correct", sa.Text),             # the answer the user says is right
-    sa.Column("comment", sa.Text),
-    sa.Column("inputs", sa.Text, nullable=False),   # JSON: {input name: rows}
-    sa.Column("outputs", sa.Text, nullable=False),  # JSON: {output name: rows}
-)
+from pallet.store.migrate import upgrade
+from pallet.store.schema import feedback
 
 RATINGS = ("up", "down")
 COLUMNS = [c.name for c in feedback.columns]
@@ -37,7 +22,7 @@ FORMATS = ("csv", "parquet")
 class FeedbackLog:
     def __init__(self, engine: sa.Engine):
         self.engine = engine
-        create_tables(engine, metadata, "feedback table")
+        upgrade(engine, what="feedback table")
 
     def add(self, *, model: str, version: int, request_id: str, inputs: dict, outputs: dict,
             rating: str | None = None, correct: str | None = None, comment: str | None = None) -> int:

@@ -5,33 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 from collections import deque
 from collections.abc import Callable
 
-from pallet.serve import metrics
+from pallet.quantiles import quantile_of_buckets
 
 INTERVAL_SECONDS = 2.0
 HISTORY = 150  # snapshots kept: five minutes at the interval above
 log = logging.getLogger("pallet.serve")
-
-
-def quantile(buckets: dict[str, float], q: float) -> float | None:
-    """The q-quantile of a cumulative histogram ({upper bound: count}), interpolated within its bucket."""
-    bounds = sorted((math.inf if le == "+Inf" else float(le), count) for le, count in buckets.items())
-    total = bounds[-1][1] if bounds else 0
-    if total <= 0:
-        return None
-    target, lower, below = q * total, 0.0, 0.0
-    for upper, count in bounds:
-        if count >= target:
-            if math.isinf(upper):
-                return lower
-            inside = count - below
-            return lower + (upper - lower) * ((target - below) / inside if inside else 1.0)
-        lower, below = upper, count
-    return lower
 
 
 def _minus(now, then):
@@ -43,11 +25,14 @@ def _minus(now, then):
 
 
 class Stats:
-    """Figures since the server started. One process's metrics may predate this app (an app made in
-    a process that served before), so they count from its start; several workers share fresh files."""
+    """Figures since the server started, from `read`: per model, everything counted so far (the
+    server's metric totals). One process's metrics may predate this app (an app made in a process
+    that served before), so with `from_start` they count from the first reading; several workers
+    share fresh metrics, which count from zero already."""
 
-    def __init__(self, read: Callable[[], dict[str, dict]] = metrics.totals, history: int = HISTORY):
+    def __init__(self, read: Callable[[], dict[str, dict]], from_start: bool = True, history: int = HISTORY):
         self._read = read
+        self.from_start = from_start
         self.start: dict[str, dict] = {}
         self.snapshots: deque[tuple[float, dict[str, dict]]] = deque(maxlen=history)
 
@@ -60,7 +45,7 @@ class Stats:
         return snapshot
 
     async def run(self, interval: float = INTERVAL_SECONDS) -> None:
-        if not metrics.shared():
+        if self.from_start:
             self.start = self._read()
         while True:
             try:
@@ -85,7 +70,7 @@ class Stats:
                 "mean_batch_rows": current["batch_rows_sum"] / current["batches"] if current["batches"] else None,
                 "cache_hit_rate": _rate(current["cache_hit"], current["cache_miss"]),
                 "versions": {number: {"requests": v["requests"], "errors": v["errors"],
-                                      "p95_ms": _ms(quantile(v["latency"], 0.95))}
+                                      "p95_ms": _ms(quantile_of_buckets(v["latency"], 0.95))}
                              for number, v in current.get("versions", {}).items()},
             }
         return models
@@ -101,7 +86,7 @@ def _window(start: tuple[float, dict], end: tuple[float, dict], model: str) -> d
     batches = b["batches"] - a["batches"]
 
     def ms(q: float) -> float | None:
-        return _ms(quantile(latency, q))
+        return _ms(quantile_of_buckets(latency, q))
 
     return {
         "time": round(t1, 3),

@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
+from pallet.bodies import AzureData, DataframeSplit, azure_shape
 from pallet.inputs import from_instances, from_split
 from pallet.serve.dataplane import DataPlane
 from pallet.serve.errors import BadRequest
@@ -22,7 +23,6 @@ from pallet.serve.types import InferenceRequest
 
 PROTOCOL = "azureml"
 DEPLOYMENT = "azureml-model-deployment"
-SHAPES = ("input_data", "data")
 
 
 def liveness() -> Response:
@@ -46,15 +46,17 @@ def routes(plane: DataPlane) -> list[Route]:
 
 
 def decode(body, signature) -> dict:
-    """Named inputs from one of Azure's scoring bodies."""
-    if not isinstance(body, dict) or len(body) != 1 or next(iter(body)) not in SHAPES:
+    """Named inputs from one of Azure's scoring bodies (`pallet.bodies.AZURE`)."""
+    shape = azure_shape(body)
+    if shape is None:
         keys = ", ".join(map(str, body)) if isinstance(body, dict) else type(body).__name__
         raise BadRequest(f'the body must be {{"input_data": ...}} (a pandas split object or rows) or '
                          f'{{"data": [rows]}}; got {keys}')
-    (key, value), = body.items()
-    if key == "input_data" and isinstance(value, dict):
-        return from_split(value, signature, "input_data")
-    return from_instances(value, signature, key)
+    if isinstance(shape, AzureData):
+        return from_instances(shape.data, signature, "data")
+    if isinstance(shape.input_data, DataframeSplit):
+        return from_split(shape.input_data, signature, "input_data")
+    return from_instances(shape.input_data, signature, "input_data")
 
 
 def _deployment(plane: DataPlane, request: Request) -> str:

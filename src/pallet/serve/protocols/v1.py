@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import numpy as np
+from msgspec import UNSET
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from pallet.decoding import Decoder
 from pallet.inputs import from_instances
 from pallet.serve.dataplane import DataPlane
 from pallet.serve.errors import BadRequest
-from pallet.serve.http import json_response, label, parse_json, read_body, require_json, routed, to_list
+from pallet.serve.http import json_response, label, read_body, require_json, routed, to_list
+from pallet.serve.schemas.v1 import Instances
 from pallet.serve.types import InferenceRequest
 
 PROTOCOL = "v1"
+REQUEST = Decoder(Instances, expected='a JSON object with "instances": [...]', quote='"')
 
 
 def routes(plane: DataPlane) -> list[Route]:
@@ -22,12 +26,12 @@ def routes(plane: DataPlane) -> list[Route]:
         request.state.protocol = PROTOCOL
         label(request, plane.get(name))
         require_json(request)
-        doc = parse_json(await read_body(request, plane.config.max_body_bytes, plane.config.read_timeout_seconds))
-        if not isinstance(doc, dict) or not ({"instances", "inputs"} & set(doc)):
-            raise BadRequest('request body must be a JSON object with "instances": [...]')
-        key = "instances" if "instances" in doc else "inputs"
+        doc = REQUEST.json(await read_body(request, plane.config.max_body_bytes, plane.config.read_timeout_seconds))
+        if doc.instances is UNSET and doc.inputs is UNSET:
+            raise BadRequest(f"request body must be {REQUEST.expected}")
+        key = "instances" if doc.instances is not UNSET else "inputs"
         model = routed(request, plane, name)
-        response = await plane.infer(InferenceRequest(name, from_instances(doc[key], model.signature, key),
+        response = await plane.infer(InferenceRequest(name, from_instances(getattr(doc, key), model.signature, key),
                                                       str(model.ref.version)))
         return json_response({"predictions": predictions(response.outputs)})
 

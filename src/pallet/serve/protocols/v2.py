@@ -10,15 +10,18 @@ from typing import Any
 
 import numpy as np
 import orjson
+from msgspec import UNSET
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 import pallet
+from pallet.decoding import Decoder
 from pallet.serve import codecs
 from pallet.serve.dataplane import DataPlane
 from pallet.serve.errors import BadRequest, Conflict
-from pallet.serve.http import DIGITS, json_response, label, parse_json, read_body, require_json, routed
+from pallet.serve.http import DIGITS, json_response, label, read_body, require_json, routed
+from pallet.serve.schemas import v2 as schemas
 from pallet.serve.types import InferenceRequest, InferenceResponse
 from pallet.signature import TensorSpec
 
@@ -105,6 +108,9 @@ def _tensor_metadata(spec: TensorSpec) -> dict[str, Any]:
     return {"name": spec.name, "datatype": codecs.datatype_of(spec.dtype), "shape": list(spec.shape)}
 
 
+REQUEST = Decoder(schemas.InferenceRequest, expected="a JSON object with 'inputs'")
+
+
 def decode_request(body: bytes, header_length: str | None, name: str,
                    version: str | None) -> tuple[InferenceRequest, set[str] | bool]:
     """The request, and which outputs to send as binary (True: all of them)."""
@@ -114,67 +120,45 @@ def decode_request(body: bytes, header_length: str | None, name: str,
             raise BadRequest(f"Inference-Header-Content-Length {header_length!r} does not fit a body of "
                              f"{len(body)} bytes")
         body, binary = body[:int(header_length)], body[int(header_length):]
-    doc = parse_json(body)
-    if not isinstance(doc, dict):
-        raise BadRequest("request body must be a JSON object with 'inputs'")
-    tensors = doc.get("inputs")
-    if not isinstance(tensors, list) or not tensors:
-        raise BadRequest("'inputs' must be a non-empty list of tensors (name, shape, datatype, data)")
+    doc = REQUEST.json(body)
+    inputs = _input_arrays(doc.inputs, binary)
+    parameters = doc.parameters or {}
+    binary_outputs: set[str] | bool = bool(parameters.get("binary_data_output", False))
+    requested = None
+    if doc.outputs is not None:
+        requested = [output.name for output in doc.outputs]
+        binary_outputs = {output.name for output in doc.outputs
+                          if _wants_binary(output.parameters, binary_outputs is True)}
+    return InferenceRequest(name, inputs, version, doc.id, requested, parameters), binary_outputs
+
+
+def _input_arrays(tensors: list[schemas.RequestInput], binary: bytes) -> dict[str, np.ndarray]:
+    """Each input as an array: from its JSON `data`, or from its share of the binary data."""
     inputs: dict[str, np.ndarray] = {}
     offset = 0
-    for i, tensor in enumerate(tensors):
-        if not isinstance(tensor, dict) or not isinstance(tensor.get("name"), str):
-            raise BadRequest(f"inputs[{i}] must be an object with a string 'name'")
-        where = f"input '{tensor['name']}'"
-        if tensor["name"] in inputs:
+    for tensor in tensors:
+        where = f"input '{tensor.name}'"
+        if tensor.name in inputs:
             raise BadRequest(f"{where} is given twice")
-        for key in ("shape", "datatype"):
-            if key not in tensor:
-                raise BadRequest(f"{where}: missing '{key}'")
-        size = _parameters(tensor, where).get("binary_data_size")
-        if size is not None:
-            if type(size) is not int or size < 0 or offset + size > len(binary):
+        size = tensor.parameters.binary_data_size if tensor.parameters is not None else UNSET
+        if size is not UNSET:
+            if offset + size > len(binary):
                 raise BadRequest(f"{where}: binary_data_size {size!r} runs past the {len(binary)} bytes of binary data")
-            inputs[tensor["name"]] = codecs.decode_binary(tensor["datatype"], tensor["shape"],
-                                                          binary[offset:offset + size], where)
+            inputs[tensor.name] = codecs.decode_binary(tensor.datatype, tensor.shape, binary[offset:offset + size], where)
             offset += size
-        elif "data" in tensor:
-            inputs[tensor["name"]] = codecs.decode_json(tensor["datatype"], tensor["shape"], tensor["data"], where)
+        elif tensor.data is not UNSET:
+            inputs[tensor.name] = codecs.decode_json(tensor.datatype, tensor.shape, tensor.data, where)
         else:
             raise BadRequest(f"{where}: missing 'data' (or a binary_data_size parameter)")
     if offset != len(binary):
         raise BadRequest(f"{len(binary) - offset} bytes of binary data follow the tensors that declared them")
-
-    parameters = _parameters(doc, "request")
-    binary_outputs: set[str] | bool = bool(parameters.get("binary_data_output", False))
-    requested = None
-    if "outputs" in doc:
-        if not isinstance(doc["outputs"], list):
-            raise BadRequest("'outputs' must be a list of {\"name\": ...} objects")
-        requested, wanted_binary = [], set()
-        for i, output in enumerate(doc["outputs"]):
-            if not isinstance(output, dict) or not isinstance(output.get("name"), str):
-                raise BadRequest(f"outputs[{i}] must be an object with a string 'name'")
-            requested.append(output["name"])
-            options = _parameters(output, f"output '{output['name']}'")
-            unsupported = set(options) - {"binary_data"}
-            if unsupported:
-                raise BadRequest(f"output '{output['name']}': parameter '{sorted(unsupported)[0]}' is not "
-                                 "supported (only binary_data is)")
-            if options.get("binary_data", binary_outputs is True):
-                wanted_binary.add(output["name"])
-        binary_outputs = wanted_binary
-    request_id = doc.get("id")
-    if request_id is not None and not isinstance(request_id, str):
-        raise BadRequest("'id' must be a string")
-    return InferenceRequest(name, inputs, version, request_id, requested, parameters), binary_outputs
+    return inputs
 
 
-def _parameters(holder: dict, where: str) -> dict:
-    parameters = holder.get("parameters") or {}
-    if not isinstance(parameters, dict):
-        raise BadRequest(f"{where}: 'parameters' must be an object")
-    return parameters
+def _wants_binary(parameters: schemas.OutputParameters | None, default: bool) -> bool:
+    if parameters is None or parameters.binary_data is UNSET:
+        return default
+    return parameters.binary_data
 
 
 def encode_response(response: InferenceResponse, binary_outputs: set[str] | bool) -> Response:

@@ -20,7 +20,7 @@ from starlette.datastructures import Headers
 
 import pallet
 from pallet.errors import InvalidInput, PalletError
-from pallet.serve import codecs, metrics
+from pallet.serve import codecs
 from pallet.serve.dataplane import DataPlane
 from pallet.serve.errors import Conflict, Overloaded, PayloadTooLarge, status_of
 from pallet.serve.middleware import access_log, error_log, key_refusal, new_request_id
@@ -107,7 +107,7 @@ class Servicer(rpc.GRPCInferenceServiceServicer):
             status = status_of(error)
             raise
         finally:
-            metrics.observe(model, version, PROTOCOL, status, time.perf_counter() - started)
+            self.plane.observe(model, version, PROTOCOL, status, time.perf_counter() - started)
 
     async def RepositoryIndex(self, request, context):
         return pb.RepositoryIndexResponse(models=[

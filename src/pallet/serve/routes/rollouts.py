@@ -8,21 +8,27 @@ import functools
 from dataclasses import asdict, fields
 from typing import Any
 
+from msgspec import UNSET
 from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from pallet.decoding import Decoder
 from pallet.rollout.canary import Thresholds
 from pallet.rollout.operations import Rollouts
 from pallet.rollout.state import RolloutState
 from pallet.serve.dataplane import DataPlane
 from pallet.errors import PalletError
-from pallet.serve.errors import BadRequest, Unavailable
-from pallet.serve.http import json_response, parse_json, read_body
+from pallet.serve.errors import Unavailable
+from pallet.serve.http import json_response, read_body
+from pallet.serve.schemas import admin
 
 MAX_BODY = 64 * 1024
-ACTIONS = ("promote", "rollback", "start", "split", "shadow")
+BODIES = {action: Decoder(kind, expected="a JSON object", quote='"') for action, kind in [
+    ("promote", admin.Promote), ("rollback", admin.Rollback), ("start", admin.Canary), ("split", admin.Split),
+    ("shadow", admin.ShadowTo)]}
+ACTIONS = tuple(BODIES)
 THRESHOLDS = [f.name for f in fields(Thresholds)]
 
 
@@ -60,29 +66,22 @@ def routes(plane: DataPlane) -> list[Route]:
     async def change(request: Request, action: str) -> Response:
         name = request.path_params["name"]
         body = await read_body(request, MAX_BODY, plane.config.read_timeout_seconds)
-        doc = parse_json(body) if body.strip() else {}
-        if not isinstance(doc, dict):
-            raise BadRequest("request body must be a JSON object")
+        decoder = BODIES[action]
+        doc = decoder.json(body) if body.strip() else decoder.convert({})
         if action == "promote":
-            await call(request, "promote", name, _text(doc, "to"), reason=_text(doc, "reason", ""),
-                       baseline=_text(doc, "from", None))
+            await call(request, "promote", name, doc.to, reason=doc.reason, baseline=doc.baseline)
         elif action == "rollback":
-            await call(request, "rollback", name, reason=_text(doc, "reason", ""))
+            await call(request, "rollback", name, reason=doc.reason)
         elif action == "start":
-            thresholds = Thresholds(**{key: _number(doc, key) for key in THRESHOLDS if key in doc})
-            await call(request, "start", name, _text(doc, "to"), steps=_numbers(doc, "steps", [5, 25, 50, 100]),
-                       step_seconds=_number(doc, "step_seconds", 300), thresholds=thresholds,
-                       shadow_fraction=_number(doc, "shadow_fraction", 0.2),
-                       sticky_key=_text(doc, "sticky_key", None), baseline=_text(doc, "from", None))
+            thresholds = Thresholds(**{key: getattr(doc, key) for key in THRESHOLDS
+                                       if getattr(doc, key) is not UNSET})
+            await call(request, "start", name, doc.to, steps=doc.steps, step_seconds=doc.step_seconds,
+                       thresholds=thresholds, shadow_fraction=doc.shadow_fraction, sticky_key=doc.sticky_key,
+                       baseline=doc.baseline)
         elif action == "split":
-            weights = doc.get("weights")
-            if not isinstance(weights, dict) or not all(isinstance(w, (int, float)) and not isinstance(w, bool)
-                                                        for w in weights.values()):
-                raise BadRequest('"weights" must be an object of version reference to number, '
-                                 'e.g. {"digits:3": 90, "digits:4": 10}')
-            await call(request, "split", name, weights, sticky_key=_text(doc, "sticky_key", None))
+            await call(request, "split", name, doc.weights, sticky_key=doc.sticky_key)
         else:
-            await call(request, "shadow", name, _text(doc, "to"), fraction=_number(doc, "fraction", 1.0))
+            await call(request, "shadow", name, doc.to, fraction=doc.fraction)
         return json_response(served(await call(request, "status", name)))
 
     return [
@@ -91,32 +90,3 @@ def routes(plane: DataPlane) -> list[Route]:
         *[Route(f"/admin/rollouts/{{name}}/{action}", functools.partial(change, action=action), methods=["POST"])
           for action in ACTIONS],
     ]
-
-
-_MISSING = object()
-
-
-def _text(doc: dict, key: str, default: Any = _MISSING) -> Any:
-    value = doc.get(key, default)
-    if value is _MISSING or (value is None and default is _MISSING):
-        raise BadRequest(f'"{key}" is required')
-    if value is not None and value is not default and not isinstance(value, str):
-        raise BadRequest(f'"{key}" must be a string')
-    return value
-
-
-def _number(doc: dict, key: str, default: Any = _MISSING) -> Any:
-    value = doc.get(key, default)
-    if value is _MISSING:
-        raise BadRequest(f'"{key}" is required')
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise BadRequest(f'"{key}" must be a number')
-    return value
-
-
-def _numbers(doc: dict, key: str, default: list) -> list:
-    value = doc.get(key, default)
-    if not isinstance(value, list) or not value or any(isinstance(v, bool) or not isinstance(v, (int, float))
-                                                       for v in value):
-        raise BadRequest(f'"{key}" must be a non-empty list of numbers')
-    return value

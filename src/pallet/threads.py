@@ -1,19 +1,21 @@
 """The thread plan: workers x threads per worker <= cores, unless the user says otherwise.
 
-Each worker process limits the native thread pools a model uses: BLAS and OpenMP
+Whoever runs models limits the native thread pools they use: BLAS and OpenMP
 (through threadpoolctl and the usual environment variables, which spawned workers
 inherit) and onnxruntime's intra-op pool. Without a plan, N workers each start one
-thread per core and fight over the cores.
+thread per core and fight over the cores. The limits hold inside `with limited(plan):`
+and are undone after it, so a library call leaves the process as it found it.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
               "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
-_limits = []  # keeps threadpoolctl's limiter alive for the life of the process
 
 
 @dataclass(frozen=True)
@@ -50,9 +52,20 @@ def export(plan: ThreadPlan) -> None:
         os.environ[name] = str(plan.threads)
 
 
-def apply(plan: ThreadPlan) -> None:
-    """Limit the thread pools already loaded in this process."""
+@contextmanager
+def limited(plan: ThreadPlan) -> Iterator[ThreadPlan]:
+    """Within the block: the thread pools already loaded in this process limited to the plan, and the
+    environment variables set for libraries loaded later. Both are restored when the block ends."""
     from threadpoolctl import threadpool_limits
 
+    before = {name: os.environ.get(name) for name in THREAD_ENV}
     export(plan)
-    _limits.append(threadpool_limits(limits=plan.threads))
+    try:
+        with threadpool_limits(limits=plan.threads):
+            yield plan
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

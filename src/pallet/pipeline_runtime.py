@@ -1,6 +1,7 @@
 """Pipelines as a runtime: each version holds copies of the model versions it runs (under `steps/`)
 and the source of its functions (under `code/`), so it keeps answering the same way whatever
-happens to the store or the user's modules afterwards."""
+happens to the store or the user's modules afterwards. It sits beside the model API, not among the
+runtimes: its model steps are loaded models."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ import numpy as np
 
 from pallet.errors import InvalidInput
 from pallet.runtimes.base import Runtime
-from pallet.runtimes.python import load_attribute, copy_source
+from pallet.runtimes.source import copy_source, load_attribute
+from pallet.store import Manifest, ModelRef, ModelVersion
 
 Arrays = dict[str, np.ndarray]
 
@@ -36,8 +38,6 @@ class PipelineRuntime(Runtime):
 
     @classmethod
     def save(cls, model: Any, folder: Path) -> dict[str, Any]:
-        from pallet.store import ModelVersion
-
         steps = []
         for i, step in enumerate(model.steps):
             if isinstance(step, ModelVersion):
@@ -52,8 +52,6 @@ class PipelineRuntime(Runtime):
     @classmethod
     def load(cls, folder: Path, options: dict[str, Any]) -> PipelineRuntime:
         from pallet.model import Model
-        from pallet.store import ModelRef, ModelVersion
-        from pallet.store.manifest import Manifest
 
         passed_on = {k: v for k, v in options.items() if k not in ("steps", "batchable")}  # thread settings
         steps = []

@@ -1,7 +1,7 @@
 """The prototype pages, the dashboard and feedback capture, on the inference server's port.
 
-The pages are static files (shipped inside the package) that read `/ui/api/...` and call the
-same V2 endpoints as any client; nothing here touches a framework.
+The pages are static files (shipped inside `pallet.ui`) that read `/ui/api/...` and call the
+same V2 endpoints as any client.
 """
 
 from __future__ import annotations
@@ -19,20 +19,23 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 import pallet
+from pallet.decoding import Decoder
 from pallet.errors import ModelNotFound
 from pallet.serve import metrics
 from pallet.serve.dataplane import DataPlane
 from pallet.serve.errors import BadRequest
 from pallet.serve.http import json_response, parse_json, read_body, require_json, to_list
-from pallet.serve.middleware import REQUEST_ID
 from pallet.serve.protocols import azureml
+from pallet.serve.schemas.admin import Feedback
+from pallet.ui import STATIC
 from pallet.ui.describe import describe
-from pallet.ui.feedback import RATINGS, FeedbackLog
+from pallet.ui.feedback import FeedbackLog
 from pallet.ui.stats import INTERVAL_SECONDS, Stats
 
-STATIC = Path(__file__).parent / "static"
 MAX_TEXT = 4000  # characters in a correct answer or a comment
 MAX_LIMIT = 100_000  # feedback records in one answer
+FEEDBACK = Decoder(Feedback, what="feedback", needs=True, expected="a JSON object with request_id, inputs, outputs "
+                                                                  "and a rating, correct answer or comment")
 
 
 def routes(plane: DataPlane, stats: Stats, ui_dir: str | None = None) -> list[BaseRoute]:
@@ -163,37 +166,24 @@ def _version_field(body: Any) -> str | None:
 
 def _feedback_record(model, body: Any) -> dict[str, Any]:
     """The fields of a feedback body, checked: what the caller sent, what the model answered, the rating."""
-    if not isinstance(body, dict):
-        raise BadRequest("feedback must be a JSON object with request_id, inputs, outputs and a rating, "
-                         "correct answer or comment")
-    request_id = body.get("request_id")
-    if not isinstance(request_id, str) or not REQUEST_ID.fullmatch(request_id):
-        raise BadRequest("feedback needs 'request_id': the X-Request-ID of the prediction it is about")
-    rating = body.get("rating")
-    if rating is not None and rating not in RATINGS:
-        raise BadRequest(f"'rating' must be 'up', 'down' or null, not {rating!r}")
+    sent = FEEDBACK.convert(body)
     texts = {}
     for field in ("correct", "comment"):
-        value = body.get(field)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (str, int, float))):
-            raise BadRequest(f"'{field}' must be text")
+        value = getattr(sent, field)
         value = None if value is None else str(value).strip()
         if value and len(value) > MAX_TEXT:
             raise BadRequest(f"'{field}' is {len(value)} characters; at most {MAX_TEXT}")
         if value and "\x00" in value:
             raise BadRequest(f"'{field}' contains a NUL character")
         texts[field] = value or None
-    if rating is None and not texts["correct"] and not texts["comment"]:
+    if sent.rating is None and not texts["correct"] and not texts["comment"]:
         raise BadRequest("feedback needs a 'rating' ('up' or 'down'), a 'correct' answer or a 'comment'")
-    if "inputs" not in body:
-        raise BadRequest("feedback needs 'inputs': what was sent for the prediction")
-    arrays = model.signature.validate(body["inputs"])  # 400 naming the input when it does not fit
-    outputs = body.get("outputs")
+    arrays = model.signature.validate(sent.inputs)  # 400 naming the input when it does not fit
     known = {spec.name for spec in model.signature.outputs}
-    if not isinstance(outputs, dict) or not outputs or not set(outputs) <= known:
+    if not set(sent.outputs) <= known:
         raise BadRequest(f"feedback needs 'outputs': the prediction, by output name ({', '.join(sorted(known))})")
-    return {"request_id": request_id, "rating": rating, **texts,
-            "inputs": {name: to_list(array) for name, array in arrays.items()}, "outputs": outputs}
+    return {"request_id": sent.request_id, "rating": sent.rating, **texts,
+            "inputs": {name: to_list(array) for name, array in arrays.items()}, "outputs": sent.outputs}
 
 
 async def _off_loop(function, *args):

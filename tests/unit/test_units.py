@@ -1,0 +1,55 @@
+"""The one grammar for durations and sizes that every flag, file and page uses."""
+
+import pytest
+
+from pallet.errors import PalletError
+from pallet.units import format_size, parse_duration, parse_size
+
+
+@pytest.mark.parametrize("text, seconds", [
+    ("500ms", 0.5), ("10s", 10), ("5m", 300), ("1h", 3600), ("1d", 86400),
+    ("90s", 90), ("30m", 1800), ("24h", 86400), ("7d", 604800), ("1.5h", 5400), (".5s", 0.5),
+    ("1h30m", 5400), ("1d2h", 93600), ("1m30s500ms", 90.5), ("1h 30m", 5400), (" 2M ", 120),
+    ("0s", 0), ("0", 0), ("24", 24), ("2.5", 2.5), (3, 3.0), (0.25, 0.25),
+])
+def test_durations_in_every_unit_and_combination(text, seconds):
+    assert parse_duration(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("text", ["", "soon", "h", "1x", "-1h", "-5", "1h-30m", "ms", "1.2.3s", "nan", "inf",
+                                  "10 seconds", "5mm"])
+def test_what_is_not_a_duration_says_how_to_write_one(text):
+    with pytest.raises(PalletError, match=r"is not a duration; write e\.g\. 500ms, 10s, 5m, 1h or 1d"):
+        parse_duration(text)
+
+
+def test_positive_durations_refuse_zero():
+    assert parse_duration("500ms", positive=True) == 0.5
+    for zero in ("0s", "0", 0):
+        with pytest.raises(PalletError, match="duration must be more than zero"):
+            parse_duration(zero, positive=True)
+
+
+@pytest.mark.parametrize("text, size", [("2000000", 2_000_000), (1234, 1234), ("2MB", 2_000_000),
+                                        ("1.5 MiB", 1572864), ("300KiB", 307200), ("20kb", 20_000),
+                                        ("1GB", 10**9), ("2 GiB", 2 * 2**30), ("512B", 512)])
+def test_sizes(text, size):
+    assert parse_size(text) == size
+
+
+@pytest.mark.parametrize("text", ["big", "", "12XB", "-3MB", "1.2.3KB"])
+def test_what_is_not_a_size_says_how_to_write_one(text):
+    with pytest.raises(PalletError, match="is not a size: write bytes or a number with B, KB"):
+        parse_size(text)
+
+
+@pytest.mark.parametrize("size, text", [(0, "0 B"), (512, "512 B"), (1023, "1023 B"), (1024, "1.0 KiB"),
+                                        (1536, "1.5 KiB"), (20 * 2**20, "20.0 MiB"), (3 * 2**30, "3.0 GiB"),
+                                        (5000 * 2**30, "5000.0 GiB")])
+def test_sizes_as_people_read_them(size, text):
+    assert format_size(size) == text
+
+
+def test_a_formatted_size_reads_back_to_about_the_same_bytes():
+    for size in (700, 5000, 3 * 2**20 + 12345, 7 * 2**30):
+        assert parse_size(format_size(size)) == pytest.approx(size, rel=0.05)
