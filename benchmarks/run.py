@@ -149,6 +149,22 @@ def prepare_store() -> Path:
     return home
 
 
+def baseline(rev: str) -> tuple[Path, dict[str, str]]:
+    """pallet's source at git revision `rev` and a store made by it, to serve beside today's code."""
+    src = WORK / f"baseline-{rev}"
+    if not src.exists():
+        src.mkdir(parents=True)
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "src"], check=True, capture_output=True)
+        subprocess.run(["tar", "-x", "-C", str(src)], input=archive.stdout, check=True)
+    home = WORK / f"home-{rev}"
+    env = {"PALLET_HOME": str(home), "PYTHONPATH": str(src / "src")}
+    if not (home / "models" / "digits").exists():
+        code = "from pallet.demo import train_demo_models\nfrom pallet.store import default_store\n" \
+               "train_demo_models(default_store())\n"
+        subprocess.run([sys.executable, "-c", code], env={**os.environ, **env}, check=True, capture_output=True)
+    return home, env
+
+
 def v2_body(rows: np.ndarray) -> bytes:
     return json.dumps({"inputs": [{"name": "input", "shape": list(rows.shape), "datatype": "FP64",
                                    "data": rows.reshape(-1).tolist()}]}).encode()
@@ -225,6 +241,8 @@ def main() -> None:
     parser.add_argument("--only", default="floor,peers,batching,workers,cache")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--baseline", metavar="REV", help="Also serve pallet as it was at this git revision "
+                        "(floor and peers), e.g. to compare a change with main.")
     args = parser.parse_args()
     if not shutil.which("wrk") or not shutil.which("taskset"):
         sys.exit("benchmarks need wrk and taskset: apt-get install -y wrk util-linux")
@@ -242,6 +260,11 @@ def main() -> None:
         targets = [pallet_target(home, "pallet", "digits", v2_body(row)),
                    Target("bare-starlette", [sys.executable, str(HERE / "apps" / "bare.py"), "--model", str(artifact),
                                              "--port", "{port}"], "/v2/models/digits/infer", v2_body(row))]
+        if args.baseline:
+            base_home, base_env = baseline(args.baseline)
+            old = pallet_target(base_home, f"pallet-{args.baseline}", "digits", v2_body(row))
+            old.env = base_env
+            targets.insert(1, old)
         if "peers" in only:
             targets += peer_targets(artifact, row[0].tolist())
         figures = measure(targets, [1, 32], args.rounds, args.seconds)
