@@ -236,14 +236,66 @@ def record(name: str, description: str, figures: dict, command: str) -> None:
 
 # -- the benchmarks ---------------------------------------------------------------------------
 
-def main() -> None:
+def serving(home: Path, row: np.ndarray, artifact: Path, args: argparse.Namespace, command: str, peers: bool) -> None:
+    """pallet beside a bare Starlette app on the same model (and pallet at --baseline, and the peers)."""
+    targets = [pallet_target(home, "pallet", "digits", v2_body(row)),
+               Target("bare-starlette", [sys.executable, str(HERE / "apps" / "bare.py"), "--model", str(artifact),
+                                         "--port", "{port}"], "/v2/models/digits/infer", v2_body(row))]
+    if args.baseline:
+        base_home, base_env = baseline(args.baseline)
+        old = pallet_target(base_home, f"pallet-{args.baseline}", "digits", v2_body(row))
+        old.env = base_env
+        targets.insert(1, old)
+    if peers:
+        targets += peer_targets(artifact, row[0].tolist())
+    figures = measure(targets, [1, 32], args.rounds, args.seconds)
+    record("serving", "digits scikit-learn pipeline, one row per request, one core per server, "
+           "wrk on the other core; medians", figures, command)
+
+
+def batching(home: Path, x: np.ndarray, args: argparse.Namespace, command: str) -> None:
+    body = v2_body(x[:1])
+    targets = [pallet_target(home, "mlp-wide-batching-on", "mlp-wide", body, "--max-batch-size", "64"),
+               pallet_target(home, "mlp-wide-batching-off", "mlp-wide", body, "--max-batch-size", "1"),
+               pallet_target(home, "mlp-batching-on", "mlp", body, "--max-batch-size", "64"),
+               pallet_target(home, "mlp-batching-off", "mlp", body, "--max-batch-size", "1")]
+    record("batching", "sklearn MLPs on digits, one row per request, c=64, batching on vs off: mlp-wide is "
+           "64-2048-2048-10 (34 MB of weights per call), mlp is 64-512-512-10",
+           measure(targets, [64], args.rounds, args.seconds), command)
+
+
+def workers(home: Path, x: np.ndarray, args: argparse.Namespace, command: str) -> None:
+    body = v2_body(x[:64])
+    both = "0,1"
+    targets = [pallet_target(home, "mlp-1-worker", "mlp", body, "--max-batch-size", "1", cores=both),
+               pallet_target(home, "mlp-2-workers", "mlp", body, "--workers", "2", "--max-batch-size", "1",
+                             cores=both),
+               pallet_target(home, "mlp-2-workers-2-threads-each", "mlp", body, "--workers", "2", "--threads", "2",
+                             "--max-batch-size", "1", cores=both)]
+    record("workers", "sklearn MLP, 64 rows per request, c=8, both cores to the server (wrk shares them)",
+           measure(targets, [8], args.rounds, args.seconds, wrk_cores="0,1"), command)
+
+
+def cache(home: Path, x: np.ndarray, args: argparse.Namespace, command: str) -> None:
+    body = v2_body(x[:1])
+    targets = [pallet_target(home, "mlp-cache-memory", "mlp", body, "--cache", "memory", "--max-batch-size", "1"),
+               pallet_target(home, "mlp-no-cache", "mlp", body, "--max-batch-size", "1")]
+    record("cache", "sklearn MLP, the same row repeated, c=32, memory cache vs none",
+           measure(targets, [32], args.rounds, args.seconds), command)
+
+
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--only", default="floor,peers,batching,workers,cache")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--baseline", metavar="REV", help="Also serve pallet as it was at this git revision "
                         "(floor and peers), e.g. to compare a change with main.")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
     if not shutil.which("wrk") or not shutil.which("taskset"):
         sys.exit("benchmarks need wrk and taskset: apt-get install -y wrk util-linux")
     WORK.mkdir(exist_ok=True)
@@ -252,52 +304,16 @@ def main() -> None:
     from sklearn.datasets import load_digits
 
     x, _ = load_digits(return_X_y=True)
-    row = x[:1]
     artifact = next((home / "models" / "digits").glob("*/model.joblib"))
     only = set(args.only.split(","))
-
     if "floor" in only or "peers" in only:
-        targets = [pallet_target(home, "pallet", "digits", v2_body(row)),
-                   Target("bare-starlette", [sys.executable, str(HERE / "apps" / "bare.py"), "--model", str(artifact),
-                                             "--port", "{port}"], "/v2/models/digits/infer", v2_body(row))]
-        if args.baseline:
-            base_home, base_env = baseline(args.baseline)
-            old = pallet_target(base_home, f"pallet-{args.baseline}", "digits", v2_body(row))
-            old.env = base_env
-            targets.insert(1, old)
-        if "peers" in only:
-            targets += peer_targets(artifact, row[0].tolist())
-        figures = measure(targets, [1, 32], args.rounds, args.seconds)
-        record("serving", "digits scikit-learn pipeline, one row per request, one core per server, "
-               "wrk on the other core; medians", figures, command)
-
+        serving(home, x[:1], artifact, args, command, peers="peers" in only)
     if "batching" in only:
-        body = v2_body(x[:1])
-        targets = [pallet_target(home, "mlp-wide-batching-on", "mlp-wide", body, "--max-batch-size", "64"),
-                   pallet_target(home, "mlp-wide-batching-off", "mlp-wide", body, "--max-batch-size", "1"),
-                   pallet_target(home, "mlp-batching-on", "mlp", body, "--max-batch-size", "64"),
-                   pallet_target(home, "mlp-batching-off", "mlp", body, "--max-batch-size", "1")]
-        record("batching", "sklearn MLPs on digits, one row per request, c=64, batching on vs off: mlp-wide is "
-               "64-2048-2048-10 (34 MB of weights per call), mlp is 64-512-512-10",
-               measure(targets, [64], args.rounds, args.seconds), command)
-
+        batching(home, x, args, command)
     if "workers" in only:
-        body = v2_body(x[:64])
-        both = "0,1"
-        targets = [pallet_target(home, "mlp-1-worker", "mlp", body, "--max-batch-size", "1", cores=both),
-                   pallet_target(home, "mlp-2-workers", "mlp", body, "--workers", "2", "--max-batch-size", "1",
-                                 cores=both),
-                   pallet_target(home, "mlp-2-workers-2-threads-each", "mlp", body, "--workers", "2", "--threads", "2",
-                                 "--max-batch-size", "1", cores=both)]
-        record("workers", "sklearn MLP, 64 rows per request, c=8, both cores to the server (wrk shares them)",
-               measure(targets, [8], args.rounds, args.seconds, wrk_cores="0,1"), command)
-
+        workers(home, x, args, command)
     if "cache" in only:
-        body = v2_body(x[:1])
-        targets = [pallet_target(home, "mlp-cache-memory", "mlp", body, "--cache", "memory", "--max-batch-size", "1"),
-                   pallet_target(home, "mlp-no-cache", "mlp", body, "--max-batch-size", "1")]
-        record("cache", "sklearn MLP, the same row repeated, c=32, memory cache vs none",
-               measure(targets, [32], args.rounds, args.seconds), command)
+        cache(home, x, args, command)
 
 
 if __name__ == "__main__":

@@ -43,6 +43,17 @@ class RunningServer:
         self.thread.join(timeout=10)
 
 
+def wait_for(condition, seconds: float = 60, what: str = "the condition"):
+    """The first truthy value `condition()` returns, polled every 0.1 s; fails the test after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
 def stop(proc: subprocess.Popen, sig: int = signal.SIGINT) -> tuple[str, str]:
     """Signal a server process and collect what it wrote (killed if it does not end in 30 s)."""
     if proc.poll() is None:

@@ -2,7 +2,6 @@
 for the same requests to a live server (127.0.0.1, bounded)."""
 
 import json
-import time
 
 import httpx
 import pytest
@@ -17,7 +16,7 @@ from pallet.rollout import Rollouts
 from pallet.serve.app import create_app
 from pallet.serve.config import ServeConfig
 from pallet.store import Store
-from tests.serve.conftest import RunningServer
+from tests.serve.conftest import RunningServer, wait_for
 
 NAME = "timed"  # a name no other test serves: the process's metrics hold nobody else's requests for it
 
@@ -33,16 +32,6 @@ def two_versions(tmp_path, monkeypatch):
     monkeypatch.setenv("PALLET_HOME", str(store.home))
     monkeypatch.setenv("PALLET_DB_URL", store.db_url)
     return store
-
-
-def wait_for(condition, seconds: float = 30, what: str = "the condition"):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_dashboard_rollout_status_and_bench_print_the_same_p95(two_versions):

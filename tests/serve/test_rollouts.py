@@ -19,7 +19,7 @@ from pallet.rollout.state import RolloutState
 from pallet.serve.app import create_app
 from pallet.serve.config import ServeConfig
 from pallet.store import Store
-from tests.serve.conftest import RunningServer
+from tests.serve.conftest import RunningServer, wait_for
 
 USER_MODULE = '''
 import joblib
@@ -142,16 +142,6 @@ class Load:
     def recent(self, n: int) -> list[tuple[int, str | None, int]]:
         with self.lock:
             return self.results[-n:]
-
-
-def wait_for(condition, seconds: float = 60, what: str = "the condition"):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_promote_and_rollback_under_load_fail_no_request(live, rollout_store):

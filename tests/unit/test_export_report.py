@@ -1,4 +1,4 @@
-"""The pieces every export and optimization shares: the report, the comparison, data specs, sizes, devices."""
+"""The pieces every export and optimization shares: the report, the comparison, data specs, devices."""
 
 import numpy as np
 import pytest
@@ -9,7 +9,6 @@ from pallet.export.data import load_data, sentences, split
 from pallet.export.devices import BUILTIN, load_devices
 from pallet.export.report import Figures, Parity, Report
 from pallet.signature import Signature, TensorSpec
-from pallet.units import parse_size
 
 TABLE = Signature((TensorSpec("input", "float32", (-1, 4)),))
 
@@ -94,17 +93,6 @@ def test_sentences_are_distinct_and_stable():
     texts = sentences()
     assert len(set(texts)) == len(texts) == 240
     assert sentences()[17] == texts[17]
-
-
-@pytest.mark.parametrize("text, size", [("2000", 2000), ("2MB", 2_000_000), ("1.5 MiB", 1_572_864),
-                                        ("300KiB", 307_200), (512, 512)])
-def test_parse_size(text, size):
-    assert parse_size(text) == size
-
-
-def test_parse_size_refuses_what_is_not_a_size():
-    with pytest.raises(PalletError, match="not a size"):
-        parse_size("big")
 
 
 def test_device_profiles_from_pallet_yaml_are_checked(tmp_path):

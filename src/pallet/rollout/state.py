@@ -76,6 +76,7 @@ class Rollout:
 
 @dataclass(frozen=True)
 class Event:
+    """One change to a rollout: who made it, when and why, and the traffic weights after it."""
     name: str
     revision: int
     time: str

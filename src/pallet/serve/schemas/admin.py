@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import UNSET, UnsetType, field
 
+from pallet.rollout.state import Event
 from pallet.serve.middleware import REQUEST_ID
 from pallet.serve.schemas import expects
 from pallet.ui.feedback import RATINGS
@@ -102,11 +103,5 @@ class RolloutStatus(msgspec.Struct):
     served_revision: int | None = None
 
 
-class RolloutEvent(msgspec.Struct):
-    name: str
-    revision: int
-    time: str
-    actor: str
-    action: str
-    reason: str
-    weights: dict[str, float]
+class RolloutEvent(Event):
+    """One change to a rollout: who made it, when and why, and the traffic weights after it."""
