@@ -9,6 +9,7 @@ import numpy as np
 from pallet import runtimes
 from pallet.errors import NoRuntime, PalletError, PredictionError
 from pallet.runtimes.base import Runtime
+from pallet.runtimes.source import collecting_scopes
 from pallet.signature import Signature
 from pallet.store import ModelRef, ModelVersion
 
@@ -41,7 +42,10 @@ def load_runtime(version: ModelVersion, **options: Any) -> Runtime:
     """The stored version's runtime, its files verified first. `options` override the manifest's runtime options."""
     runtime = runtime_named(version.manifest.runtime)
     version.verify(skip=runtime.reads_verified)  # before anything is deserialized
-    return runtime.load(version.path, {**version.manifest.runtime_options, **options})
+    with collecting_scopes() as scopes:  # the code it imports, released by `close`
+        loaded = runtime.load(version.path, {**version.manifest.runtime_options, **options})
+    loaded.code_scopes = tuple(scopes)
+    return loaded
 
 
 class Model:
@@ -59,6 +63,10 @@ class Model:
 
     def __repr__(self) -> str:
         return f"<Model {self.ref} ({self.version.manifest.framework})>"
+
+    def close(self) -> None:
+        """Release what loading took from the process (see `Runtime.close`); the model is not used after."""
+        self.runtime.close()
 
     def predict(self, inputs: Any) -> dict[str, np.ndarray]:
         """Outputs by name for a batch: an array or nested lists (one-input models) or a dict by input name."""

@@ -15,7 +15,7 @@ import numpy as np
 from pallet.errors import InvalidInput, PalletError
 from pallet.model import runtime_for, runtime_named
 from pallet.runtimes.base import Runtime
-from pallet.runtimes.source import copy_code_paths
+from pallet.runtimes.source import collecting_scopes, copy_code_paths
 from pallet.signature import Signature, TensorSpec
 from pallet.store import Manifest, ModelRef, Store
 from pallet.store.manifest import describe_files, package_versions
@@ -93,7 +93,16 @@ def _manifest(tmp: Path, name: str, runtime_cls: type[Runtime], options: dict[st
 def _signature_from_run(tmp: Path, runtime_cls: type[Runtime], options: dict[str, Any],
                         sample: Any) -> tuple[Signature, dict[str, np.ndarray]]:
     """The model just written, loaded and run on its sample: the signature, and the sample as validated inputs."""
-    runtime = runtime_cls.load(tmp, options)
+    with collecting_scopes() as scopes:  # the code it imports is released once it has run
+        runtime = runtime_cls.load(tmp, options)
+    runtime.code_scopes = tuple(scopes)
+    try:
+        return _run_on_sample(runtime, sample)
+    finally:
+        runtime.close()
+
+
+def _run_on_sample(runtime: Runtime, sample: Any) -> tuple[Signature, dict[str, np.ndarray]]:
     inputs = _sample_inputs(sample, runtime.input_names)
     signature = Signature.infer(inputs, dtypes=runtime.input_dtypes, shapes=runtime.input_shapes)
     inputs = signature.validate(inputs)

@@ -2,14 +2,16 @@
 
 Whoever runs models limits the native thread pools they use: BLAS and OpenMP
 (through threadpoolctl and the usual environment variables, which spawned workers
-inherit) and onnxruntime's intra-op pool. Without a plan, N workers each start one
-thread per core and fight over the cores. The limits hold inside `with limited(plan):`
-and are undone after it, so a library call leaves the process as it found it.
+and libraries loaded later read), torch's intra-op pool and onnxruntime's. Without a
+plan, N workers each start one thread per core and fight over the cores. The limits
+hold inside `with limited(plan):` and are undone after it, so a library call leaves
+the process as it found it.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -54,16 +56,23 @@ def export(plan: ThreadPlan) -> None:
 
 @contextmanager
 def limited(plan: ThreadPlan) -> Iterator[ThreadPlan]:
-    """Within the block: the thread pools already loaded in this process limited to the plan, and the
-    environment variables set for libraries loaded later. Both are restored when the block ends."""
+    """Within the block: the thread pools already loaded in this process limited to the plan (torch's
+    too, when torch is loaded), and the environment variables set for libraries loaded later. All are
+    restored when the block ends."""
     from threadpoolctl import threadpool_limits
 
     before = {name: os.environ.get(name) for name in THREAD_ENV}
+    torch = sys.modules.get("torch")  # never imported here: only a torch already loaded has a pool to limit
+    torch_before = torch.get_num_threads() if torch is not None else None
     export(plan)
     try:
+        if torch is not None:
+            torch.set_num_threads(plan.threads)
         with threadpool_limits(limits=plan.threads):
             yield plan
     finally:
+        if torch is not None:
+            torch.set_num_threads(torch_before)
         for name, value in before.items():
             if value is None:
                 os.environ.pop(name, None)

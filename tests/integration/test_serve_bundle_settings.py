@@ -1,5 +1,6 @@
 """`pallet serve --bundle` runs with the flags it is given, over what the bundle's pallet.yaml says."""
 
+import asyncio
 import os
 import signal
 import socket
@@ -14,7 +15,7 @@ import yaml
 from sklearn.linear_model import LogisticRegression
 
 import pallet
-from pallet.deploy.bundle import bundle_settings, bundle_store
+from pallet.deploy.bundle import app_from_bundle, bundle_settings, bundle_store
 from pallet.deploy.bundle import _recorded as recorded
 from pallet.net import free_port, wait_ready
 
@@ -65,3 +66,24 @@ def test_serve_bundle_runs_with_the_flags_given(tmp_path):
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate(timeout=30)
+
+
+def test_the_lambda_app_of_a_bundle_reads_the_environment_as_pallet_serve_does(tmp_path, monkeypatch):
+    bundle = small_bundle(tmp_path / "bundle")
+    monkeypatch.setenv("PALLET_MAX_ROWS", "1")
+    monkeypatch.setenv("PALLET_CACHE", "memory:7")
+    monkeypatch.setenv("PALLET_WORKERS", "4")  # the Lambda app is one process, whatever the environment says
+    app = app_from_bundle(bundle, writable=str(tmp_path / "tmp"), preload=True)
+    plane = app.state.plane
+    assert (plane.config.max_rows, plane.config.cache, plane.config.workers) == (1, "memory:7", 1)
+    assert plane.cache.size == 7
+
+    async def infer(rows: list[list[float]]) -> httpx.Response:
+        body = {"inputs": [{"name": "input", "shape": [len(rows), 2], "datatype": "FP64",
+                            "data": [value for row in rows for value in row]}]}
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://lambda") as client:
+            return await client.post("/v2/models/tiny/infer", json=body)
+
+    assert asyncio.run(infer([[0.0, 1.0]])).status_code == 200
+    refused = asyncio.run(infer([[0.0, 1.0], [1.0, 0.0]]))
+    assert refused.status_code == 400 and "at most 1 per request" in refused.text

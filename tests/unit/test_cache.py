@@ -42,7 +42,7 @@ def test_memory_cache_keeps_the_most_recent():
 
 
 @pytest.mark.parametrize("spec, message", [("memory:0", "positive number"), ("memory:x", "positive number"),
-                                           ("disk", "unknown --cache 'disk'")])
+                                           ("disk", "--cache must be memory, memory:N or redis://host:port/db, got 'disk'")])
 def test_bad_specs(spec, message):
     with pytest.raises(PalletError, match=message):
         make_cache(spec)

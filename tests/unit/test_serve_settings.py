@@ -94,6 +94,38 @@ def test_secrets_are_never_printed(monkeypatch):
     assert settings["api_key"] == ("<set>", "env PALLET_API_KEY")
 
 
+def test_passwords_in_urls_are_never_printed(monkeypatch):
+    monkeypatch.setenv("PALLET_CACHE", "redis://:hunter2@cache.internal:6379/0")
+    result = CliRunner().invoke(app, ["serve", "iris", "--show-config"])
+    assert result.exit_code == 0 and "hunter2" not in result.output
+    assert show("iris")["cache"] == ("redis://:***@cache.internal:6379/0", "env PALLET_CACHE")
+    result = CliRunner().invoke(app, ["serve", "iris", "--cache", "mysql://me:hunter2@db/x", "--show-config"])
+    assert result.exit_code == 1 and "hunter2" not in result.output and "mysql://me:***@db/x" in result.stderr
+
+
+def test_a_bad_share_token_is_refused_without_printing_it():
+    result = CliRunner().invoke(app, ["serve", "iris", "--show-config"], env={"PALLET_SHARE_TOKEN": "my secret!"})
+    assert result.exit_code == 2 and "my secret!" not in result.output
+    assert "PALLET_SHARE_TOKEN must be 8 to 128 letters" in result.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--share-token", "short"], "error: --share-token must be 8 to 128 letters, digits, '-' or '_'"),
+    (["--cache", "memory:x"], "error: --cache memory:N needs a positive number of entries, got 'memory:x'"),
+    (["--ui", "/nonexistent"], "error: --ui /nonexistent: no index.html there"),
+    (["--cors-origin", "ftp://x"], "error: --cors-origin 'ftp://x' is not an origin"),
+])
+def test_a_value_a_flag_cannot_take_is_named_by_the_flag_before_anything_starts(args, message):
+    result = CliRunner().invoke(app, ["serve", "iris", *args, "--show-config"])
+    assert result.exit_code == 1  # as when these were checked by the server
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_ui_folder_with_an_index_is_taken(tmp_path):
+    (tmp_path / "index.html").write_text("<p>hello</p>")
+    assert show("iris", "--ui", str(tmp_path))["ui"] == (str(tmp_path), "flag --ui")
+
+
 def test_every_setting_has_one_flag_whose_help_is_the_models_and_whose_default_is_not_given():
     command = typer.main.get_command(app).commands["serve"]
     options = {opt: param for param in command.params if isinstance(param, typer.core.TyperOption) for opt in param.opts}
@@ -111,6 +143,11 @@ def test_every_setting_has_one_flag_whose_help_is_the_models_and_whose_default_i
     (["iris"], {"PALLET_WORKERS": "many"}, "PALLET_WORKERS must be a positive whole number, got 'many'"),
     (["iris"], {"PALLET_DRAIN_SECONDS": "1y"}, "PALLET_DRAIN_SECONDS must be a duration"),
     (["iris"], {"PALLET_ACCESS_LOG": "perhaps"}, "PALLET_ACCESS_LOG must be true or false"),
+    (["iris"], {"PALLET_CORS_ORIGINS": "bad"}, "PALLET_CORS_ORIGINS 'bad' is not an origin: write scheme://host"),
+    (["iris"], {"PALLET_SHARE_TOKEN": "a b"}, "PALLET_SHARE_TOKEN must be 8 to 128 letters, digits, '-' or '_'"),
+    (["iris"], {"PALLET_CACHE": "disk"}, "PALLET_CACHE must be memory, memory:N or redis://host:port/db, got 'disk'"),
+    (["iris"], {"PALLET_CACHE": "memory:0"}, "PALLET_CACHE memory:N needs a positive number of entries"),
+    (["iris"], {"PALLET_UI": "/nonexistent"}, "PALLET_UI /nonexistent: no index.html there"),
 ])
 def test_a_bad_flag_or_variable_is_one_line_and_exit_2(args, env, message):
     result = CliRunner().invoke(app, ["serve", *args, "--show-config"], env=env)
@@ -123,6 +160,9 @@ def test_a_bad_flag_or_variable_is_one_line_and_exit_2(args, env, message):
     ({"read_timeout": "forever"}, "pallet.yaml: serve.read_timeout must be a duration"),
     ({"colour": "blue"}, "pallet.yaml: unknown serve settings colour"),
     ({"share_token": "abcdefghij"}, "serve.share_token is a secret"),
+    ({"cache": "disk"}, "pallet.yaml: serve.cache must be memory, memory:N or redis://host:port/db, got 'disk'"),
+    ({"cors_origins": ["app.example.com"]}, "pallet.yaml: serve.cors_origins 'app.example.com' is not an origin"),
+    ({"ui": "/nonexistent"}, "pallet.yaml: serve.ui /nonexistent: no index.html there"),
 ])
 def test_a_bad_pallet_yaml_is_one_line_and_exit_1(bundle, serve, message):
     (bundle / "pallet.yaml").write_text(yaml.safe_dump({"models": ["iris:1"], "serve": serve}))

@@ -32,16 +32,19 @@ class LocalEngine:
 
     def results(self, job: Job, skip: int) -> Iterator[Result]:
         model = Model(job.version)
-        with ThreadPoolExecutor(self.workers, thread_name_prefix="pallet-batch") as pool:
-            pending: deque = deque()
-            first_row = skip
-            for chunk in job.source.chunks(job.record.options.get("batch_size", 10_000), skip=skip):
-                pending.append(pool.submit(predict_chunk, chunk, job, model, first_row))
-                first_row += chunk.num_rows
-                if len(pending) > self.workers:
+        try:
+            with ThreadPoolExecutor(self.workers, thread_name_prefix="pallet-batch") as pool:
+                pending: deque = deque()
+                first_row = skip
+                for chunk in job.source.chunks(job.record.options.get("batch_size", 10_000), skip=skip):
+                    pending.append(pool.submit(predict_chunk, chunk, job, model, first_row))
+                    first_row += chunk.num_rows
+                    if len(pending) > self.workers:
+                        yield pending.popleft().result()
+                while pending:
                     yield pending.popleft().result()
-            while pending:
-                yield pending.popleft().result()
+        finally:
+            model.close()  # the code the model imported goes with the run
 
 
 def engine_named(name: str, workers: int = 1) -> Engine:

@@ -4,7 +4,8 @@ so a killed Ray run resumes (on either engine) with every key exactly once.
 
 `ray.init()` joins the cluster `RAY_ADDRESS` names, or starts a local one. On a cluster, the
 input files and PALLET_HOME must be readable from every node. Ray's log levels and warnings are
-quietened for the run and put back after it.
+quietened while Ray starts, plans and computes the next chunk, and put back before each chunk is
+handed on, so the caller's own code runs with them as it set them.
 """
 
 from __future__ import annotations
@@ -45,15 +46,18 @@ class RayEngine:
     def results(self, job: Job, skip: int) -> Iterator[Result]:
         import ray
 
-        with _quiet_ray():
-            started_here = not ray.is_initialized()
-            if started_here:
+        started_here = not ray.is_initialized()
+        if started_here:
+            with _quiet_ray():
                 ray.init(ignore_reinit_error=True, include_dashboard=False, log_to_driver=False,
                          logging_level="ERROR")
-            try:
-                yield from _skipping(_chunk_rows(self._dataset(job)), skip)
-            finally:
-                if started_here:
+        try:
+            with _quiet_ray():
+                data = self._dataset(job)
+            yield from _skipping(_chunk_rows(data), skip)
+        finally:
+            if started_here:
+                with _quiet_ray():
                     ray.shutdown()
 
     def _dataset(self, job: Job):
@@ -77,9 +81,16 @@ class RayEngine:
 
 
 def _chunk_rows(data) -> Iterator[tuple[int, dict]]:
-    """Each predicted chunk's first row in the input, and the chunk."""
+    """Each predicted chunk's first row in the input, and the chunk. Ray is quiet while it works on
+    the next chunk, not while the caller holds this one."""
     offset = 0
-    for batch in data.iter_batches(batch_size=None, batch_format="pyarrow"):
+    with _quiet_ray():
+        batches = iter(data.iter_batches(batch_size=None, batch_format="pyarrow"))
+    while True:
+        with _quiet_ray():
+            batch = next(batches, None)
+        if batch is None:
+            return
         for row in batch.to_pylist():
             yield offset, row
             offset += row["read"]

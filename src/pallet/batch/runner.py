@@ -18,7 +18,7 @@ from pallet.batch.sources import FileSource, normalize, open_source, split_url
 from pallet.batch.summary import Summary
 from pallet.errors import PalletError, first_line
 from pallet.store import Store, default_store
-from pallet.store.database import redact
+from pallet.urls import redact
 
 RECORD_EVERY_SECONDS = 1.0
 Progress = Callable[[int, int | None], None]   # rows done, rows in all (None when unknown)

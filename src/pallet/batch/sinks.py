@@ -19,10 +19,11 @@ import sqlalchemy as sa
 
 from pallet.batch.sources import quote, split_url
 from pallet.errors import PalletError
-from pallet.store.database import make_engine, redact, retrying
+from pallet.store.database import make_engine, retrying
 from pallet.store.migrate import CHECKPOINTS as CHECKPOINT_HISTORY
 from pallet.store.migrate import upgrade
 from pallet.store.schema import batch_checkpoints
+from pallet.urls import redact
 
 CHECKPOINTS = batch_checkpoints.name
 MARKER = "_pallet_output"  # in a Parquet output folder: pallet wrote it, so a run may replace it

@@ -14,7 +14,8 @@ import sqlalchemy as sa
 
 from pallet.csv_reader import read_batches, read_header
 from pallet.errors import PalletError, first_line
-from pallet.store.database import make_engine, redact
+from pallet.store.database import make_engine
+from pallet.urls import redact
 
 SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 

@@ -18,7 +18,7 @@ from pallet.batch.sources import normalize
 from pallet.cli.output import console
 from pallet.errors import PalletError
 from pallet.store import default_store
-from pallet.store.database import redact
+from pallet.urls import redact
 from pallet.units import parse_duration
 
 app = typer.Typer(help="Batch prediction: data to a table, resumable, checked.", no_args_is_help=True)

@@ -8,7 +8,7 @@ import typer
 
 from pallet.cli import app
 from pallet.units import format_size
-from pallet.deploy.bundle import Scale, ServeSettings, build as build_bundle, cold_start
+from pallet.deploy.bundle import Scale, bundle_settings, build as build_bundle, cold_start
 from pallet.settings import ServeConfig
 from pallet.store import default_store
 
@@ -33,7 +33,7 @@ def build(
     """Write a bundle: models (sha256-checked), a lock file, pallet.yaml, a Dockerfile and Kubernetes manifests."""
     given = {"port": port, "workers": workers, "max_batch_size": max_batch_size}
     report = build_bundle(models, output, store=default_store(),
-                          serve=ServeSettings(**{name: value for name, value in given.items() if value is not None}),
+                          serve=bundle_settings(**{name: value for name, value in given.items() if value is not None}),
                           scale=Scale(image=image, replicas=replicas, max_replicas=max(replicas, 10)),
                           targets=tuple(target))
     typer.echo(f"bundle {report.path}: {format_size(report.size_bytes)} in {len(report.files)} files")

@@ -48,8 +48,11 @@ def serve(models: list[str] | None, bundle: Path | None, show_config: bool, **fl
 
 
 def _as_usage_error(error: SettingError) -> Exception:
-    """A bad flag or environment variable as a usage error (exit 2); a bad file stays a PalletError (exit 1)."""
+    """A bad flag or environment variable as a usage error (exit 2); a bad file stays a PalletError (exit 1),
+    and so does a flag's value of the right kind that is still wrong (an origin, a token, a folder)."""
     if error.source and error.source.startswith("--"):
+        if error.problem:
+            return error
         return typer.BadParameter(f"must be {error.expected}, got {error.value!r}", param_hint=f"'{error.source}'")
     if error.source and ":" not in error.source:
         return typer.BadParameter(str(error))

@@ -20,7 +20,7 @@ import pallet
 from pallet.deploy.local import nginx_config
 from pallet.deploy.lock import canonical, lock, pallet_roots, render
 from pallet.errors import PalletError
-from pallet.settings import ServeConfig, check_file
+from pallet.settings import ServeConfig, check_file, file_layer, resolve
 from pallet.store import ModelVersion, Store
 from pallet.store.index import VersionRow
 
@@ -37,9 +37,6 @@ BUNDLE_SETTINGS = ("port", "grpc_port", "workers", "max_batch_size", "max_latenc
 def bundle_settings(**values) -> ServeConfig:
     """The serve settings a bundle records: the serve defaults, but gRPC on 8001 (the manifests open it)."""
     return ServeConfig(**{"grpc_port": 8001, **values})
-
-
-ServeSettings = bundle_settings  # the name `pallet build` and scripts call it by
 
 
 @dataclass
@@ -203,9 +200,11 @@ def _recorded(serve: ServeConfig) -> dict:
     return serve.model_dump(include=names)
 
 
-def serve_config(config: dict, **overrides) -> ServeConfig:
-    """The `ServeConfig` a bundle's `pallet.yaml` describes; `overrides` (host, port, ...) win."""
-    return ServeConfig(**{"models": config["models"], **config["serve"], **overrides})
+def serve_config(bundle: Path, config: dict, **overrides) -> ServeConfig:
+    """The `ServeConfig` a bundle serves with, resolved as `pallet serve --bundle` resolves it:
+    `overrides` (as flags) over PALLET_* variables over its `pallet.yaml` (`config`) over the defaults."""
+    file = file_layer({"models": config["models"], **config["serve"]}, str(Path(bundle) / CONFIG))
+    return resolve(overrides, file).config
 
 
 def app_from_bundle(bundle: Path, writable: str | None = None, preload: bool = False):
@@ -220,8 +219,8 @@ def app_from_bundle(bundle: Path, writable: str | None = None, preload: bool = F
         Path(writable).mkdir(parents=True, exist_ok=True)
         index = Path(writable) / "index.db"
         shutil.copyfile(Path(bundle) / "store" / "index.db", index)  # each cold start: this bundle's index
-    overrides = {"workers": 1, "grpc_port": None, **({"max_batch_size": 1} if preload else {})}
-    app = create_app(serve_config(config, **overrides), bundle_store(bundle, index))
+    overrides = {"workers": 1, "grpc_port": 0, **({"max_batch_size": 1} if preload else {})}  # 0: no gRPC
+    app = create_app(serve_config(bundle, config, **overrides), bundle_store(bundle, index))
     if preload:
         for ref in config["models"]:
             app.state.plane.load(ref)

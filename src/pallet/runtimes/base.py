@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from pallet.runtimes.source import CodeScope
 
 
 class Runtime(ABC):
@@ -27,6 +30,8 @@ class Runtime(ABC):
     output_labels: dict[str, list] = {}
     # Whether rows are independent, so requests may share one predict call (adaptive batching).
     batchable: bool = True
+    # The code scopes loading imported (the version's `code/`, a pipeline's steps'): `close` releases them.
+    code_scopes: tuple[CodeScope, ...] = ()
 
     @classmethod
     @abstractmethod
@@ -46,3 +51,9 @@ class Runtime(ABC):
     @abstractmethod
     def predict(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Outputs for a batch of validated inputs, batch along axis 0."""
+
+    def close(self) -> None:
+        """Give back what loading took from the process (the modules of the version's code); the
+        runtime is not used after. A runtime holding more overrides this and calls it too."""
+        for scope in self.code_scopes:
+            scope.close()

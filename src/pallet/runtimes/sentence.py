@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -68,11 +70,7 @@ class SentenceRuntime(Runtime):
             self.session = ort.InferenceSession(str(folder / GRAPH), options, providers=["CPUExecutionProvider"])
             self.graph_inputs = [i.name for i in self.session.get_inputs()]
             self.runner = f"onnxruntime {ort.__version__} (CPU)"
-        elif backend == "torch":
-            import torch
-
-            if threads:
-                torch.set_num_threads(threads)
+        elif backend == "torch":  # its threads: the thread plan's (pallet.threads), not the runtime's to set
             self.module = pooled_encoder(folder / ENCODER)
             self.runner = "torch"
         else:
@@ -125,11 +123,9 @@ def pooled_encoder(path: Path):
     """The encoder with mean pooling over the attention mask and L2 normalisation, as one torch module."""
     import torch
     from transformers import AutoModel
-    from transformers.utils import logging as transformers_logging
 
-    transformers_logging.set_verbosity_error()
-    transformers_logging.disable_progress_bar()
-    encoder = AutoModel.from_pretrained(str(path), local_files_only=True).eval()
+    with _quiet_transformers():
+        encoder = AutoModel.from_pretrained(str(path), local_files_only=True).eval()
 
     class Pooled(torch.nn.Module):
         def __init__(self):
@@ -144,3 +140,20 @@ def pooled_encoder(path: Path):
             return torch.nn.functional.normalize(pooled, p=2, dim=1)
 
     return Pooled().eval()
+
+
+@contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """transformers' logs at errors only and its progress bars off inside the block; as they were after it."""
+    from transformers.utils import logging as transformers_logging
+
+    verbosity = transformers_logging.get_verbosity()
+    bars = transformers_logging.is_progress_bar_enabled()
+    transformers_logging.set_verbosity_error()
+    transformers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        transformers_logging.set_verbosity(verbosity)
+        if bars:
+            transformers_logging.enable_progress_bar()

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import io
-import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import joblib
 import numpy as np
 
 from pallet.checksums import read_verified
 from pallet.runtimes.base import Runtime
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 FILE = "model.joblib"
 # Classifiers whose predict() is, by construction, the class of highest predict_proba():
@@ -67,12 +67,9 @@ class SklearnRuntime(Runtime):
             x = np.column_stack([inputs[name] for name in self.feature_names])
         else:
             x = np.column_stack(list(inputs.values()))
-        if not self.feature_names:
-            return self._predict(x)
-        with _by_position():  # the one case sklearn warns about: fitted on named columns, given an array
-            return self._predict(x)
+        return self._predict(_named(x, self.feature_names) if self.feature_names else x)
 
-    def _predict(self, x: np.ndarray) -> dict[str, np.ndarray]:
+    def _predict(self, x: np.ndarray | pa.Table) -> dict[str, np.ndarray]:
         if not self.probabilistic:
             return {"prediction": np.asarray(self.estimator.predict(x))}
         probabilities = np.asarray(self.estimator.predict_proba(x))
@@ -81,10 +78,15 @@ class SklearnRuntime(Runtime):
         return {"label": np.asarray(self.estimator.predict(x)), "probabilities": probabilities}
 
 
-@contextmanager
-def _by_position() -> Iterator[None]:
-    """Inside: no warning that the columns have no names. An estimator fitted on a DataFrame is given
-    the same columns, by name and in its order, as an array."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="X does not have valid feature names", category=UserWarning)
-        yield
+def _named(x: np.ndarray, names: list[str]) -> np.ndarray | pa.Table:
+    """The columns of `x` under the names the estimator was fitted on (a table: scikit-learn reads its
+    column names), so it finds what it expects and has nothing to warn about. As given when they
+    cannot be named: not one column per name, or values arrow cannot hold."""
+    import pyarrow as pa
+
+    if x.ndim != 2 or x.shape[1] != len(names):
+        return x
+    try:
+        return pa.Table.from_arrays([pa.array(column) for column in x.T], names=names)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        return x

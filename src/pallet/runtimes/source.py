@@ -5,12 +5,14 @@ versions (or a version and the user's checkout) can hold modules of the same nam
 meeting. Inside that package, `import helper` and `from helper import x` resolve to the
 folder's own `helper.py` (or `helper/` package) when it has one, and to the usual modules
 otherwise. Nothing is added to `sys.path`: one finder, which answers only for names under
-`pallet_models.`, locates the folder's files.
+`pallet_models.`, locates the folder's files. A scope is released (`close`) when the model that imported it is unloaded, so a
+process that loads and unloads versions does not keep every version's modules.
 """
 
 from __future__ import annotations
 
 import builtins
+import contextvars
 import hashlib
 import importlib
 import importlib.abc
@@ -21,7 +23,8 @@ import itertools
 import shutil
 import sys
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -33,6 +36,7 @@ ROOT = "pallet_models"
 
 _numbers = itertools.count(1)
 _lock = threading.Lock()
+_collecting: contextvars.ContextVar[tuple[list[CodeScope], ...]] = contextvars.ContextVar("collecting", default=())
 
 
 class CodeScope:
@@ -45,6 +49,20 @@ class CodeScope:
         self.names = local_module_names(self.folder)
         self.builtins = {**builtins.__dict__, "__import__": self._import}
         _install(self)
+        for scopes in _collecting.get():
+            scopes.append(self)
+
+    def close(self) -> None:
+        """Forget the folder's package and every module imported from it. What was already made from
+        them keeps working; importing more from the folder no longer does."""
+        with _lock:
+            _finder.scopes.pop(self.package, None)
+            prefix = self.package + "."
+            for name in [n for n in list(sys.modules) if n == self.package or n.startswith(prefix)]:
+                sys.modules.pop(name, None)
+            root = sys.modules.get(ROOT)
+            if root is not None:
+                root.__dict__.pop(self.package.rsplit(".", 1)[1], None)
 
     def import_module(self, name: str) -> ModuleType:
         """Module `name` (dotted) from the folder when its first part is there; else the usual one."""
@@ -73,6 +91,22 @@ class CodeScope:
             return builtins.__import__(name, globals, locals, fromlist, level)
         module = builtins.__import__(f"{self.package}.{name}", globals, locals, fromlist, 0)
         return module if fromlist else sys.modules[f"{self.package}.{top}"]
+
+
+@contextmanager
+def collecting_scopes() -> Iterator[list[CodeScope]]:
+    """The scopes made inside the block (in this thread or task), nested blocks' included. If the
+    block fails, they are closed: nothing that failed to load stays imported."""
+    scopes: list[CodeScope] = []
+    token = _collecting.set((*_collecting.get(), scopes))
+    try:
+        yield scopes
+    except BaseException:
+        for scope in scopes:
+            scope.close()
+        raise
+    finally:
+        _collecting.reset(token)
 
 
 def local_module_names(folder: Path) -> frozenset[str]:

@@ -76,8 +76,6 @@ class TorchRuntime(Runtime):
     def load(cls, folder: Path, options: dict[str, Any]) -> TorchRuntime:
         import torch
 
-        if int(options.get("intra_op_threads", 0)):
-            torch.set_num_threads(int(options["intra_op_threads"]))
         if "program" in options:
             program = torch.export.load(folder / options["program"])
             return cls(program.module(), options["inputs"], options.get("outputs"), _free_batch(program))

@@ -41,37 +41,29 @@ def create_app(config: ServeConfig, store: Store | None = None) -> Starlette:
         configure_access_log(config.access_log)
         configure_server_log()
         drain_on_sigterm(plane, config.drain_seconds)
-        thread_limits = contextlib.ExitStack()  # the plan holds for the life of this app
-        thread_limits.enter_context(threads.limited(plane.threads))
-        for ref in config.models:
+        with threads.limited(plane.threads):  # the plan holds for the life of this app, however it ends
+            tasks: list[asyncio.Task] = []
+            grpc_server = None
             try:
-                plane.load(ref)
-            except PalletError as error:
-                if not config.skip_unloadable:
-                    raise StartupRefused(f"cannot serve {ref}: {error} (pallet serve --skip-unloadable serves "
-                                         "the others)") from None
-                name = ModelRef.parse(ref).name
-                plane.failed[name] = str(error)
-                logging.getLogger("pallet.serve").warning("model %s is not served: %s", ref, error)
-        rollouts = RolloutSync.open(plane, config.rollout_poll_seconds)
-        if rollouts is not None:
-            await rollouts.sync_once()  # start on the stored traffic policies, not only the models named
-        tasks = [asyncio.create_task(stats.run())]  # the dashboard's history
-        if rollouts is not None:
-            tasks.append(asyncio.create_task(rollouts.run()))
-        grpc_server = None
-        if config.grpc_port is not None:
-            from pallet.serve.grpc_server import GrpcServer
+                _load_models(plane, config)
+                rollouts = RolloutSync.open(plane, config.rollout_poll_seconds)
+                if rollouts is not None:
+                    await rollouts.sync_once()  # start on the stored traffic policies, not only the models named
+                tasks.append(asyncio.create_task(stats.run()))  # the dashboard's history
+                if rollouts is not None:
+                    tasks.append(asyncio.create_task(rollouts.run()))
+                if config.grpc_port is not None:
+                    from pallet.serve.grpc_server import GrpcServer
 
-            grpc_server = app.state.grpc = GrpcServer(plane)
-            await grpc_server.start()
-        yield
-        if grpc_server is not None:
-            await grpc_server.stop()
-        for task in tasks:
-            task.cancel()
-        plane.close()
-        thread_limits.close()
+                    grpc_server = app.state.grpc = GrpcServer(plane)
+                    await grpc_server.start()
+                yield
+            finally:
+                if grpc_server is not None:
+                    await grpc_server.stop()
+                for task in tasks:
+                    task.cancel()
+                plane.close()
 
     async def serve_metrics(request: Request) -> Response:
         body, content_type = metrics.exposition()
@@ -89,6 +81,21 @@ def create_app(config: ServeConfig, store: Store | None = None) -> Starlette:
     )
     app.state.plane = plane
     return app
+
+
+def _load_models(plane: DataPlane, config: ServeConfig) -> None:
+    """The models the server was started with; one that cannot be loaded refuses the start, unless
+    --skip-unloadable, which reports it not ready instead."""
+    for ref in config.models:
+        try:
+            plane.load(ref)
+        except PalletError as error:
+            if not config.skip_unloadable:
+                raise StartupRefused(f"cannot serve {ref}: {error} (pallet serve --skip-unloadable serves "
+                                     "the others)") from None
+            name = ModelRef.parse(ref).name
+            plane.failed[name] = str(error)
+            logging.getLogger("pallet.serve").warning("model %s is not served: %s", ref, error)
 
 
 def app_from_env() -> Starlette:

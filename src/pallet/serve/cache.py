@@ -18,7 +18,8 @@ from collections import OrderedDict
 import numpy as np
 
 from pallet.errors import PalletError
-from pallet.store.database import redact
+from pallet.settings.serve import Unfit, cache_spec
+from pallet.urls import redact
 
 Arrays = dict[str, np.ndarray]
 log = logging.getLogger("pallet.serve")
@@ -134,14 +135,11 @@ class RedisCache:
 
 
 def make_cache(spec: str | None, ttl_seconds: float = 3600):
-    """`None`, `memory`, `memory:N` or a `redis://` / `rediss://` URL."""
-    if not spec:
+    """`None`, `memory`, `memory:N` or a `redis://` / `rediss://` URL (the grammar is the settings')."""
+    try:
+        kind = cache_spec(spec)
+    except Unfit as problem:
+        raise PalletError(f"--cache {problem}") from None
+    if kind is None:
         return None
-    if spec == "memory" or spec.startswith("memory:"):
-        size = spec.partition(":")[2] or "10000"
-        if not size.isascii() or not size.isdigit() or int(size) < 1:
-            raise PalletError(f"--cache memory:N needs a positive number of entries, got '{spec}'")
-        return MemoryCache(int(size))
-    if spec.startswith(("redis://", "rediss://", "unix://")):
-        return RedisCache(spec, ttl_seconds)
-    raise PalletError(f"unknown --cache '{spec}': use memory, memory:N or redis://host:port/db")
+    return MemoryCache(kind[1]) if kind[0] == "memory" else RedisCache(kind[1], ttl_seconds)

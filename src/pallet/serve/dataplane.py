@@ -34,6 +34,14 @@ class Loaded:
     in_flight: int = 0             # requests waiting or running, for load shedding
 
 
+def _release(loaded: Loaded) -> None:
+    """Stop a version's batcher and executor; its model is closed once the requests already queued ran."""
+    if loaded.batcher:
+        loaded.batcher.close()
+    loaded.executor.submit(loaded.model.close)
+    loaded.executor.shutdown(wait=False)
+
+
 class DataPlane:
     def __init__(self, store: Store, config: ServeConfig):
         self.store = store
@@ -74,6 +82,7 @@ class DataPlane:
         name, number = model.ref.name, str(model.ref.version)
         previous = self.models.setdefault(name, {}).get(number)
         if previous:  # a reload: requests already queued or running keep their executor and batcher
+            previous.executor.submit(previous.model.close)  # after the requests queued for the old one
             previous.model = model
             if previous.batcher:
                 previous.batcher.run = model.run
@@ -94,9 +103,7 @@ class DataPlane:
         self.figures.pop(name, None)
         self.unloaded.add(name)
         for loaded in versions.values():
-            if loaded.batcher:
-                loaded.batcher.close()
-            loaded.executor.shutdown(wait=False)
+            _release(loaded)
 
     async def retire(self, name: str, number: str, grace_seconds: float = 120) -> None:
         """Stop routing to one version, then close it once its requests in flight have finished."""
@@ -107,9 +114,7 @@ class DataPlane:
         while loaded.in_flight and waited < grace_seconds:
             await asyncio.sleep(0.05)
             waited += 0.05
-        if loaded.batcher:
-            loaded.batcher.close()
-        loaded.executor.shutdown(wait=False)
+        _release(loaded)
 
     def apply(self, rollout: Rollout) -> None:
         """Route `rollout.name` by the rollout's policy; every version it names must be loaded."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import re
 import shutil
 import signal
 import socket
@@ -14,7 +13,6 @@ import sys
 import tempfile
 import threading
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import uvicorn
@@ -22,7 +20,6 @@ import uvicorn
 import pallet
 from pallet import threads
 from pallet.errors import PalletError
-from pallet.serve.cache import make_cache
 from pallet.serve.config import ENV, ServeConfig
 from pallet.serve.connection import BoundedHttp
 from pallet.store import Store, default_store
@@ -39,9 +36,6 @@ ENDPOINTS = [
     ("metrics", "/metrics"),
     ("API docs", "/docs"),
 ]
-
-
-SHARE_TOKEN = re.compile(r"[A-Za-z0-9_-]{8,128}")
 
 
 def serve(config: ServeConfig, store: Store | None = None, echo: Callable[[str], None] = print,
@@ -67,11 +61,6 @@ def serve(config: ServeConfig, store: Store | None = None, echo: Callable[[str],
             skipped.append(f"{ref}: {error}")
     if not versions:
         raise PalletError("none of the models can be served: " + "; ".join(skipped))
-    make_cache(config.cache, config.cache_ttl_seconds)  # a bad --cache is a clear error here
-    if config.ui_dir is not None and not (Path(config.ui_dir) / "index.html").is_file():
-        raise PalletError(f"--ui {config.ui_dir}: no index.html there; the folder is served at / as it is")
-    if config.share_token is not None and not SHARE_TOKEN.fullmatch(config.share_token):
-        raise PalletError("--share-token must be 8 to 128 letters, digits, '-' or '_' (it goes in URLs)")
     _check_port(config.host, config.port)
     if config.grpc_port is not None:
         if config.grpc_port == config.port:

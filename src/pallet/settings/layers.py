@@ -13,7 +13,8 @@ from typing import Any
 from pydantic_settings import EnvSettingsSource
 
 from pallet.errors import PalletError
-from pallet.settings.serve import DURATION, ENV_PREFIX, ServeConfig, SettingError, is_secret
+from pallet.settings.serve import DURATION, ENV_PREFIX, ServeConfig, SettingError, check_ui, is_secret
+from pallet.urls import redact
 
 SAGEMAKER_PORT = "SAGEMAKER_BIND_TO_PORT"
 
@@ -87,12 +88,14 @@ def resolve(flags: dict[str, Any], file: Layer | None = None) -> Resolved:
         for name, value in layer.values.items():
             values[name], origins[name] = value, layer.where(name)
     try:
-        return Resolved(ServeConfig(**values), origins)
+        config = ServeConfig(**values)
+        check_ui(config)
+        return Resolved(config, origins)
     except SettingError as error:
         layer = next((layer for layer in reversed(layers) if error.name in layer.values), None)
         if layer is None:
             raise
-        raise SettingError(error.name, error.value, error.expected, layer.source(error.name)) from None
+        raise error.given_as(layer.source(error.name)) from None
 
 
 def check_file(values: Any, path: str) -> dict[str, Any]:
@@ -112,16 +115,19 @@ def check_file(values: Any, path: str) -> dict[str, Any]:
         try:
             ServeConfig(**{name: value})
         except SettingError as error:
-            raise SettingError(name, value, error.expected, f"{path}: serve.{name}") from None
+            raise error.given_as(f"{path}: serve.{name}") from None
     return values
 
 
 def shown(name: str, value: Any) -> str:
-    """A setting's value as --show-config prints it: secrets hidden, durations with their unit."""
+    """A setting's value as --show-config prints it: secrets and passwords in URLs hidden, durations
+    with their unit."""
     if is_secret(name):
         return "<set>" if value else "<not set>"
     if value is None:
         return "-"
+    if isinstance(value, str):
+        return redact(value)
     if isinstance(value, list):
         return ", ".join(value) or "-"
     if isinstance(value, bool):

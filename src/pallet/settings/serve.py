@@ -8,6 +8,7 @@ holds what it is given and the defaults, nothing from the environment."""
 import json
 import os
 import re
+from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import BeforeValidator, Field, ValidationError, ValidationInfo, field_validator, model_validator
@@ -15,19 +16,33 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from pallet.errors import PalletError
 from pallet.units import parse_duration
+from pallet.urls import redact
 
 ENV = "PALLET_SERVE_CONFIG"  # the resolved settings, as JSON, for worker processes
 ENV_PREFIX = "PALLET_"
 # What a browser sends in Origin: scheme://host[:port], no path; or * for any origin.
 ORIGIN = re.compile(r"https?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?")
+SHARE_TOKEN = re.compile(r"[A-Za-z0-9_-]{8,128}")  # it goes in URLs
+CACHES = ("redis://", "rediss://", "unix://")  # besides memory and memory:N
 
 
 class SettingError(PalletError):
-    """A setting's value is not one it can take. `source` says where the value came from."""
+    """A setting's value is not one it can take. `source` says where the value came from. `problem`,
+    for a value of the right kind that is still wrong (an origin, a token), says what is wrong with it:
+    the message is the source, then the problem."""
 
-    def __init__(self, name: str, value: Any, expected: str, source: str | None = None):
-        self.name, self.value, self.expected, self.source = name, value, expected, source
-        super().__init__(f"{source or name} must be {expected}, got {value!r}")
+    def __init__(self, name: str, value: Any, expected: str, source: str | None = None, problem: str | None = None):
+        self.name, self.value, self.expected, self.source, self.problem = name, value, expected, source, problem
+        where = source or name
+        super().__init__(f"{where} {problem}" if problem else f"{where} must be {expected}, got {value!r}")
+
+    def given_as(self, source: str) -> "SettingError":
+        """The same mistake, named by where the value was given: --ui, PALLET_UI, pallet.yaml: serve.ui."""
+        return SettingError(self.name, self.value, self.expected, source, self.problem)
+
+
+class Unfit(ValueError):
+    """Raised by a setting's validator: what is wrong with the value, in words that follow its source."""
 
 
 def _duration(value: Any) -> Any:
@@ -156,6 +171,19 @@ class ServeConfig(BaseSettings):
     def _origins(cls, origins: list[str]) -> list[str]:
         return [check_origin(origin) for origin in origins]
 
+    @field_validator("share_token")
+    @classmethod
+    def _share_token(cls, token: str | None) -> str | None:
+        if token is not None and token != "new" and not SHARE_TOKEN.fullmatch(token):
+            raise Unfit("must be 8 to 128 letters, digits, '-' or '_' (it goes in URLs)")
+        return token
+
+    @field_validator("cache")
+    @classmethod
+    def _cache(cls, spec: str | None) -> str | None:
+        check_cache(spec)
+        return spec
+
     @property
     def api_key(self) -> str | None:
         """Read from the environment only, so it never lands in a file or a process listing."""
@@ -194,12 +222,39 @@ class ServeConfig(BaseSettings):
 
 
 def check_origin(origin: str) -> str:
-    """`origin` as browsers send it (scheme://host[:port]), or `PalletError` saying what is wrong."""
+    """`origin` as browsers send it (scheme://host[:port]), or `Unfit` saying what is wrong."""
     origin = origin.strip().rstrip("/")
     if origin != "*" and not ORIGIN.fullmatch(origin):
-        raise PalletError(f"--cors-origin {origin!r} is not an origin: write scheme://host[:port], "
-                          "e.g. https://app.example.com or http://localhost:3000 (or * for any)")
+        raise Unfit(f"{origin!r} is not an origin: write scheme://host[:port], "
+                    "e.g. https://app.example.com or http://localhost:3000 (or * for any)")
     return origin
+
+
+def check_cache(spec: str | None) -> None:
+    """Raises `Unfit` unless `spec` is empty, memory, memory:N (N entries) or a Redis URL."""
+    cache_spec(spec)
+
+
+def cache_spec(spec: str | None) -> tuple[str, str | int] | None:
+    """What a --cache value asks for: None, ("memory", entries) or ("redis", url); `Unfit` otherwise."""
+    if not spec:
+        return None
+    if spec.startswith(CACHES):
+        return "redis", spec
+    if spec == "memory" or spec.startswith("memory:"):
+        size = spec.partition(":")[2] or "10000"
+        if not size.isascii() or not size.isdigit() or int(size) < 1:
+            raise Unfit(f"memory:N needs a positive number of entries, got {spec!r}")
+        return "memory", int(size)
+    raise Unfit(f"must be memory, memory:N or redis://host:port/db, got {redact(spec)!r}")
+
+
+def check_ui(config: "ServeConfig") -> None:
+    """Raises `SettingError` unless the --ui folder, if any, holds the index.html served at /. Checked
+    where settings are resolved for this machine, not in the model: the folder is this machine's."""
+    if config.ui is not None and not (Path(config.ui) / "index.html").is_file():
+        raise SettingError("ui", config.ui, expected("ui"),
+                           problem=f"{config.ui}: no index.html there; the folder is served at / as it is")
 
 
 def setting_error(error: ValidationError, values: dict) -> PalletError:
@@ -209,7 +264,10 @@ def setting_error(error: ValidationError, values: dict) -> PalletError:
     if name not in ServeConfig.model_fields:
         return PalletError(f"unknown serve setting {name!r}; settings: {', '.join(ServeConfig.model_fields)}")
     earlier = next((old for old, (new, _) in EARLIER_NAMES.items() if new == name and old in values), None)
-    return SettingError(name, values.get(name, values.get(earlier, first.get("input"))), expected(name))
+    cause = first.get("ctx", {}).get("error")
+    problem = str(cause) if isinstance(cause, Unfit) else None
+    return SettingError(name, values.get(name, values.get(earlier, first.get("input"))), expected(name),
+                        problem=problem)
 
 
 def expected(name: str) -> str:

@@ -1,5 +1,5 @@
 """Connecting to SQL databases: one engine factory for every database URL pallet opens (the index
-and its records, batch inputs and outputs), retries for lost connections, URLs safe to print."""
+and its records, batch inputs and outputs) and retries for lost connections."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from pallet.errors import PalletError, first_line
+from pallet.urls import redact
 
 T = TypeVar("T")
 log = logging.getLogger("pallet.store")
@@ -21,15 +22,6 @@ log = logging.getLogger("pallet.store")
 SQLITE_BUSY_SECONDS = 30    # SQLite waits this long for another writer instead of failing at once
 RETRIES = 3                 # a lost database connection is tried again this many times
 RETRY_BACKOFF_SECONDS = 0.5  # before the first retry; doubled before each next one
-
-
-def redact(spec: str) -> str:
-    """A URL (a database's, Redis') as it may be printed or logged: no password."""
-    try:
-        url = sa.make_url(spec)
-    except sa.exc.ArgumentError:
-        return spec
-    return url.render_as_string(hide_password=True) if url.password else spec
 
 
 def make_engine(url: str | sa.URL, what: str = "PALLET_DB_URL", *, wal: bool = True) -> sa.Engine:
