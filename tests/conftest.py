@@ -33,6 +33,17 @@ SLOW = {
     "serve/test_rollouts.py::test_promote_and_rollback_under_load_fail_no_request",
     "serve/test_rollouts.py::test_a_canary_to_a_bad_version_rolls_back_by_itself",
     "serve/test_rollouts.py::test_a_canary_to_a_good_version_reaches_100_percent",
+    "serve/test_limits_and_stopping.py::test_a_model_that_fails_its_warm_up_is_not_served",
+    "serve/test_torch_models.py::test_minilm_exports_to_onnx_and_int8_keeping_its_tokenizer",
+    "integration/test_batch.py::test_ray_engine_runs_the_same_job_with_the_same_answers",
+    "integration/test_batch.py::test_ray_engine_skips_exactly_the_rows_a_resumed_run_has_done",
+    "integration/test_export.py::test_fits_answers_which_variants_fit_and_fails_when_none_does",
+    "integration/test_export.py::test_fits_leaves_out_variants_a_graph_does_not_have_and_says_how_it_measured",
+    "integration/test_export.py::test_cli_export_optimize_and_their_errors",
+    "integration/test_export.py::test_cli_models_show_diff_and_list_report_size",
+    "integration/test_export.py::test_distilled_student_is_smaller_and_close_to_its_teacher",
+    "integration/test_export.py::test_quantized_children_are_smaller_and_still_agree",
+    "integration/test_export.py::test_a_torch_model_the_exporter_cannot_trace_fails_with_its_cause_in_one_line",
 }
 
 # Folders of the checkout that tests once wrote into: they must come out of a run as they went in.

@@ -456,8 +456,12 @@ def test_ray_engine_skips_exactly_the_rows_a_resumed_run_has_done(digits_store, 
 
     levels = {name: logging.getLogger(name).level for name in ("ray", "ray.data")}
     filters = list(warnings.filters)
-    results = list(engine_named("ray").results(Job(record, version, source, None, plan), skip=250))  # chunks don't align
-    # Ray's loggers and warnings were quietened for the run only
+    chunks = engine_named("ray").results(Job(record, version, source, None, plan), skip=250)  # chunks don't align
+    results = [next(chunks)]
+    # Ray's loggers and warnings are quietened while Ray works, not while the caller holds a chunk
+    assert {name: logging.getLogger(name).level for name in levels} == levels
+    assert warnings.filters == filters
+    results += list(chunks)
     assert {name: logging.getLogger(name).level for name in levels} == levels
     assert warnings.filters == filters
     ids = [i for predictions, _, _ in results for i in predictions.column("id").to_pylist()]

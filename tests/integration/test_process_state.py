@@ -37,7 +37,7 @@ class TorchThreads(pallet.PythonModel):
 
 
 class FiltersSeen(LogisticRegression):
-    """A classifier fitted on named columns that notes the warnings filters in force while it predicts."""
+    """A classifier that notes the warnings filters in force while it predicts."""
 
     def predict_proba(self, x):
         self.seen.append(list(warnings.filters))
@@ -49,10 +49,25 @@ def store(tmp_path):
     return Store(tmp_path / "home")
 
 
-def test_named_column_models_predict_on_many_threads_without_touching_warnings():
-    x = pd.DataFrame({"a": [0.0, 1.0, 2.0, 3.0, 0.5, 2.5], "b": [1.0, 0.0, 1.0, 0.0, 1.0, 0.0]})
-    estimator = FiltersSeen().fit(x, [0, 0, 1, 1, 0, 1])
+def test_named_column_models_predict_without_a_warnings_filter_even_meanwhile():
+    x = pd.DataFrame({"a": [0.0, 1.0, 2.0, 3.0], "b": [1.0, 0.0, 1.0, 0.0]})
+    estimator = FiltersSeen().fit(x, [0, 0, 1, 1])
     estimator.seen = []
+    runtime = SklearnRuntime(estimator)
+    with warnings.catch_warnings(record=True) as raised:
+        warnings.simplefilter("always")
+        before = list(warnings.filters)
+        out = runtime.predict({"b": x["b"].to_numpy(), "a": x["a"].to_numpy()})  # by name, in any order
+        assert np.allclose(out["probabilities"], estimator.predict_proba(x))
+        assert estimator.seen[0] == before and warnings.filters == before
+        assert not [str(w.message) for w in raised]
+
+
+def test_named_column_models_predict_on_many_threads_without_a_warning():
+    # scikit-learn's own input checks swap the filters on every call (not thread-safe either), so what
+    # is asserted here is pallet's part: no warning about feature names, and no filter left for one.
+    x = pd.DataFrame({"a": [0.0, 1.0, 2.0, 3.0, 0.5, 2.5], "b": [1.0, 0.0, 1.0, 0.0, 1.0, 0.0]})
+    estimator = LogisticRegression().fit(x, [0, 0, 1, 1, 0, 1])
     runtime = SklearnRuntime(estimator)
     expected = estimator.predict_proba(x)
     errors = []
@@ -60,7 +75,7 @@ def test_named_column_models_predict_on_many_threads_without_touching_warnings()
     def predict_many():
         try:
             for _ in range(100):
-                out = runtime.predict({"a": x["a"].to_numpy(), "b": x["b"].to_numpy()})  # in any order of inputs
+                out = runtime.predict({"a": x["a"].to_numpy(), "b": x["b"].to_numpy()})
                 assert np.allclose(out["probabilities"], expected)
                 assert np.allclose(runtime.predict({"input": x.to_numpy()})["probabilities"], expected)
         except Exception as e:  # noqa: BLE001  reported by the test thread
@@ -68,17 +83,14 @@ def test_named_column_models_predict_on_many_threads_without_touching_warnings()
 
     with warnings.catch_warnings(record=True) as raised:
         warnings.simplefilter("always")
-        before = list(warnings.filters)
-        estimator.seen.clear()
         workers = [threading.Thread(target=predict_many) for _ in range(2)]
         for worker in workers:
             worker.start()
         for worker in workers:
             worker.join()
         assert not errors, errors
-        assert warnings.filters == before
-        assert len(estimator.seen) == 400 and all(seen == before for seen in estimator.seen)  # not even meanwhile
-        assert not [str(w.message) for w in raised]
+        assert not [f for f in warnings.filters if f[1] is not None and f[1].match("X does not have valid feature names")]
+        assert not [str(w.message) for w in raised if "feature names" in str(w.message)]
 
 
 def test_a_server_that_refuses_to_start_leaves_the_thread_settings_as_they_were(store, monkeypatch):

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from importlib import metadata
 from pathlib import Path
 
@@ -259,3 +260,42 @@ def test_the_custom_model_example_runs(tmp_path):
     assert "stored digits-centroids:1" in done.stdout
     version = Store(tmp_path / "home").resolve("digits-centroids:1")
     assert {"code/centroids.py", "code/features.py", "artifacts/centroids.npy"} <= set(version.manifest.files)
+
+
+def _scoped_modules() -> set[str]:
+    return {name for name in sys.modules if name.startswith("pallet_models.")}
+
+
+def test_closing_a_model_releases_the_modules_of_its_code(store, user_code):
+    from pallet.runtimes.source import _finder
+
+    folder, models = user_code
+    ref = pallet.save(models.Affine(3.0), "affine", sample={"x": np.ones((1, 2))}, store=store,
+                      code_paths=[folder / "helper.py", folder / "shapes"])
+    modules, scopes = _scoped_modules(), set(_finder.scopes)
+    for _ in range(5):
+        model = pallet.load(ref, store=store)
+        assert model.predict({"x": [[1.0, 2.0]]})["y"].tolist() == [[16.0, 22.0]]
+        assert _scoped_modules() > modules  # models, helper, shapes, shapes.scale ... while it is loaded
+        model.close()
+        assert _scoped_modules() == modules and set(_finder.scopes) == scopes
+
+
+def test_a_server_unloading_and_reloading_models_does_not_keep_their_code(store, user_code):
+    from pallet.runtimes.source import _finder
+    from pallet.serve.config import ServeConfig
+    from pallet.serve.dataplane import DataPlane
+
+    folder, models = user_code
+    pallet.save(models.Affine(3.0), "affine", sample={"x": np.ones((1, 2))}, store=store,
+                code_paths=[folder / "helper.py", folder / "shapes"])
+    modules, scopes = _scoped_modules(), set(_finder.scopes)
+    plane = DataPlane(store, ServeConfig(models=[]))
+    for _ in range(4):
+        plane.load("affine")
+        plane.load("affine")  # a reload: the version loaded before it is closed
+        plane.unload("affine")
+    deadline = time.monotonic() + 30  # each version is closed on its own model thread, after its requests
+    while (_scoped_modules() != modules or set(_finder.scopes) != scopes) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _scoped_modules() == modules and set(_finder.scopes) == scopes
