@@ -16,11 +16,16 @@ Declared in `pallet.yaml`:
 
 A function step takes and returns a dict of named numpy arrays (a single array is named `output`);
 a model step takes the tensors its signature names (or the one tensor there is, for a one-input model).
+
+Each declared pipeline imports its functions in a code scope of its own (see `runtimes/source.py`),
+which it releases when it is closed or no longer referenced, so loading a pallet.yaml again and again
+does not keep every load's modules.
 """
 
 from __future__ import annotations
 
 import inspect
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +36,7 @@ import yaml
 
 from pallet.decoding import Decoder, expects
 from pallet.errors import InvalidInput, PalletError
-from pallet.runtimes.source import CodeScope, user_module_name
+from pallet.runtimes.source import CodeScope, collecting_scopes, user_module_name
 from pallet.store import ModelVersion, Store, default_store
 
 Step = ModelVersion | Callable[[dict], Any]
@@ -42,8 +47,13 @@ class Pipeline:
     steps: list[Step]
     batchable: bool = False
     description: str = ""
+    # The code scopes its functions were imported in (a declared pipeline's): released by `close`,
+    # or when the pipeline is no longer referenced.
+    code_scopes: tuple[CodeScope, ...] = field(default=(), repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        self._release = weakref.finalize(self, _close_scopes, self.code_scopes)
+        self._release.atexit = False  # nothing to give back to a process that is ending
         if not self.steps:
             raise PalletError("a pipeline needs at least one step")
         for i, step in enumerate(self.steps):
@@ -60,6 +70,16 @@ class Pipeline:
         """Steps given as model references (resolved and pinned now) or functions."""
         store = store or default_store()
         return cls([store.resolve(s) if isinstance(s, str) else s for s in steps], **options)
+
+    def close(self) -> None:
+        """Release the modules its functions were imported from; the functions it holds keep working."""
+        self._release()
+
+    def __enter__(self) -> Pipeline:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def sample(self) -> dict:
         """A sample input: the first model step's own sample (pre-processing must accept its shape)."""
@@ -118,21 +138,26 @@ def load_pipelines(path: str | Path, store: Store | None = None) -> list[Declare
     if not isinstance(pipelines, dict) or not pipelines:
         raise PalletError(f"{path} declares no pipelines: add a 'pipelines:' mapping of name to steps")
     store = store or default_store()
-    beside = CodeScope(path.parent)  # modules beside pallet.yaml import as they would from there
-    declared = []
-    for name, raw in pipelines.items():
-        at = f"{path}: pipeline '{name}'"
-        spec = _checked(raw, at)
-        steps = []
-        for i, step in enumerate(spec.steps):
-            if (step.model is None) == (step.function is None):
-                raise PalletError(f"{at}, step {i + 1}: write '- model: REF' or '- function: module:name'")
-            if step.model is not None:
-                steps.append(store.resolve(step.model))
-            else:
-                steps.append(_import(step.function, beside, f"{at}, step {i + 1}"))
-        declared.append(Declared(str(name), Pipeline(steps, spec.batchable, spec.description), spec.aliases or []))
-    return declared
+    with collecting_scopes():  # a declaration that fails leaves nothing it imported behind
+        return [_declared(str(name), raw, path, store) for name, raw in pipelines.items()]
+
+
+def _declared(name: str, raw: Any, path: Path, store: Store) -> Declared:
+    """One declared pipeline, its functions imported in a code scope it owns."""
+    at = f"{path}: pipeline '{name}'"
+    spec = _checked(raw, at)
+    beside: CodeScope | None = None  # made at the first function step
+    steps = []
+    for i, step in enumerate(spec.steps):
+        if (step.model is None) == (step.function is None):
+            raise PalletError(f"{at}, step {i + 1}: write '- model: REF' or '- function: module:name'")
+        if step.model is not None:
+            steps.append(store.resolve(step.model))
+        else:
+            beside = beside or CodeScope(path.parent)  # modules beside pallet.yaml import as they would from there
+            steps.append(_import(step.function, beside, f"{at}, step {i + 1}"))
+    pipeline = Pipeline(steps, spec.batchable, spec.description, code_scopes=(beside,) if beside else ())
+    return Declared(name, pipeline, spec.aliases or [])
 
 
 def _checked(raw: Any, at: str) -> PipelineSpec:
@@ -153,3 +178,8 @@ def _import(reference: str, beside: CodeScope, at: str) -> Callable:
     except Exception as e:  # not found, or the module failed while importing: either way, say which step
         raise PalletError(f"{at}: cannot import '{reference}': {type(e).__name__}: {e}") from None
     return found
+
+
+def _close_scopes(scopes: tuple[CodeScope, ...]) -> None:
+    for scope in scopes:
+        scope.close()

@@ -453,17 +453,37 @@ def test_ray_engine_skips_exactly_the_rows_a_resumed_run_has_done(digits_store, 
                        input=str(tmp_path / "in.csv"), output="unused", started="now",
                        options={"batch_size": 128, "workers": 1})
     import ray  # noqa: F401  importing Ray sets up its loggers; a run must change nothing more
+    from ray.data import DataContext
+
+    context = DataContext.get_current()
+    settings_before = context.execution_options.preserve_order, context.enable_progress_bars
+    # the caller's own Ray Data settings, the opposite of what a run needs: they must survive it
+    context.execution_options.preserve_order, context.enable_progress_bars = False, True
+
+    def data_settings():
+        return context.execution_options.preserve_order, context.enable_progress_bars
 
     levels = {name: logging.getLogger(name).level for name in ("ray", "ray.data")}
     filters = list(warnings.filters)
-    chunks = engine_named("ray").results(Job(record, version, source, None, plan), skip=250)  # chunks don't align
-    results = [next(chunks)]
-    # Ray's loggers and warnings are quietened while Ray works, not while the caller holds a chunk
-    assert {name: logging.getLogger(name).level for name in levels} == levels
-    assert warnings.filters == filters
-    results += list(chunks)
-    assert {name: logging.getLogger(name).level for name in levels} == levels
-    assert warnings.filters == filters
+    try:
+        chunks = engine_named("ray").results(Job(record, version, source, None, plan), skip=250)  # chunks don't align
+        results = [next(chunks)]
+        # Ray's loggers, warnings and Data settings are changed while Ray works, not while the caller holds a chunk
+        assert {name: logging.getLogger(name).level for name in levels} == levels
+        assert warnings.filters == filters
+        assert data_settings() == (False, True)
+        results += list(chunks)
+        assert {name: logging.getLogger(name).level for name in levels} == levels
+        assert warnings.filters == filters
+        assert data_settings() == (False, True)
+        (tmp_path / "gone.csv").write_text((tmp_path / "in.csv").read_text())
+        failing = Job(record, version, open_source(str(tmp_path / "gone.csv"), ["id"]), None, plan)
+        (tmp_path / "gone.csv").unlink()
+        with pytest.raises(Exception, match="gone.csv"):
+            list(engine_named("ray").results(failing, skip=0))
+        assert data_settings() == (False, True)  # a run that fails puts them back too
+    finally:
+        context.execution_options.preserve_order, context.enable_progress_bars = settings_before
     ids = [i for predictions, _, _ in results for i in predictions.column("id").to_pylist()]
     assert ids == [i for i in range(250, 600) if i != 400]
     rejected = [r for _, rejects, _ in results if rejects is not None for r in rejects.column("row").to_pylist()]

@@ -76,6 +76,37 @@ def test_torch_export_program_is_stored_without_source_and_batches_when_its_batc
     assert not fixed_runtime.batchable
 
 
+def imported_code() -> list[str]:
+    """The modules stored versions' code was imported as (see pallet.runtimes.source)."""
+    return sorted(name for name in sys.modules if name.startswith("pallet_models."))
+
+
+def test_a_parent_and_a_conversion_release_the_code_they_loaded(store):
+    from pallet.errors import PalletError
+    from pallet.export.derive import Parent
+    from pallet.export.worker import closing_loaded_runtimes, torch_module
+
+    before = imported_code()
+    with Parent.open(store, "digits-torch", None) as parent:
+        assert any(name.endswith(".nets") for name in set(imported_code()) - set(before))
+        assert parent.answers["probabilities"].shape[1] == 10
+    assert imported_code() == before
+    Parent.open(store, "digits-torch", None)  # a parent no one holds any more releases its runtime too
+    assert imported_code() == before
+    export(store, "digits-torch", "onnx", name="released-onnx")
+    assert imported_code() == before
+
+    version = store.resolve("digits-torch")
+    with closing_loaded_runtimes():
+        module, args, inputs, names = torch_module(version.path)
+        assert any(name.endswith(".nets") for name in set(imported_code()) - set(before))
+    assert imported_code() == before
+    assert module(*args)[names[0]].shape[0] == 1 and inputs == ["input"]  # what it made outlives the runtime
+    with pytest.raises(PalletError, match="inside closing_loaded_runtimes"):
+        torch_module(version.path)
+    assert imported_code() == before
+
+
 def test_a_module_whose_constructor_argument_cannot_be_read_back_is_refused_with_the_fix(tmp_path):
     from tests.integration.torch_modules import Forgetful
 

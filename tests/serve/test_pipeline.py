@@ -156,6 +156,33 @@ def test_steps_from_modules_of_the_same_name_keep_apart(store, tmp_path):
     assert outputs["digit"].tolist() == pallet.load("digits:1", store=store).predict(x[:3])["label"].tolist()
 
 
+def test_a_declared_pipeline_releases_the_modules_it_imported(store, tmp_path):
+    (tmp_path / "scale.py").write_text("import helper\n\n\ndef run(inputs):\n"
+                                       "    return {'input': helper.scaled(inputs['input'])}\n")
+    (tmp_path / "helper.py").write_text("def scaled(x):\n    return x * 1.0\n")
+    (tmp_path / "pallet.yaml").write_text("pipelines:\n  scaled:\n    steps:\n"
+                                          "      - function: scale:run\n      - model: digits:1\n")
+
+    def imported() -> list[str]:
+        return sorted(n for n in sys.modules if n.startswith("pallet_models.") and n.endswith((".scale", ".helper")))
+
+    before = imported()
+    for _ in range(3):  # the pipeline a load replaces gives its modules back
+        (declared,) = load_pipelines(tmp_path / "pallet.yaml", store)
+        assert len(imported()) == len(before) + 2
+    x, _ = load_digits(return_X_y=True)
+    with declared.pipeline as pipeline:
+        assert pipeline.steps[0]({"input": x[:2]})["input"].shape == (2, 64)
+    assert imported() == before
+    assert pipeline.steps[0]({"input": x[:2]})["input"].shape == (2, 64)  # what it holds keeps working
+
+    (tmp_path / "pallet.yaml").write_text("pipelines:\n  scaled:\n    steps: [{function: scale:run}]\n"
+                                          "  broken:\n    steps: [{function: scale:missing}]\n")
+    with pytest.raises(PalletError, match="cannot import 'scale:missing'"):
+        load_pipelines(tmp_path / "pallet.yaml", store)
+    assert imported() == before  # a declaration that fails leaves none of the file's modules imported
+
+
 def test_steps_that_do_not_fit_are_refused_when_saving(store, tmp_path):
     (tmp_path / "bad_steps.py").write_text(textwrap.dedent('''
         def two_tensors(inputs):

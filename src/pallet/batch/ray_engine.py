@@ -4,8 +4,10 @@ so a killed Ray run resumes (on either engine) with every key exactly once.
 
 `ray.init()` joins the cluster `RAY_ADDRESS` names, or starts a local one. On a cluster, the
 input files and PALLET_HOME must be readable from every node. Ray's log levels and warnings are
-quietened while Ray starts, plans and computes the next chunk, and put back before each chunk is
-handed on, so the caller's own code runs with them as it set them.
+quietened while Ray starts, plans and computes the next chunk, and the Ray Data settings a run needs
+(input order kept, no progress bars) hold only then too: all are put back before each chunk is
+handed on, and when the run ends, fails or is abandoned, so the caller's own code runs with them as
+it set them.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ class RayEngine:
                 ray.init(ignore_reinit_error=True, include_dashboard=False, log_to_driver=False,
                          logging_level="ERROR")
         try:
-            with _quiet_ray():
+            with _ray_at_work():
                 data = self._dataset(job)
             yield from _skipping(_chunk_rows(data), skip)
         finally:
@@ -62,13 +64,9 @@ class RayEngine:
 
     def _dataset(self, job: Job):
         import ray
-        from ray.data import DataContext
 
         from pallet.csv_reader import text_columns
 
-        context = DataContext.get_current()
-        context.execution_options.preserve_order = True
-        context.enable_progress_bars = False
         files = [str(f) for f in job.source.files]
         if job.source.kind == "parquet":
             data = ray.data.read_parquet(files)
@@ -84,10 +82,10 @@ def _chunk_rows(data) -> Iterator[tuple[int, dict]]:
     """Each predicted chunk's first row in the input, and the chunk. Ray is quiet while it works on
     the next chunk, not while the caller holds this one."""
     offset = 0
-    with _quiet_ray():
+    with _ray_at_work():
         batches = iter(data.iter_batches(batch_size=None, batch_format="pyarrow"))
     while True:
-        with _quiet_ray():
+        with _ray_at_work():
             batch = next(batches, None)
         if batch is None:
             return
@@ -126,6 +124,23 @@ def _quiet_ray() -> Iterator[None]:
     finally:
         for logger, level in zip(loggers, levels):
             logger.setLevel(level)
+
+
+@contextmanager
+def _ray_at_work() -> Iterator[None]:
+    """Ray quiet (`_quiet_ray`), and Ray Data keeping the input's order without progress bars, inside
+    the block only: the process-wide DataContext gets back the values it had, whether the block ends or fails."""
+    from ray.data import DataContext
+
+    context = DataContext.get_current()
+    options = context.execution_options
+    before = options.preserve_order, context.enable_progress_bars
+    try:
+        with _quiet_ray():
+            options.preserve_order, context.enable_progress_bars = True, False
+            yield
+    finally:
+        options.preserve_order, context.enable_progress_bars = before
 
 
 def _ipc(table: pa.Table) -> bytes:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +47,8 @@ class Budget:
 
 @dataclass
 class Parent:
-    """The version being derived from, loaded, with its answers on the evaluation data."""
+    """The version being derived from, loaded, with its answers on the evaluation data. It owns its
+    runtime: `close` (or the end of a `with` block, or dropping the parent) releases it."""
 
     version: ModelVersion
     runtime: Runtime
@@ -59,17 +61,34 @@ class Parent:
         version = store.resolve(ref)
         sample = Data("its sample", version.signature.validate(version.sample()))
         spec = data or version.manifest.tags.get("dataset")
-        if not spec:
-            return cls(version, load_runtime(version), sample, sample)
-        held_out = load_data(spec, version.signature)
-        both = Data(f"its sample and {held_out.name}",
-                    {k: np.concatenate([sample.inputs[k], held_out.inputs[k]]) for k in sample.inputs})
-        return cls(version, load_runtime(version), both, held_out)
+        both = held_out = sample
+        if spec:
+            held_out = load_data(spec, version.signature)
+            both = Data(f"its sample and {held_out.name}",
+                        {k: np.concatenate([sample.inputs[k], held_out.inputs[k]]) for k in sample.inputs})
+        runtime = load_runtime(version)
+        try:
+            return cls(version, runtime, both, held_out)
+        except BaseException:  # it failed on its own data: nothing it loaded stays
+            runtime.close()
+            raise
 
     def __post_init__(self) -> None:
         self.answers = answers(self.runtime.predict, self.data)
         tail = len(self.data) - len(self.held_out)  # the held-out rows are answered already, at the end
         self.held_out_answers = {k: v[tail:] for k, v in self.answers.items()}
+        self._release = weakref.finalize(self, self.runtime.close)
+        self._release.atexit = False  # nothing to give back to a process that is ending
+
+    def close(self) -> None:
+        """Release the runtime (see `Runtime.close`); the parent is not used after."""
+        self._release()
+
+    def __enter__(self) -> Parent:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def derive(store: Store, parent: Parent, operation: str, label: str, name: str, folder: Path, converted: Converted,

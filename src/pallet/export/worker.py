@@ -17,6 +17,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import ExitStack, closing, contextmanager
+from contextvars import ContextVar
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, ClassVar
@@ -31,6 +34,7 @@ from pallet.export.report import Figures
 from pallet.runtimes.base import Runtime
 from pallet.store import ModelVersion
 
+_loaded: ContextVar[ExitStack | None] = ContextVar("loaded", default=None)  # see closing_loaded_runtimes
 WORKER_TIMEOUT = 1800  # seconds: a conversion of a big model is minutes, not hours
 ENVIRONMENTS = {  # toolchain -> (the variable naming its Python, a module that shows it is installed, how to get it)
     "edge": ("PALLET_EDGE_PYTHON", "litert_torch", "make edge (or pip install 'pallet[edge]')"),
@@ -129,16 +133,30 @@ def open_version(folder: Path) -> ModelVersion:
     return ModelVersion(ModelRef(manifest.name, manifest.version), folder, manifest)
 
 
+@contextmanager
+def closing_loaded_runtimes() -> Iterator[None]:
+    """A conversion: the runtimes `torch_module` loads inside the block are closed when it ends (the
+    module they made must outlive `torch_module`, until the conversion has exported it)."""
+    with ExitStack() as loaded:
+        token = _loaded.set(loaded)
+        try:
+            yield
+        finally:
+            _loaded.reset(token)
+
+
 def torch_module(source: Path) -> tuple[Any, tuple, list[str], list[str]]:
     """(the torch module stored in `source`, its inputs as one row of its sample, its input and output names),
-    for device formats that run one row per call."""
+    for device formats that run one row per call. Called inside `closing_loaded_runtimes`, which closes its runtime."""
     import torch
 
     from pallet.model import load_runtime
 
+    loaded = _loaded.get()
+    if loaded is None:
+        raise PalletError("torch_module loads a runtime for a conversion: call it inside closing_loaded_runtimes()")
     parent = open_version(source)
-
-    runtime = load_runtime(parent)
+    runtime = loaded.enter_context(closing(load_runtime(parent)))
     sample = parent.sample()
     args = tuple(torch.from_numpy(np.ascontiguousarray(sample[name][:1])) for name in runtime.input_names)
     with torch.inference_mode():
@@ -154,7 +172,8 @@ def _convert(target_name: str, source: str, out: str) -> dict[str, Any]:
     from pallet.store.manifest import package_versions
 
     target = get_target(target_name)
-    converted = target.convert_here(Path(source), Path(out))
+    with closing_loaded_runtimes():
+        converted = target.convert_here(Path(source), Path(out))
     converted.structure = target.describe_here(Path(out), converted)
     converted.requirements = [f"{k}=={v}" for k, v in package_versions(converted.requirements).items()]
     return asdict(converted)
@@ -165,23 +184,23 @@ def _run(runtime_name: str, folder: str, options: str, inputs_path: str, outputs
     from pallet.export.check import answers
     from pallet.runtimes import get_runtime
 
-    runtime = get_runtime(runtime_name).load(Path(folder), json.loads(options))
-    predict = typed(runtime)
     with np.load(inputs_path, allow_pickle=False) as found:
         data = Data("", {k: found[k] for k in found.files})
-    one = data.head(1).inputs
-    predict(one)
-    latencies = []
-    for _ in range(200):
-        start = time.perf_counter()
+    with closing(get_runtime(runtime_name).load(Path(folder), json.loads(options))) as runtime:
+        predict = typed(runtime)
+        one = data.head(1).inputs
         predict(one)
-        latencies.append(time.perf_counter() - start)
-    start = time.perf_counter()
-    outputs = answers(predict, data, batch=64)
-    rows_per_s = len(data) / (time.perf_counter() - start)
+        latencies = []
+        for _ in range(200):
+            start = time.perf_counter()
+            predict(one)
+            latencies.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        outputs = answers(predict, data, batch=64)
+        rows_per_s = len(data) / (time.perf_counter() - start)
+        runner = getattr(runtime, "runner", runtime_name)
     np.savez(outputs_path, **outputs)
-    return {"runner": getattr(runtime, "runner", runtime_name), "p50_ms": float(np.median(latencies) * 1000),
-            "rows_per_s": rows_per_s}
+    return {"runner": runner, "p50_ms": float(np.median(latencies) * 1000), "rows_per_s": rows_per_s}
 
 
 def main(argv: list[str]) -> int:
