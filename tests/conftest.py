@@ -16,9 +16,16 @@ PG_URL = os.environ.get("PALLET_TEST_PG_URL", "postgresql+psycopg://postgres@127
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
 
-# Load, fault and fuzz tests, and any other test that takes more than about ten seconds on two cores
-# (measure with --durations=0), by file or by file::function. `make test` runs them; `make test-fast`
-# leaves them out.
+# Under pytest-xdist (make test-fast), each worker takes ports from its own range below the
+# system's ephemeral ones, so two workers never start servers on the same port.
+if os.environ.get("PYTEST_XDIST_WORKER", "").startswith("gw") and "PALLET_PORT_RANGE" not in os.environ:
+    _worker, _workers = int(os.environ["PYTEST_XDIST_WORKER"][2:]), int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    _width = 12000 // max(_workers, 1)
+    os.environ["PALLET_PORT_RANGE"] = f"{20000 + _worker * _width}-{20000 + (_worker + 1) * _width - 1}"
+
+# Load, fault and fuzz tests, torch exports, Ray, and any other test that takes more than about five
+# seconds on two cores (measure with --durations=0), by file or by file::function. `make test` runs
+# them; `make test-fast` leaves them out.
 SLOW = {
     "unit/test_fuzz_coverage_guided.py",
     "serve/test_fuzz_api.py",
@@ -44,6 +51,12 @@ SLOW = {
     "integration/test_export.py::test_distilled_student_is_smaller_and_close_to_its_teacher",
     "integration/test_export.py::test_quantized_children_are_smaller_and_still_agree",
     "integration/test_export.py::test_a_torch_model_the_exporter_cannot_trace_fails_with_its_cause_in_one_line",
+    "integration/test_concurrent_saves.py",
+    "integration/test_migrations.py::test_a_store_made_before_migrations_opens_with_every_record_intact",
+    "integration/test_batch.py::test_check_exit_codes_webhook_and_metrics_file",
+    "integration/test_build.py::test_serve_bundle_serves_exactly_what_it_holds",
+    "serve/test_server.py::test_pallet_serve_with_two_workers_aggregates_metrics",
+    "serve/test_bench.py::test_bench_starts_a_server_and_reports_each_level",
 }
 
 # Folders of the checkout that tests once wrote into: they must come out of a run as they went in.

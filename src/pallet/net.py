@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import random
 import socket
 import subprocess
 import time
@@ -10,10 +12,23 @@ from pallet.errors import PalletError
 
 
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on now (the system picks it)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A TCP port on 127.0.0.1 that nothing listens on now: the system picks it, or, when
+    PALLET_PORT_RANGE is set (e.g. 20000-26999), one at random from that range, so that
+    processes given disjoint ranges never hand out the same port."""
+    span = os.environ.get("PALLET_PORT_RANGE")
+    if not span:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+    low, _, high = span.partition("-")
+    for port in random.sample(range(int(low), int(high) + 1), min(200, int(high) - int(low) + 1)):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise PalletError(f"no free port in PALLET_PORT_RANGE {span}")
 
 
 def wait_ready(url: str, process: subprocess.Popen, seconds: float = 60, path: str = "/v2/health/ready") -> None:

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from pallet.cli import app
 from pallet.net import free_port, wait_ready
 from pallet.store import Store
-from tests.serve.conftest import stop
+from tests.serve.conftest import stop, wait_for
 
 IRIS = load_iris().data.tolist()
 PALLET = str(Path(sys.executable).parent / "pallet")
@@ -65,6 +65,9 @@ def test_access_log_is_json_lines_with_model_version_latency_status(client, capl
         with caplog.at_level(logging.INFO, logger="pallet.access"):
             infer_iris(client, **{"X-Request-ID": "log-me"})
             client.get("/v2/models/nosuch")
+            # the line is written once the response has gone out: wait for it (bounded)
+            wait_for(lambda: any(r.name == "pallet.access" and json.loads(r.getMessage())["status"] == 404
+                                 for r in caplog.records), seconds=10, what="the 404's access-log line")
     finally:
         logger.propagate = False
     records = [json.loads(r.getMessage()) for r in caplog.records if r.name == "pallet.access"]

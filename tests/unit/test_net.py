@@ -20,6 +20,22 @@ def test_a_free_port_can_be_listened_on():
         s.listen()
 
 
+def test_a_port_range_keeps_free_ports_inside_it_and_skips_taken_ones(monkeypatch):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        monkeypatch.setenv("PALLET_PORT_RANGE", f"{busy}-{busy + 3}")
+        ports = {free_port() for _ in range(20)}
+    assert ports and busy not in ports and all(busy < port <= busy + 3 for port in ports)
+    monkeypatch.setenv("PALLET_PORT_RANGE", f"{busy}-{busy}")
+    with socket.socket() as again:
+        again.bind(("127.0.0.1", busy))
+        again.listen()
+        with pytest.raises(PalletError, match="no free port"):
+            free_port()
+
+
 def test_wait_ready_returns_once_the_server_answers():
     class Ready(BaseHTTPRequestHandler):
         def do_GET(self):
