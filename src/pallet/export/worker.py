@@ -169,6 +169,7 @@ def torch_module(source: Path) -> tuple[Any, tuple, list[str], list[str]]:
 
 def _convert(target_name: str, source: str, out: str) -> dict[str, Any]:
     from pallet.export import get_target
+    from pallet.export.worker import closing_loaded_runtimes  # the module the targets import, not __main__
     from pallet.store.manifest import package_versions
 
     target = get_target(target_name)
