@@ -28,6 +28,7 @@ from pallet.model import Model
 from pallet.net import free_port, wait_ready
 from pallet.quantiles import counts_of, quantile_of_buckets, quantile_of_counts
 from pallet.serve.codecs import datatype_of
+from pallet.units import format_duration
 
 MAX_REQUESTS = 2_000_000  # a bound on any one level, whatever the duration
 
@@ -189,7 +190,7 @@ def run_bench(model: Model, levels: list[int], seconds: float, rows: int, url: s
         raise PalletError("--concurrency takes positive numbers, e.g. 1,8,32")
     if rows < 1:
         raise PalletError("--rows must be 1 or more")
-    progress(f"in-process predict on {rows} row(s) for {seconds:g}s")
+    progress(f"in-process predict on {rows} row(s) for {format_duration(seconds)}")
     floor = in_process_rate(model, rows, seconds)
     body = infer_body(model, rows)
     server = None if url else LocalServer(str(model.ref), serve_args)
@@ -199,7 +200,7 @@ def run_bench(model: Model, levels: list[int], seconds: float, rows: int, url: s
     try:
         asyncio.run(drive(target, body, 1, min(seconds, 1.0)))  # warm up
         for level in levels:
-            progress(f"{level} concurrent connection(s) for {seconds:g}s")
+            progress(f"{level} concurrent connection(s) for {format_duration(seconds)}")
             before = server_counts(base, model.ref.name)
             result = asyncio.run(drive(target, body, level, seconds))
             after = server_counts(base, model.ref.name)

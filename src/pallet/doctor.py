@@ -23,7 +23,7 @@ from pallet.errors import IntegrityError, PalletError
 from pallet.store import Store
 from pallet.store.store import home_path, index_url
 from pallet.store.database import make_engine
-from pallet.store.migrate import HEADS, STORE, known_revisions, stored_revisions
+from pallet.store.migrate import HEADS, STORE, described, stored_revisions, too_new
 from pallet.store.manifest import MANIFEST
 
 OK, INFO, PROBLEM = "ok", "info", "problem"
@@ -177,39 +177,37 @@ def _index(db_url: str) -> tuple[str, Finding]:
         engine = make_engine(db_url)
     except PalletError as e:
         return "broken", Finding("index", PROBLEM, str(e))
-    where = engine.url.render_as_string(hide_password=True)
+    index = described(engine)
     database = engine.url.database
     if engine.url.get_backend_name() == "sqlite" and database and not Path(database).exists():
-        return "empty", Finding("index", INFO, f"no index at {where} yet: the store is empty")
+        return "empty", Finding("index", INFO, f"{index} does not exist yet: the store is empty")
     try:
         with engine.connect() as conn:
             has_index = sa.inspect(conn).has_table("pallet_versions")
         stored = stored_revisions(engine) if has_index else set()
     except (sa.exc.SQLAlchemyError, OSError) as e:
-        return "broken", Finding("index", PROBLEM, f"the index database at {where} cannot be reached: "
+        return "broken", Finding("index", PROBLEM, f"{index} cannot be reached: "
                                                f"{_one_line(str(getattr(e, 'orig', None) or e))}")
     except PalletError as e:
         return "broken", Finding("index", PROBLEM, str(e))
     finally:
         engine.dispose()
     if not has_index:
-        return "empty", Finding("index", INFO, f"the index database at {where} has no models yet")
-    return _schema(where, stored)
+        return "empty", Finding("index", INFO, f"{index} has no models yet")
+    return _schema(index, stored)
 
 
-def _schema(where: str, stored: set[str]) -> tuple[str, Finding]:
-    """The index's schema revision, against the one this pallet uses."""
+def _schema(index: str, stored: set[str]) -> tuple[str, Finding]:
+    """The index's schema revision, against the one this pallet uses; `index` names the database."""
     head = HEADS[STORE]
     if head in stored:
-        return "ready", Finding("index", OK, f"index database at {where}, schema revision {head}")
-    newer = sorted(stored - known_revisions())
-    if newer:
-        return "broken", Finding("index", PROBLEM, f"the index database at {where} has schema revision "
-                                                   f"{', '.join(newer)}, which this pallet does not know: a newer "
-                                                   "pallet upgraded it; upgrade pallet to open it")
+        return "ready", Finding("index", OK, f"{index}, schema revision {head}")
+    problem = too_new(stored, index)
+    if problem:
+        return "broken", Finding("index", PROBLEM, problem)
     was = ", ".join(sorted(stored)) or "none (from before pallet recorded revisions)"
-    return "ready", Finding("index", INFO, f"index database at {where}, schema revision {was}: pallet upgrades "
-                                           f"it to {head} when it opens the store")
+    return "ready", Finding("index", INFO, f"{index}, schema revision {was}: pallet upgrades it to {head} "
+                                           "when it opens the store")
 
 
 def check_versions(home: Path, db_url: str, progress: Progress | None = None) -> list[Finding]:

@@ -9,6 +9,7 @@ import subprocess
 import time
 
 from pallet.errors import PalletError
+from pallet.units import format_duration
 
 
 def free_port() -> int:
@@ -46,4 +47,4 @@ def wait_ready(url: str, process: subprocess.Popen, seconds: float = 60, path: s
         except httpx.TransportError:
             pass
         time.sleep(0.1)
-    raise PalletError(f"the server did not become ready within {seconds:g}s")
+    raise PalletError(f"the server did not become ready within {format_duration(seconds)}")

@@ -4,20 +4,24 @@
         batchable = True                  # rows are independent: requests may share one call
         requirements = ["numpy>=1.24"]    # PEP 508; checked when saved, pinned in the manifest
 
+        def __init__(self, factor=2.0):   # loading builds an instance with no arguments
+            self.factor = factor
+
         def save(self, path):             # write state into the version's artifacts folder
             (path / "factor.txt").write_text(str(self.factor))
 
-        def load(self, path):             # read it back, into an instance built with no arguments
+        def load(self, path):             # read it back
             self.factor = float((path / "factor.txt").read_text())
 
         def predict(self, inputs):        # named arrays in (a batch along axis 0), named arrays out
             return {"y": inputs["x"] * self.factor}
 
-    pallet.save(Doubler(), "doubler", sample={"x": X[:5]}, code_paths=["helpers.py"])
+    pallet.save(Doubler(3.0), "doubler", sample={"x": np.arange(10.0).reshape(5, 2)})
 
 The class must live in a module file (not `__main__`): that file, and the helper modules and
-packages named in `code_paths`, are copied into the version and imported from there when it is
-loaded, so later edits to the user's files change nothing for versions already stored.
+packages named in `code_paths` (`pallet.save(..., code_paths=["helpers.py"])`), are copied into
+the version and imported from there when it is loaded, so later edits to the user's files change
+nothing for versions already stored.
 """
 
 from __future__ import annotations

@@ -53,3 +53,34 @@ def format_size(size: float) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     raise AssertionError("unreachable")
+
+
+DURATION_UNITS = (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000), ("ms", 1))
+
+
+def format_duration(seconds: float, *, rounded: bool = False) -> str:
+    """`seconds` in the grammar `parse_duration` reads, largest units first: 500ms, 1m30s, 5m, 1h, 1d2h.
+
+    Exact to the millisecond, so `parse_duration(format_duration(x)) == x` for whole milliseconds.
+    `rounded`: keep only the two largest parts, the second rounded (1h28m for 5321.4 s), for times
+    measured rather than configured.
+    """
+    if seconds < 0:
+        return "-" + format_duration(-seconds, rounded=rounded)
+    left = round(seconds * 1000)
+    if rounded:
+        sizes = [size for _, size in DURATION_UNITS]
+        first = next((i for i, size in enumerate(sizes) if left >= size), len(sizes) - 1)
+        step = sizes[min(first + 1, len(sizes) - 1)]
+        left = round(left / step) * step
+    parts = []
+    for unit, size in DURATION_UNITS:
+        count, left = divmod(left, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts) or "0s"
+
+
+def format_ms(milliseconds: float) -> str:
+    """A latency as every command prints it: `3.46 ms`."""
+    return f"{milliseconds:.2f} ms"

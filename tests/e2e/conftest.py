@@ -15,7 +15,7 @@ import pytest
 import pallet
 from pallet.demo import train_demo_models
 from pallet.serve.app import create_app
-from pallet.serve.config import ServeConfig
+from pallet.settings import ServeConfig
 from pallet.store import Store
 from tests.serve.conftest import RunningServer
 

@@ -65,7 +65,7 @@ def test_share_token_guards_the_page_and_its_api_calls(browser, start_ui_server)
 
 
 def test_the_custom_ui_example_replaces_the_index_and_calls_the_same_api(page, start_ui_server):
-    server = start_ui_server(ui_dir=str(EXAMPLE))
+    server = start_ui_server(ui=str(EXAMPLE))
     page.goto(server.url + "/")
     assert page.title() == "Iris species"
     page.click("text=Predict")

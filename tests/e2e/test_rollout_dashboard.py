@@ -9,7 +9,7 @@ from sklearn.linear_model import LogisticRegression
 import pallet
 from pallet.rollout import Rollouts
 from pallet.serve.app import create_app
-from pallet.serve.config import ServeConfig
+from pallet.settings import ServeConfig
 from pallet.store import Store
 from tests.e2e.conftest import screenshot
 from tests.serve.conftest import RunningServer
@@ -22,7 +22,7 @@ def split_server(tmp_path_factory):
     for c in (1.0, 0.05):  # two versions that differ a little, as an experiment's would
         pallet.save(LogisticRegression(C=c, max_iter=1000).fit(x, y), "iris", sample=x[:5], aliases=["production"], store=store)
     Rollouts(store, actor="e2e").split("iris", {"iris:1": 50, "iris:2": 50})
-    config = ServeConfig(models=["iris@production"], access_log=False, rollout_poll_seconds=0.2)
+    config = ServeConfig(models=["iris@production"], access_log=False, rollout_poll=0.2)
     with RunningServer(create_app(config, store)) as server:
         yield server
 

@@ -14,7 +14,7 @@ from pallet.export import export
 from pallet.export.data import split
 from pallet.model import load_runtime
 from pallet.serve.app import create_app
-from pallet.serve.config import ServeConfig
+from pallet.settings import ServeConfig
 from pallet.store import Store
 from tests.e2e.conftest import screenshot
 from tests.serve.conftest import RunningServer

@@ -357,3 +357,6 @@ def test_doctor_prints_the_schema_revision_and_names_one_it_does_not_know(tmp_pa
     engine.dispose()
     (finding,) = [f for f in check_store(home, url) if f.check == "index"]
     assert finding.level == PROBLEM and "store_9999" in finding.message and "upgrade pallet" in finding.message
+    with pytest.raises(PalletError) as opening:  # the doctor and the store say the same, naming it the same
+        Store(home, url)
+    assert str(opening.value) == finding.message and finding.message.startswith("the model index at sqlite:///")

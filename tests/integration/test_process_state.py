@@ -17,7 +17,7 @@ import pallet
 from pallet import threads
 from pallet.runtimes.sklearn import SklearnRuntime
 from pallet.serve.app import create_app
-from pallet.serve.config import ServeConfig
+from pallet.settings import ServeConfig
 from pallet.store import Store
 
 TORCH_THREADS_MODEL = '''

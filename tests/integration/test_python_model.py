@@ -283,7 +283,7 @@ def test_closing_a_model_releases_the_modules_of_its_code(store, user_code):
 
 def test_a_server_unloading_and_reloading_models_does_not_keep_their_code(store, user_code):
     from pallet.runtimes.source import _finder
-    from pallet.serve.config import ServeConfig
+    from pallet.settings import ServeConfig
     from pallet.serve.dataplane import DataPlane
 
     folder, models = user_code

@@ -5,16 +5,18 @@ import os
 import subprocess
 import sys
 from collections import Counter
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+from pallet.batch.records import RunLog, RunRecord
 from pallet.cli import app
 from pallet.demo import train_demo_models
 from pallet.deploy.local import LocalCluster
 from pallet.net import free_port
-from pallet.store import Store
+from pallet.store import Store, default_store
 from tests.serve.test_rollouts import Load, wait_for
 
 PALLET = str(Path(sys.executable).parent / "pallet")
@@ -96,3 +98,28 @@ def test_cli_mistakes_are_one_line_and_non_zero(local_env, monkeypatch, args, me
     assert result.stderr.strip().splitlines() == [result.stderr.strip()]
     assert message.lower() in result.stderr.lower(), result.stderr
     assert "Traceback" not in result.output
+
+
+def test_the_same_duration_reads_the_same_in_show_config_batch_check_and_a_rollout(local_env, monkeypatch, tmp_path):
+    for name, value in local_env.items():
+        monkeypatch.setenv(name, value)
+    config = CliRunner().invoke(app, ["serve", "iris", "--cache-ttl", "300", "--show-config"])
+    assert config.exit_code == 0, config.output
+    assert next(line.split()[1] for line in config.output.splitlines() if line.startswith("cache_ttl ")) == "5m"
+
+    finished = datetime.now(timezone.utc) - timedelta(seconds=300)
+    RunLog(default_store().index.engine).start(RunRecord(
+        RunLog.new_id(), "iris:1", "iris", 1, "in.csv", str(tmp_path / "out.csv"), finished.isoformat(),
+        status="succeeded", finished=finished.isoformat(), rows_written=3))
+    checked = CliRunner().invoke(app, ["batch", "check", "--output", str(tmp_path / "out.csv")])
+    assert checked.exit_code == 0, checked.output
+    assert checked.output.strip().endswith("(3 rows) 5m ago")
+
+    started = CliRunner().invoke(app, ["rollout", "start", "iris", "--to", "iris:2", "--step-duration", "300"])
+    try:
+        assert started.exit_code == 0, started.output
+        assert "5m left in the step" in started.output
+        history = CliRunner().invoke(app, ["rollout", "history", "iris", "--json"])
+        assert json.loads(history.output)[-1]["reason"].endswith(", 5m each")
+    finally:
+        CliRunner().invoke(app, ["rollout", "rollback", "iris"])

@@ -16,7 +16,7 @@ from pallet.cli import app
 from pallet.errors import IntegrityError
 from pallet.runtimes.sklearn import SklearnRuntime
 from pallet.serve.app import create_app
-from pallet.serve.config import ServeConfig
+from pallet.settings import ServeConfig
 from pallet.store import Store
 from tests.serve.conftest import RunningServer
 

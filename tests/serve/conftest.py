@@ -15,7 +15,7 @@ import pallet
 from pallet.demo import train_demo_models
 from pallet.net import free_port
 from pallet.serve.app import create_app
-from pallet.serve.config import ServeConfig
+from pallet.settings import ServeConfig
 from pallet.store import Store
 
 MODELS = ["digits@production", "iris@production", "digits-onnx@production"]

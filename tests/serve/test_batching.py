@@ -6,7 +6,7 @@ import re
 import httpx
 
 from pallet.serve.app import create_app
-from pallet.serve.config import ServeConfig
+from pallet.settings import ServeConfig
 from tests.serve.conftest import RunningServer
 
 

@@ -7,7 +7,7 @@ import httpx
 import pytest
 
 from pallet.serve.app import create_app
-from pallet.serve.config import ServeConfig
+from pallet.settings import ServeConfig
 from tests.serve.conftest import RunningServer
 
 ROW = {"instances": [[5.1, 3.5, 1.4, 0.2]]}
@@ -48,7 +48,7 @@ def test_redis_cache_is_shared_between_servers(demo_store):
     except redis.RedisError as e:
         pytest.skip(f"Redis not reachable at 127.0.0.1:6379: {e}")
     row = {"instances": [[float(uuid.uuid4().int % 1000) / 100, 3.0, 1.0, 0.5]]}  # new to the cache
-    config = ServeConfig(models=["iris"], cache="redis://127.0.0.1:6379/0", cache_ttl_seconds=60, access_log=False)
+    config = ServeConfig(models=["iris"], cache="redis://127.0.0.1:6379/0", cache_ttl=60, access_log=False)
     with RunningServer(create_app(config, demo_store)) as one, RunningServer(create_app(config, demo_store)) as two:
         hits = lookups(one.url, "hit")
         first = httpx.post(f"{one.url}/v1/models/iris:predict", json=row).json()

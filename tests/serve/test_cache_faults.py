@@ -17,7 +17,7 @@ import pytest
 
 from pallet.net import free_port
 from pallet.serve.app import create_app
-from pallet.serve.config import ServeConfig
+from pallet.settings import ServeConfig
 from tests.serve.conftest import RunningServer
 
 ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5], [4.6, 3.1, 1.5, 0.2]]
@@ -116,7 +116,7 @@ def same(body, expected):
 
 def test_redis_killed_under_load_then_back(demo_store, redis_server, serve_log):
     redis_server.start()
-    config = ServeConfig(models=["iris"], cache=f"redis://127.0.0.1:{redis_server.port}/0", cache_ttl_seconds=60,
+    config = ServeConfig(models=["iris"], cache=f"redis://127.0.0.1:{redis_server.port}/0", cache_ttl=60,
                          access_log=False)
     with RunningServer(create_app(config, demo_store)) as server, httpx.Client(timeout=30) as client:
         misses, hits = lookups(server.url, "miss"), lookups(server.url, "hit")

@@ -14,7 +14,7 @@ from pallet.bench import run_bench
 from pallet.cli import app as cli
 from pallet.rollout import Rollouts
 from pallet.serve.app import create_app
-from pallet.serve.config import ServeConfig
+from pallet.settings import ServeConfig
 from pallet.store import Store
 from tests.serve.conftest import RunningServer, wait_for
 
@@ -36,7 +36,7 @@ def two_versions(tmp_path, monkeypatch):
 
 def test_dashboard_rollout_status_and_bench_print_the_same_p95(two_versions):
     rollouts = Rollouts(two_versions, actor="test")
-    config = ServeConfig(models=[f"{NAME}@production"], rollout_poll_seconds=0.2)
+    config = ServeConfig(models=[f"{NAME}@production"], rollout_poll=0.2)
     with RunningServer(create_app(config, two_versions)) as server, httpx.Client(base_url=server.url) as client:
 
         def promote_before_the_measured_level(step: str) -> None:

@@ -18,7 +18,7 @@ from pallet.errors import IntegrityError, InvalidInput, PalletError
 from pallet.pipeline import Pipeline, load_pipelines
 from pallet.rollout import Rollouts
 from pallet.serve.app import create_app
-from pallet.serve.config import ServeConfig
+from pallet.settings import ServeConfig
 from pallet.store import Store
 from tests.serve.conftest import RunningServer
 from tests.serve.test_rollouts import wait_for
@@ -41,7 +41,7 @@ def store(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(store):
-    config = ServeConfig(models=["digits-app:1", "digits@production"], rollout_poll_seconds=0.2, access_log=False)
+    config = ServeConfig(models=["digits-app:1", "digits@production"], rollout_poll=0.2, access_log=False)
     with RunningServer(create_app(config, store)) as running:
         yield running
 

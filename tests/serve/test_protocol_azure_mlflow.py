@@ -10,7 +10,7 @@ from sklearn.linear_model import LogisticRegression
 
 import pallet
 from pallet.serve.app import create_app
-from pallet.serve.config import ServeConfig
+from pallet.settings import ServeConfig
 from pallet.store import Store
 from tests.serve.conftest import RunningServer
 

@@ -17,7 +17,7 @@ from tritonclient.utils import InferenceServerException
 
 from pallet.net import free_port
 from pallet.serve.app import create_app
-from pallet.serve.config import ServeConfig
+from pallet.settings import ServeConfig
 from tests.serve.conftest import MODELS, RunningServer
 from tests.serve.test_batching import body, calls
 
@@ -26,7 +26,7 @@ IRIS = load_iris().data[[0, 50, 149]]
 
 @pytest.fixture(scope="module")
 def grpc_server(demo_store):
-    config = ServeConfig(models=MODELS, grpc_port=free_port(), max_body_bytes=64 * 1024, access_log=False)
+    config = ServeConfig(models=MODELS, grpc_port=free_port(), max_body_mb=64 / 1024, access_log=False)
     with RunningServer(create_app(config, demo_store)) as running:
         running.grpc = f"127.0.0.1:{config.grpc_port}"
         yield running

@@ -17,7 +17,7 @@ import pallet
 from pallet.rollout import Rollouts, Thresholds
 from pallet.rollout.state import RolloutState
 from pallet.serve.app import create_app
-from pallet.serve.config import ServeConfig
+from pallet.settings import ServeConfig
 from pallet.store import Store
 from tests.serve.conftest import RunningServer, wait_for
 
@@ -85,7 +85,7 @@ def rollout_store(tmp_path_factory):
 def live(rollout_store):
     """A server following the rollout state every 0.2 s, with no rollout to begin with."""
     _clear(rollout_store)
-    config = ServeConfig(models=["digits@production"], rollout_poll_seconds=0.2)
+    config = ServeConfig(models=["digits@production"], rollout_poll=0.2)
     with RunningServer(create_app(config, rollout_store)) as server:
         yield server
 
@@ -249,7 +249,7 @@ def guarded(rollout_store, monkeypatch):
     """A server whose admin endpoints need PALLET_API_KEY."""
     _clear(rollout_store)
     monkeypatch.setenv("PALLET_API_KEY", "s3cret")
-    config = ServeConfig(models=["digits@production"], rollout_poll_seconds=0.2)
+    config = ServeConfig(models=["digits@production"], rollout_poll=0.2)
     with RunningServer(create_app(config, rollout_store)) as server:
         with httpx.Client(base_url=server.url, headers={"Authorization": "Bearer s3cret"}) as client:
             yield server, client
@@ -362,7 +362,7 @@ def test_a_server_starts_and_answers_while_the_rollout_state_cannot_be_read(roll
     monkeypatch.setattr(RolloutState, "revisions", away)
     logger = logging.getLogger("pallet.rollout")  # it writes to stderr on its own, not through the root logger
     logger.addHandler(caplog.handler)
-    config = ServeConfig(models=["digits@production"], rollout_poll_seconds=0.2)
+    config = ServeConfig(models=["digits@production"], rollout_poll=0.2)
     try:
         with RunningServer(create_app(config, rollout_store)) as server, httpx.Client(base_url=server.url) as client:
             assert _predict_version(client) == "1"
@@ -379,7 +379,7 @@ def test_grpc_follows_the_sticky_split_as_rest_does(rollout_store):
     from pallet.net import free_port
 
     _clear(rollout_store)
-    config = ServeConfig(models=["digits@production"], rollout_poll_seconds=0.2, grpc_port=free_port(),
+    config = ServeConfig(models=["digits@production"], rollout_poll=0.2, grpc_port=free_port(),
                          access_log=False)
     rollouts = Rollouts(rollout_store, actor="test")
     with RunningServer(create_app(config, rollout_store)) as server, httpx.Client(base_url=server.url) as client:

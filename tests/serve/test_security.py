@@ -21,7 +21,7 @@ import pallet
 from pallet.net import free_port, wait_ready
 from pallet.cli import app
 from pallet.errors import PalletError
-from pallet.serve.config import ServeConfig
+from pallet.settings import ServeConfig
 from pallet.serve.server import reachable_hosts
 from pallet.store import Store
 from tests.serve.conftest import stop

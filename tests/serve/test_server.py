@@ -36,7 +36,7 @@ def test_request_id_is_echoed_or_made(client):
 
 
 def test_a_crash_answers_json_500_and_keeps_the_connection():
-    from pallet.serve.config import ServeConfig
+    from pallet.settings import ServeConfig
     from pallet.serve.middleware import RequestContext
     from tests.serve.conftest import RunningServer
 
@@ -101,7 +101,7 @@ def test_metrics_count_requests_and_latency_per_model_version_protocol_status(cl
 
 
 def test_body_over_the_limit_is_413(start_server):
-    server = start_server(max_body_bytes=1000)
+    server = start_server(max_body_mb=1000 / 2**20)
     with httpx.Client(base_url=server.url) as client:
         response = infer_iris(client, rows=100)
         assert response.status_code == 413
@@ -358,3 +358,45 @@ def test_skip_unloadable_serves_the_others_and_reports_the_tampered_one_not_read
         proc.terminate()
         out, _ = proc.communicate(timeout=20)
     assert "NOT SERVED digits: file model.joblib" in out
+
+
+SERVE_TWICE = '''
+import json, os, signal, sys, threading, time
+import httpx
+from pallet.serve.server import serve
+from pallet.settings import ServeConfig
+from pallet.store import Store
+
+home, db_url = sys.argv[1], sys.argv[2]
+
+def check_then_stop(url, answers):
+    while True:
+        try:
+            if httpx.get(f"{url}/v2/health/ready", timeout=1).status_code == 200:
+                break
+        except httpx.TransportError:
+            time.sleep(0.1)
+    answers.append(httpx.get(f"{url}/metrics").status_code)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+for port in sys.argv[3:]:  # the second server in this process starts as the first did
+    answers = []
+    threading.Thread(target=check_then_stop, args=(f"http://127.0.0.1:{port}", answers), daemon=True).start()
+    serve(ServeConfig(models=["iris"], port=int(port), workers=2, access_log=False), store=Store(home, db_url),
+          echo=lambda line: None)
+    print(json.dumps({"answers": answers, "environ": dict(os.environ)}), flush=True)
+'''
+
+
+def test_serve_returns_with_the_environment_as_it_was(demo_store, tmp_path):
+    environ = {name: value for name, value in os.environ.items()
+               if not name.endswith("_NUM_THREADS") and name not in ("PALLET_HOME", "PALLET_DB_URL",
+                                                                      "PALLET_SERVE_CONFIG", "PROMETHEUS_MULTIPROC_DIR")}
+    environ["OMP_NUM_THREADS"] = "7"  # one set before serving is put back; the others stay unset
+    done = subprocess.run([sys.executable, "-c", SERVE_TWICE, str(demo_store.home), demo_store.db_url,
+                           str(free_port()), str(free_port())], capture_output=True, text=True, timeout=240, env=environ, cwd=tmp_path)
+    runs = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert done.returncode == 0 and len(runs) == 2, done.stderr
+    for run in runs:
+        assert run["answers"] == [200]  # the workers got the store, the settings and a metrics folder that exists
+        assert run["environ"] == environ

@@ -13,7 +13,7 @@ from pallet.export.data import split
 from pallet.model import load_runtime
 from pallet.net import free_port
 from pallet.serve.app import create_app
-from pallet.serve.config import ServeConfig
+from pallet.settings import ServeConfig
 from pallet.store import Store
 from tests.serve.conftest import RunningServer
 

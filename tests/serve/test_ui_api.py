@@ -138,7 +138,7 @@ def test_share_token_in_the_url_sets_a_cookie_for_the_pages_calls(start_server):
 def test_a_team_folder_never_serves_hidden_files(start_server, tmp_path):
     (tmp_path / "index.html").write_text("<title>ours</title>")
     (tmp_path / ".env").write_text("SECRET=1")
-    server = start_server(ui_dir=str(tmp_path))
+    server = start_server(ui=str(tmp_path))
     with httpx.Client(base_url=server.url) as client:
         assert "ours" in client.get("/").text
         assert client.get("/.env").status_code == 404

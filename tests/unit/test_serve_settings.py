@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from pallet.cli import app
 from pallet.deploy.bundle import bundle_settings, load_config
+from pallet.errors import PalletError
 from pallet.settings import ServeConfig, SettingError, check_file, file_layer, flag_of, resolve
 from pallet.settings.serve import ENV
 
@@ -76,8 +77,8 @@ def test_the_same_options_hold_without_a_bundle(monkeypatch):
     assert settings["models"] == ("iris, digits", "flag arguments")
     assert settings["max_batch_size"] == ("8", "env PALLET_MAX_BATCH_SIZE")
     assert settings["port"] == ("9123", "env SAGEMAKER_BIND_TO_PORT")
-    assert settings["cache_ttl"] == ("3600s", "flag --cache-ttl")
-    assert settings["max_latency_ms"] == ("2", "flag --max-latency-ms")
+    assert settings["cache_ttl"] == ("1h", "flag --cache-ttl")
+    assert settings["max_latency_ms"] == ("2ms", "flag --max-latency-ms")
     assert settings["access_log"] == ("false", "flag --access-log")
     assert settings["workers"] == ("1", "default")
     monkeypatch.setenv("PALLET_PORT", "9200")  # pallet's own variable wins over SageMaker's
@@ -190,12 +191,16 @@ def test_worker_processes_get_the_resolved_settings(monkeypatch):
     assert "share_token" in json.loads(config.to_env()) and "api_key" not in json.loads(config.to_env())
 
 
-def test_earlier_names_still_build_the_model():
-    config = ServeConfig(max_body_bytes=64 * 1024, cache_ttl_seconds=60, ui_dir="site", rollout_poll_seconds=0.2,
-                         max_header_bytes=8192, read_timeout_seconds=3)
-    assert (config.max_body_mb, config.max_body_bytes) == (0.0625, 65536)
-    assert (config.max_header_kb, config.max_header_bytes) == (8, 8192)
-    assert (config.cache_ttl, config.ui, config.rollout_poll, config.read_timeout) == (60, "site", 0.2, 3)
+def test_sizes_are_also_given_in_bytes():
+    config = ServeConfig(max_body_mb=0.0625, max_header_kb=8)
+    assert (config.max_body_bytes, config.max_header_bytes) == (65536, 8192)
+
+
+@pytest.mark.parametrize("name", ["max_body_bytes", "max_header_bytes", "read_timeout_seconds",
+                                  "cache_ttl_seconds", "ui_dir", "rollout_poll_seconds"])
+def test_only_the_settings_own_names_are_accepted(name):
+    with pytest.raises(PalletError, match=f"unknown serve setting '{name}'"):
+        ServeConfig(**{name: 1})
 
 
 def test_a_bundle_records_its_serve_settings_from_the_model(tmp_path):

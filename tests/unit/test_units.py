@@ -3,7 +3,7 @@
 import pytest
 
 from pallet.errors import PalletError
-from pallet.units import format_size, parse_duration, parse_size
+from pallet.units import format_duration, format_ms, format_size, parse_duration, parse_size
 
 
 @pytest.mark.parametrize("text, seconds", [
@@ -53,3 +53,33 @@ def test_sizes_as_people_read_them(size, text):
 def test_a_formatted_size_reads_back_to_about_the_same_bytes():
     for size in (700, 5000, 3 * 2**20 + 12345, 7 * 2**30):
         assert parse_size(format_size(size)) == pytest.approx(size, rel=0.05)
+
+
+@pytest.mark.parametrize("seconds, text", [
+    (0, "0s"), (0.5, "500ms"), (1, "1s"), (1.25, "1s250ms"), (90, "1m30s"), (300, "5m"), (3600, "1h"),
+    (5400, "1h30m"), (86400, "1d"), (93600, "1d2h"), (3661.5, "1h1m1s500ms"), (0.0004, "0s"),
+])
+def test_durations_are_written_in_the_grammar_they_are_read_in(seconds, text):
+    assert format_duration(seconds) == text
+
+
+def test_a_written_duration_reads_back_to_the_same_seconds():
+    for seconds in (0, 0.001, 0.5, 1, 59, 60, 61, 90, 299.999, 300, 3599, 3600, 3661.5, 86399, 93600, 604800,
+                    1234567.891):
+        assert parse_duration(format_duration(seconds)) == pytest.approx(seconds, abs=1e-9)
+    for milliseconds in range(0, 200_000, 997):
+        assert parse_duration(format_duration(milliseconds / 1000)) == pytest.approx(milliseconds / 1000, abs=1e-9)
+
+
+@pytest.mark.parametrize("seconds, text", [
+    (0.5, "500ms"), (1.2346, "1s235ms"), (119.6, "2m"), (300.4, "5m"), (5321.4, "1h29m"), (3599.7, "1h"),
+    (93600, "1d2h"), (93599, "1d2h"),
+])
+def test_measured_durations_keep_their_two_largest_parts(seconds, text):
+    assert format_duration(seconds, rounded=True) == text
+
+
+def test_latencies_print_in_milliseconds_with_two_decimals():
+    assert format_ms(3.456) == "3.46 ms"
+    assert format_ms(0) == "0.00 ms"
+    assert format_ms(1234.5) == "1234.50 ms"

@@ -10,6 +10,7 @@ from typing import Any
 from pallet.batch.records import RunLog, RunRecord
 from pallet.batch.summary import psi
 from pallet.errors import PalletError
+from pallet.units import format_duration
 
 @dataclass
 class CheckResult:
@@ -48,8 +49,9 @@ def check(runs: RunLog, output: str, *, max_age_seconds: float | None = None, ma
         moment = now or datetime.now(timezone.utc)
         result.age_seconds = (moment - datetime.fromisoformat(last.finished)).total_seconds()
         if max_age_seconds is not None and result.age_seconds > max_age_seconds:
-            result.problems.append(f"the latest successful run {last.id} finished {_ago(result.age_seconds)} ago, "
-                                   f"over the limit of {_ago(max_age_seconds)}")
+            ago = format_duration(result.age_seconds, rounded=True)
+            result.problems.append(f"the latest successful run {last.id} finished {ago} ago, "
+                                   f"over the limit of {format_duration(max_age_seconds)}")
         if len(successes) > 1:
             before = successes[1]
             if before.rows_written:
@@ -106,13 +108,3 @@ def write_metrics(result: CheckResult, path: str) -> None:
 def _brief(record: RunRecord) -> dict[str, Any]:
     return {k: getattr(record, k) for k in ("id", "model", "version", "status", "started", "finished",
                                              "rows_read", "rows_written", "rows_rejected", "error")}
-
-
-def _ago(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.0f}s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f}m"
-    if seconds < 172800:
-        return f"{seconds / 3600:.1f}h"
-    return f"{seconds / 86400:.1f}d"

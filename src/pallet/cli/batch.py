@@ -19,7 +19,7 @@ from pallet.cli.output import console
 from pallet.errors import PalletError
 from pallet.store import default_store
 from pallet.urls import redact
-from pallet.units import parse_duration
+from pallet.units import format_duration, parse_duration
 
 app = typer.Typer(help="Batch prediction: data to a table, resumable, checked.", no_args_is_help=True)
 
@@ -130,7 +130,7 @@ def check(
     latest = result.latest_success
     if not as_json:
         typer.echo(f"ok: {output} written by run {latest['id']} ({latest['rows_written']:,} rows) "
-                   f"{checks._ago(result.age_seconds)} ago")
+                   f"{format_duration(result.age_seconds, rounded=True)} ago")
 
 
 @app.command("schedule")

@@ -9,7 +9,7 @@ from pallet.bench import run_bench
 from pallet.cli import app
 from pallet.cli.output import console
 from pallet.errors import PalletError
-from pallet.units import parse_duration
+from pallet.units import format_duration, format_ms, parse_duration
 
 
 @app.command()
@@ -36,11 +36,12 @@ def bench(
                                    progress=lambda step: status.update(step))
     from rich.table import Table
 
-    table = Table("concurrency", "req/s", "p50 ms", "p95 ms", "p99 ms", "errors", "mean batch rows",
-                  title=f"{model.ref} over HTTP (V2 infer, {rows} row(s) per request, {seconds:g}s per level)",
+    table = Table("concurrency", "req/s", "p50", "p95", "p99", "errors", "mean batch rows",
+                  title=f"{model.ref} over HTTP (V2 infer, {rows} row(s) per request, "
+                        f"{format_duration(seconds)} per level)",
                   caption="latency from the server's own histogram, read as the dashboard and rollout status read it")
     for r in results:
-        table.add_row(str(r.concurrency), f"{r.rate:,.0f}", *(f"{r.percentile(p) * 1000:.2f}" for p in (50, 95, 99)),
+        table.add_row(str(r.concurrency), f"{r.rate:,.0f}", *(format_ms(r.percentile(p) * 1000) for p in (50, 95, 99)),
                       str(r.errors), f"{r.mean_batch_rows:.1f}" if r.mean_batch_rows else "-")
     out.print(table)
     out.print(f"in-process predict on the same rows: {floor:,.0f} calls/s "

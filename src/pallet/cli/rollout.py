@@ -12,7 +12,7 @@ from rich.table import Table
 from pallet.cli.output import console
 from pallet.errors import RolloutError
 from pallet.rollout import Rollouts, Thresholds
-from pallet.units import parse_duration
+from pallet.units import format_duration, format_ms, parse_duration
 
 app = typer.Typer(help="Move traffic between versions: promote, rollback, canary, split, shadow.",
                   no_args_is_help=True)
@@ -159,17 +159,18 @@ def _show(doc: dict, as_json: bool) -> None:
     out.print(line)
     canary = doc["canary"]
     if canary:
+        left = format_duration(canary["step_left_seconds"], rounded=True)
         out.print(f"canary to {name}:{canary['to']}: step {canary['step']} of {len(canary['steps'])} "
-                  f"({canary['share']:g}%), {canary['step_left_seconds']:g} s left in the step"
+                  f"({canary['share']:g}%), {left} left in the step"
                   + (f"; holding: {canary['held']}" if canary["held"] else ""))
-    table = Table("version", "role", "traffic", "requests", "errors", "p95 ms", "shadowed", "agreement")
+    table = Table("version", "role", "traffic", "requests", "errors", "p95", "shadowed", "agreement")
     for v in doc["versions"]:
         agreement = v.get("agreement")
         table.add_row(f"{name}:{v['version']}", v["role"], f"{v['share']:g}%", str(v.get("requests", 0)),
-                      str(v.get("errors", 0)), _num(v.get("p95_ms")), str(v.get("shadowed", 0)),
+                      str(v.get("errors", 0)), _ms(v.get("p95_ms")), str(v.get("shadowed", 0)),
                       "" if agreement is None else f"{agreement:.1%} of {v['compared']}")
     out.print(table)
 
 
-def _num(value) -> str:
-    return "" if value is None else f"{value:g}"
+def _ms(value) -> str:
+    return "" if value is None else format_ms(value)

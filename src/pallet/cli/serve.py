@@ -60,26 +60,35 @@ def _as_usage_error(error: SettingError) -> Exception:
 
 
 def _option(name: str) -> inspect.Parameter:
-    """The typer option of one setting: its help and limits from the model, None when not given."""
+    """The typer option of one setting: its help from the model, None when not given. The model, not
+    typer, checks the value, so a flag's mistake reads as the same setting's in the environment or the file."""
     field = ServeConfig.model_fields[name]
     kind = kind_of(name)
     flag = flag_of(name)
     limits: dict[str, Any] = {}
+    bounds = ""
     if DURATION in field.metadata:
         kind, limits["metavar"] = str, "DURATION"
+    elif name == "max_latency_ms":
+        kind, limits["metavar"] = str, "MS"
     elif kind in (int, float):
-        for bound in field.metadata:
-            for attribute, key in (("ge", "min"), ("le", "max")):
-                if getattr(bound, attribute, None) is not None:
-                    limits[key] = getattr(bound, attribute)
-        if name == "max_latency_ms":
-            kind, limits = str, {"metavar": "MS"}
+        kind, limits["metavar"], bounds = str, "INTEGER" if kind is int else "NUMBER", _range(field)
     default = field.default
     shown_default = f" \\[default: {shown(name, default)}]" if default is not None and default != [] else ""
     decls = [f"{flag}/--no-{flag[2:]}"] if kind is bool else [flag]
     annotation = Optional[list[str]] if kind is list else Optional[kind]
-    option = typer.Option(None, *decls, help=f"{field.description}{shown_default}", show_default=False, **limits)
+    text = f"{field.description}{bounds}{shown_default}"
+    option = typer.Option(None, *decls, help=text, show_default=False, **limits)
     return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=annotation)
+
+
+def _range(field: Any) -> str:
+    """The bounds a number setting keeps to, for its help: [x>=1], [1<=x<=65535]."""
+    low = next((bound.ge for bound in field.metadata if getattr(bound, "ge", None) is not None), None)
+    high = next((bound.le for bound in field.metadata if getattr(bound, "le", None) is not None), None)
+    if high is None:
+        return "" if low is None else f" \\[x>={low}]"
+    return f" \\[{'' if low is None else f'{low}<='}x<={high}]"
 
 
 def _parameters() -> list[inspect.Parameter]:

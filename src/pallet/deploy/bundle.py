@@ -19,13 +19,14 @@ import yaml
 import pallet
 from pallet.deploy.local import nginx_config
 from pallet.deploy.lock import canonical, lock, pallet_roots, render
-from pallet.errors import PalletError
+from pallet.errors import PalletError, first_line
 from pallet.settings import ServeConfig, check_file, file_layer, resolve
 from pallet.store import ModelVersion, Store
 from pallet.store.index import VersionRow
 
 TEMPLATES = Path(__file__).parent / "templates"
 CONFIG = "pallet.yaml"
+CONFIG_KEYS = ("models", "serve")  # what pallet build writes in a bundle's pallet.yaml
 MARKER = ".pallet-bundle"  # pallet build replaces only folders that hold it
 
 
@@ -300,13 +301,23 @@ def load_config(bundle: Path) -> dict:
     path = Path(bundle) / CONFIG
     if not path.is_file():
         raise PalletError(f"{bundle} is not a pallet bundle (no {CONFIG}); make one with pallet build")
-    try:
-        config = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise PalletError(f"{path} is not valid YAML: {e}") from None
+    config = _read_yaml(path)
     if not isinstance(config, dict) or not isinstance(config.get("models"), list) or not config["models"]:
         raise PalletError(f"{path} must list the models to serve under 'models'")
+    unknown = sorted(str(key) for key in config if key not in CONFIG_KEYS)
+    if unknown:
+        raise PalletError(f"{path}: unknown key(s) {', '.join(unknown)}; it takes {', '.join(CONFIG_KEYS)}")
     config["serve"] = check_file(config.get("serve") or {}, str(path))
     if not all(isinstance(m, str) for m in config["models"]):
         raise PalletError(f"{path}: 'models' must list model references such as digits:1")
     return config
+
+
+def _read_yaml(path: Path) -> object:
+    """A YAML file's contents; a syntax error in one line: where it is and what is wrong."""
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        mark, problem = getattr(e, "problem_mark", None), getattr(e, "problem", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        raise PalletError(f"{where}: not valid YAML: {problem or first_line(e)}") from None

@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from pallet.errors import RolloutError
 from pallet.rollout.figures import VersionTraffic
+from pallet.units import format_ms
 
 Action = Literal["advance", "hold", "rollback"]
 
@@ -68,7 +69,7 @@ def decide(baseline: VersionTraffic, candidate: VersionTraffic, thresholds: Thre
     latency = "p95 not compared (no baseline traffic)"
     if base_p95 is not None and baseline.requests >= t.min_requests:
         ratio = cand_p95 / base_p95
-        latency = f"p95 {cand_p95 * 1000:.1f} ms vs {base_p95 * 1000:.1f} ms (x{ratio:.2f})"
+        latency = f"p95 {format_ms(cand_p95 * 1000)} vs {format_ms(base_p95 * 1000)} (x{ratio:.2f})"
         if ratio > t.max_latency_ratio and (cand_p95 - base_p95) * 1000 > t.min_latency_delta_ms:
             return Decision("rollback", f"candidate {latency}, above --max-latency-ratio {t.max_latency_ratio}")
     agreement = (f", agreement {candidate.agreement:.1%} over {candidate.compared} rows"

@@ -20,6 +20,7 @@ from pallet.rollout.figures import VersionTraffic
 from pallet.rollout.policy import Policy, Shadow
 from pallet.rollout.state import Canary, Event, Rollout, RolloutChanged, RolloutState
 from pallet.store import ModelRef, Store, default_store
+from pallet.units import format_duration
 
 
 def default_actor() -> str:
@@ -115,7 +116,7 @@ class Rollouts:
         version = self._version(name, to)
         steps = _steps(steps)
         if step_seconds <= 0:
-            raise RolloutError(f"--step-duration must be above 0, got {step_seconds} s")
+            raise RolloutError(f"--step-duration must be above 0, got {format_duration(step_seconds)}")
         if not 0 <= shadow_fraction <= 1:
             raise RolloutError(f"--shadow-fraction must be within 0..1, got {shadow_fraction}")
         thresholds = thresholds or Thresholds()
@@ -133,7 +134,7 @@ class Rollouts:
         new = base.changed(policy=_canary_policy(base.stable, canary, sticky_key), canary=canary, mode="canary")
         return self.state.write(new, self.actor, "start",
                                 f"canary to {name}:{version}: steps {_percent_list(steps)}, "
-                                f"{_duration(step_seconds)} each")
+                                f"{format_duration(step_seconds)} each")
 
     def split(self, name: str, weights: dict[str, float], *, sticky_key: str | None = None) -> Rollout:
         """A fixed split (an A/B test): `{"digits:3": 90, "digits:4": 10}`."""
@@ -251,7 +252,3 @@ def _steps(steps) -> list[float]:
 
 def _percent_list(steps) -> str:
     return ",".join(f"{s:g}" for s in steps)
-
-
-def _duration(seconds: float) -> str:
-    return f"{seconds / 60:g} min" if seconds >= 60 and seconds % 60 == 0 else f"{seconds:g} s"

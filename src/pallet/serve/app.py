@@ -18,7 +18,6 @@ from pallet.errors import PalletError
 from pallet.rollout.sync import RolloutSync
 from pallet import threads
 from pallet.serve import metrics
-from pallet.serve.config import ServeConfig
 from pallet.serve.dataplane import DataPlane
 from pallet.serve.errors import Overloaded, RequestTimeout, status_of
 from pallet.serve.http import json_response
@@ -27,6 +26,7 @@ from pallet.serve.openapi import routes as openapi_routes
 from pallet.serve.protocols import azureml, sagemaker, v1, v2
 from pallet.serve.routes import pages, rollouts as rollout_routes
 from pallet.serve.server import StartupRefused, configure_access_log, configure_server_log, drain_on_sigterm
+from pallet.settings import ServeConfig
 from pallet.store import ModelRef, Store, default_store
 from pallet.ui.stats import Stats
 
@@ -46,7 +46,7 @@ def create_app(config: ServeConfig, store: Store | None = None) -> Starlette:
             grpc_server = None
             try:
                 _load_models(plane, config)
-                rollouts = RolloutSync.open(plane, config.rollout_poll_seconds)
+                rollouts = RolloutSync.open(plane, config.rollout_poll)
                 if rollouts is not None:
                     await rollouts.sync_once()  # start on the stored traffic policies, not only the models named
                 tasks.append(asyncio.create_task(stats.run()))  # the dashboard's history
@@ -72,7 +72,7 @@ def create_app(config: ServeConfig, store: Store | None = None) -> Starlette:
     app = Starlette(
         routes=[*v2.routes(plane), *v1.routes(plane), *sagemaker.routes(plane), *azureml.routes(plane), *openapi_routes(plane),
                 Route("/metrics", serve_metrics), *rollout_routes.routes(plane),
-                *pages.routes(plane, stats, config.ui_dir)],
+                *pages.routes(plane, stats, config.ui)],
         middleware=[Middleware(RequestContext, config=config, observe=plane.observe), *_cors(config),
                     Middleware(ShareToken, config=config), Middleware(APIKey, config=config),
                     Middleware(LargeBodies, config=config)],

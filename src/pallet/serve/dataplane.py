@@ -14,12 +14,12 @@ from pallet.model import Model
 from pallet.rollout.figures import VersionTraffic, compare
 from pallet.rollout.state import Rollout
 from pallet.serve import metrics
-from pallet.serve.config import ServeConfig
 from pallet.serve.batcher import Batcher
 from pallet.serve.cache import CacheUnavailable, cache_key, make_cache
 from pallet.serve.errors import ModelNotReady, Overloaded, PayloadTooLarge
 from pallet.threads import plan_threads
 from pallet.serve.types import InferenceRequest, InferenceResponse
+from pallet.settings import ServeConfig
 from pallet.store import ModelRef, Store
 
 log = logging.getLogger("pallet.serve")
@@ -54,7 +54,7 @@ class DataPlane:
         self.figures: dict[str, dict[str, VersionTraffic]] = {}  # name -> version -> counted at the rollout's revision
         self.shadow_tasks: set[asyncio.Task] = set()
         self.draining = False  # stopping: not ready, though still answering
-        self.cache = make_cache(config.cache, config.cache_ttl_seconds)
+        self.cache = make_cache(config.cache, config.cache_ttl)
         self.threads = plan_threads(config.workers, config.threads)
 
     # -- lifecycle ------------------------------------------------------------------------

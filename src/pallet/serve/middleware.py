@@ -14,7 +14,7 @@ from urllib.parse import parse_qs
 import orjson
 
 from pallet.serve import metrics
-from pallet.serve.config import ServeConfig
+from pallet.settings import ServeConfig
 
 access_log = logging.getLogger("pallet.access")
 error_log = logging.getLogger("pallet.serve")

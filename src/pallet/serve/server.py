@@ -20,13 +20,14 @@ import uvicorn
 import pallet
 from pallet import threads
 from pallet.errors import PalletError
-from pallet.serve.config import ENV, ServeConfig
 from pallet.serve.connection import BoundedHttp
+from pallet.settings import ENV, ServeConfig
 from pallet.store import Store, default_store
 
 if TYPE_CHECKING:
     from pallet.serve.dataplane import DataPlane
 
+METRICS_DIR = "PROMETHEUS_MULTIPROC_DIR"  # where the worker processes of one server share their metrics
 ENDPOINTS = [
     ("prototype pages", "/"),
     ("dashboard", "/dashboard"),
@@ -67,16 +68,7 @@ def serve(config: ServeConfig, store: Store | None = None, echo: Callable[[str],
             raise PalletError(f"--grpc-port {config.grpc_port} is the REST port too; give gRPC a port of its own")
         _check_port(config.host, config.grpc_port, "--grpc-port")
 
-    # Worker processes rebuild the app from the environment: same store, same config.
-    os.environ["PALLET_HOME"] = str(store.home)
-    os.environ["PALLET_DB_URL"] = store.db_url
-    os.environ[ENV] = config.to_env()
-    metrics_dir = None
-    if config.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="pallet-metrics-")
-
     plan = threads.plan_threads(config.workers, config.threads)
-    threads.export(plan)  # before any worker starts its native libraries
     bases = [f"http://{_url_host(host)}:{config.port}" for host in reachable_hosts(config.host)]
     base = bases[0]
     workers = f" with {config.workers} workers" if config.workers > 1 else ""
@@ -97,17 +89,42 @@ def serve(config: ServeConfig, store: Store | None = None, echo: Callable[[str],
         echo(f"  {'also reachable at':<22}{other}/{token}")
     failed_start = WorkerStartFailed()
     logging.getLogger("uvicorn.error").addFilter(failed_start)
+    before, metrics_dir = _export_for_workers(config, store, plan)
     try:
         uvicorn.run("pallet.serve.app:app_from_env", factory=True, host=config.host, port=config.port,
                     workers=config.workers, log_level="warning", access_log=False,
-                    http=BoundedHttp.factory(config.max_header_bytes, config.read_timeout_seconds),
+                    http=BoundedHttp.factory(config.max_header_bytes, config.read_timeout),
                     timeout_graceful_shutdown=config.grace_seconds)
     finally:
         logging.getLogger("uvicorn.error").removeFilter(failed_start)
+        _restore(before)
         if metrics_dir:
             shutil.rmtree(metrics_dir, ignore_errors=True)
     if failed_start.seen:  # uvicorn's supervisor stops, but returns as if all went well
         raise PalletError("a worker could not start (its reason is above); nothing is served")
+
+
+def _export_for_workers(config: ServeConfig, store: Store, plan: threads.ThreadPlan) -> tuple[dict, str | None]:
+    """Set what worker processes rebuild the app from: the same store and settings, the thread plan (before
+    any worker starts its native libraries) and, for several workers, a folder to share metrics in. Returns
+    the variables as they were, for `_restore`, and the folder when one was made here."""
+    values = {"PALLET_HOME": str(store.home), "PALLET_DB_URL": store.db_url, ENV: config.to_env()}
+    before = {name: os.environ.get(name) for name in (*values, METRICS_DIR, *threads.THREAD_ENV)}
+    os.environ.update(values)
+    threads.export(plan)
+    metrics_dir = None
+    if config.workers > 1 and not os.environ.get(METRICS_DIR):
+        metrics_dir = os.environ[METRICS_DIR] = tempfile.mkdtemp(prefix="pallet-metrics-")
+    return before, metrics_dir
+
+
+def _restore(before: dict[str, str | None]) -> None:
+    """The environment variables as they were: those that were unset, unset again."""
+    for name, value in before.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 def drain_on_sigterm(plane: DataPlane, drain_seconds: float) -> None:

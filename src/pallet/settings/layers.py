@@ -13,7 +13,8 @@ from typing import Any
 from pydantic_settings import EnvSettingsSource
 
 from pallet.errors import PalletError
-from pallet.settings.serve import DURATION, ENV_PREFIX, ServeConfig, SettingError, check_ui, is_secret
+from pallet.settings.serve import DURATION, ENV_PREFIX, MILLISECONDS, ServeConfig, SettingError, check_ui, is_secret
+from pallet.units import format_duration
 from pallet.urls import redact
 
 SAGEMAKER_PORT = "SAGEMAKER_BIND_TO_PORT"
@@ -121,7 +122,7 @@ def check_file(values: Any, path: str) -> dict[str, Any]:
 
 def shown(name: str, value: Any) -> str:
     """A setting's value as --show-config prints it: secrets and passwords in URLs hidden, durations
-    with their unit."""
+    and milliseconds with their unit."""
     if is_secret(name):
         return "<set>" if value else "<not set>"
     if value is None:
@@ -132,8 +133,11 @@ def shown(name: str, value: Any) -> str:
         return ", ".join(value) or "-"
     if isinstance(value, bool):
         return "true" if value else "false"
-    if DURATION in ServeConfig.model_fields[name].metadata:
-        return f"{value * 1000:g}ms" if 0 < value < 1 else f"{value:g}s"
+    metadata = ServeConfig.model_fields[name].metadata
+    if DURATION in metadata:
+        return format_duration(value)
+    if MILLISECONDS in metadata:
+        return f"{value:g}ms"
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 

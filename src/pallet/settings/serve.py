@@ -11,11 +11,11 @@ import re
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import BeforeValidator, Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from pallet.errors import PalletError
-from pallet.units import parse_duration
+from pallet.units import format_duration, parse_duration
 from pallet.urls import redact
 
 ENV = "PALLET_SERVE_CONFIG"  # the resolved settings, as JSON, for worker processes
@@ -85,12 +85,6 @@ def option(default: Any, help: str, *, flag: str | None = None, secret: bool = F
     return Field(default, description=help, json_schema_extra=extra or None, **limits)
 
 
-# Names the code used before the settings were one model, and the unit each one counted in.
-EARLIER_NAMES = {"max_body_bytes": ("max_body_mb", 2**20), "max_header_bytes": ("max_header_kb", 1024),
-                 "read_timeout_seconds": ("read_timeout", 1), "cache_ttl_seconds": ("cache_ttl", 1),
-                 "ui_dir": ("ui", 1), "rollout_poll_seconds": ("rollout_poll", 1)}
-
-
 class ServeConfig(BaseSettings):
     """What `pallet serve` was asked to do; travels to worker processes as JSON in the environment."""
 
@@ -143,17 +137,6 @@ class ServeConfig(BaseSettings):
         except ValidationError as error:
             raise setting_error(error, values) from None
 
-    @model_validator(mode="before")
-    @classmethod
-    def _earlier_names(cls, values: Any) -> Any:
-        if isinstance(values, dict) and EARLIER_NAMES.keys() & values.keys():
-            values = dict(values)
-            for old, (new, unit) in EARLIER_NAMES.items():
-                if old in values:
-                    value = values.pop(old)
-                    values[new] = value / unit if unit != 1 and isinstance(value, (int, float)) else value
-        return values
-
     @field_validator("*", mode="before")
     @classmethod
     def _no_true_or_false_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
@@ -181,7 +164,7 @@ class ServeConfig(BaseSettings):
     @field_validator("cache")
     @classmethod
     def _cache(cls, spec: str | None) -> str | None:
-        check_cache(spec)
+        cache_spec(spec)
         return spec
 
     @property
@@ -191,27 +174,13 @@ class ServeConfig(BaseSettings):
 
     @property
     def max_body_bytes(self) -> int:
+        """`max_body_mb` as a count of bytes."""
         return int(self.max_body_mb * 2**20)
 
     @property
     def max_header_bytes(self) -> int:
+        """`max_header_kb` as a count of bytes."""
         return int(self.max_header_kb * 1024)
-
-    @property
-    def read_timeout_seconds(self) -> float:
-        return self.read_timeout
-
-    @property
-    def cache_ttl_seconds(self) -> float:
-        return self.cache_ttl
-
-    @property
-    def ui_dir(self) -> str | None:
-        return self.ui
-
-    @property
-    def rollout_poll_seconds(self) -> float:
-        return self.rollout_poll
 
     def to_env(self) -> str:
         return self.model_dump_json()
@@ -228,11 +197,6 @@ def check_origin(origin: str) -> str:
         raise Unfit(f"{origin!r} is not an origin: write scheme://host[:port], "
                     "e.g. https://app.example.com or http://localhost:3000 (or * for any)")
     return origin
-
-
-def check_cache(spec: str | None) -> None:
-    """Raises `Unfit` unless `spec` is empty, memory, memory:N (N entries) or a Redis URL."""
-    cache_spec(spec)
 
 
 def cache_spec(spec: str | None) -> tuple[str, str | int] | None:
@@ -263,10 +227,9 @@ def setting_error(error: ValidationError, values: dict) -> PalletError:
     name = str(first["loc"][0]) if first["loc"] else ""
     if name not in ServeConfig.model_fields:
         return PalletError(f"unknown serve setting {name!r}; settings: {', '.join(ServeConfig.model_fields)}")
-    earlier = next((old for old, (new, _) in EARLIER_NAMES.items() if new == name and old in values), None)
     cause = first.get("ctx", {}).get("error")
     problem = str(cause) if isinstance(cause, Unfit) else None
-    return SettingError(name, values.get(name, values.get(earlier, first.get("input"))), expected(name),
+    return SettingError(name, values.get(name, first.get("input")), expected(name),
                         problem=problem)
 
 
@@ -277,7 +240,7 @@ def expected(name: str) -> str:
     above = next((m.gt for m in field.metadata if hasattr(m, "gt")), None)
     high = next((m.le for m in field.metadata if hasattr(m, "le")), None)
     if DURATION in field.metadata:
-        floor = f" of at least {low:g} s" if low else (" above 0" if above is not None else "")
+        floor = f" of at least {format_duration(low)}" if low else (" above 0" if above is not None else "")
         return f"a duration such as 500ms, 10s, 5m or 1h{floor}"
     if MILLISECONDS in field.metadata:
         return "a number of milliseconds, 0 or more (or a duration such as 5ms)"

@@ -41,25 +41,38 @@ def upgrade(engine: sa.Engine, history: str = STORE, what: str = "model index") 
     done = _current.setdefault(engine, set())
     if history in done:
         return
-    where = engine.url.render_as_string(hide_password=True)
     stored = stored_revisions(engine, what)
     if HEADS[history] not in stored:
-        _run(engine, history, stored, f"the {what} at {where}")
+        _run(engine, history, stored, described(engine, what))
     done.add(history)
+
+
+def described(engine: sa.Engine, what: str = "model index") -> str:
+    """How messages name the database of `engine`: 'the model index at sqlite:///…', password hidden."""
+    return f"the {what} at {engine.url.render_as_string(hide_password=True)}"
+
+
+def too_new(stored: set[str], database: str) -> str | None:
+    """Why `database` cannot be opened when it records revisions this pallet has no scripts for (a
+    newer pallet upgraded it), in one line; None when this pallet knows every one."""
+    unknown = sorted(stored - known_revisions())
+    if not unknown:
+        return None
+    return (f"{database} has schema revision {', '.join(unknown)}, which this pallet does not know: "
+            "a newer pallet upgraded it; upgrade pallet to open it")
 
 
 def stored_revisions(engine: sa.Engine, what: str = "model index") -> set[str]:
     """The revisions the database records (none for a new database or one from before migrations)."""
-    where = engine.url.render_as_string(hide_password=True)
     try:
         with engine.connect() as conn:
             if not sa.inspect(conn).has_table(VERSION_TABLE):
                 return set()
             return set(conn.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars())
     except OperationalError as e:
-        raise PalletError(f"cannot reach the {what} at {where}: {first_line(e.orig)}") from None
+        raise PalletError(f"cannot reach {described(engine, what)}: {first_line(e.orig)}") from None
     except DBAPIError as e:
-        raise PalletError(f"the {what} at {where} cannot be used: {first_line(e.orig)}") from None
+        raise PalletError(f"{described(engine, what)} cannot be used: {first_line(e.orig)}") from None
 
 
 def _run(engine: sa.Engine, history: str, stored: set[str], database: str) -> None:
@@ -67,10 +80,9 @@ def _run(engine: sa.Engine, history: str, stored: set[str], database: str) -> No
     from alembic.util import CommandError
 
     config = _config()
-    unknown = sorted(stored - known_revisions())
-    if unknown:
-        raise PalletError(f"{database} has schema revision {', '.join(unknown)}, which this pallet does not know: "
-                          "a newer pallet upgraded it; upgrade pallet to open it")
+    problem = too_new(stored, database)
+    if problem:
+        raise PalletError(problem)
     head = HEADS[history]
     try:
         with engine.connect() as conn:

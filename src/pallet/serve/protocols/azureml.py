@@ -36,7 +36,7 @@ def routes(plane: DataPlane) -> list[Route]:
         name = _deployment(plane, request)
         label(request, plane.get(name))
         require_json(request)
-        body = parse_json(await read_body(request, plane.config.max_body_bytes, plane.config.read_timeout_seconds))
+        body = parse_json(await read_body(request, plane.config.max_body_bytes, plane.config.read_timeout))
         model = routed(request, plane, name)
         inputs = decode(body, model.signature)
         response = await plane.infer(InferenceRequest(name, inputs, str(model.ref.version)))

@@ -35,7 +35,7 @@ def routes(plane: DataPlane) -> list[Route]:
         label(request, plane.get(name))
         fmt = _content_format(request.headers.get("content-type", JSON))
         answer = _accept_format(request.headers.get("accept", JSON))
-        body = await read_body(request, plane.config.max_body_bytes, plane.config.read_timeout_seconds)
+        body = await read_body(request, plane.config.max_body_bytes, plane.config.read_timeout)
         try:
             text = body.decode()
         except UnicodeDecodeError:

@@ -26,7 +26,7 @@ def routes(plane: DataPlane) -> list[Route]:
         request.state.protocol = PROTOCOL
         label(request, plane.get(name))
         require_json(request)
-        doc = REQUEST.json(await read_body(request, plane.config.max_body_bytes, plane.config.read_timeout_seconds))
+        doc = REQUEST.json(await read_body(request, plane.config.max_body_bytes, plane.config.read_timeout))
         if doc.instances is UNSET and doc.inputs is UNSET:
             raise BadRequest(f"request body must be {REQUEST.expected}")
         key = "instances" if doc.instances is not UNSET else "inputs"

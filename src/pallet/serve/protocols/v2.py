@@ -64,7 +64,7 @@ def routes(plane: DataPlane) -> list[Route]:
         request.state.protocol = PROTOCOL
         label(request, plane.get(name, version))  # 404 before the body is read
         require_json(request)
-        body = await read_body(request, plane.config.max_body_bytes, plane.config.read_timeout_seconds)
+        body = await read_body(request, plane.config.max_body_bytes, plane.config.read_timeout)
         answering = str(routed(request, plane, name, version).ref.version)
         parsed, binary_outputs = decode_request(body, request.headers.get(HEADER_LENGTH), name, answering)
         return encode_response(await plane.infer(parsed), binary_outputs)

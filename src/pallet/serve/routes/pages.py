@@ -94,7 +94,7 @@ def routes(plane: DataPlane, stats: Stats, ui_dir: str | None = None) -> list[Ba
     async def add_feedback(request: Request) -> Response:
         name, version = request.path_params["name"], request.path_params.get("version")
         require_json(request)
-        body = parse_json(await read_body(request, plane.config.max_body_bytes, plane.config.read_timeout_seconds))
+        body = parse_json(await read_body(request, plane.config.max_body_bytes, plane.config.read_timeout))
         model = plane.get(name, version if version is not None else _version_field(body))
         record = _feedback_record(model, body)
         record_id = await _off_loop(lambda: feedback.add(model=model.ref.name, version=model.ref.version, **record))

@@ -65,7 +65,7 @@ def routes(plane: DataPlane) -> list[Route]:
 
     async def change(request: Request, action: str) -> Response:
         name = request.path_params["name"]
-        body = await read_body(request, MAX_BODY, plane.config.read_timeout_seconds)
+        body = await read_body(request, MAX_BODY, plane.config.read_timeout)
         decoder = BODIES[action]
         doc = decoder.json(body) if body.strip() else decoder.convert({})
         if action == "promote":

@@ -44,6 +44,10 @@ async function api(path, options = {}) {
   return { body, response };
 }
 
+function ms(value) {
+  return value === null || value === undefined ? "–" : `${value.toFixed(2)} ms`;
+}
+
 function fmt(value, digits = 1) {
   if (value === null || value === undefined || Number.isNaN(value)) return "–";
   if (typeof value !== "number") return String(value);

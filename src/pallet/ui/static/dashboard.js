@@ -73,7 +73,7 @@ function versionRows(m) {
       el("td", { class: "num", "data-testid": "share" }, shares[v] !== undefined ? `${fmt(shares[v], 0)}%` : "–"),
       el("td", { class: "num", "data-testid": "version-requests" }, fmt(f.requests || 0, 0)),
       el("td", { class: "num" }, fmt(f.errors || 0, 0)),
-      el("td", { class: "num" }, fmt(f.p95_ms, 2)),
+      el("td", { class: "num" }, ms(f.p95_ms)),
       el("td", { class: "num", "data-testid": "version-feedback" }, fmt(fb.total, 0)),
       el("td", { class: "num" }, rated ? percent(fb.up / rated) : "–"));
   });
