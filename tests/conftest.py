@@ -56,6 +56,7 @@ SLOW = {
     "integration/test_batch.py::test_check_exit_codes_webhook_and_metrics_file",
     "integration/test_build.py::test_serve_bundle_serves_exactly_what_it_holds",
     "serve/test_server.py::test_pallet_serve_with_two_workers_aggregates_metrics",
+    "serve/test_server.py::test_serve_returns_with_the_environment_as_it_was",
     "serve/test_bench.py::test_bench_starts_a_server_and_reports_each_level",
 }
 

@@ -140,7 +140,11 @@ def test_every_setting_has_one_flag_whose_help_is_the_models_and_whose_default_i
 
 @pytest.mark.parametrize("args, env, message", [
     (["iris", "--read-timeout", "soon"], {}, "Invalid value for '--read-timeout': must be a duration"),
-    (["iris", "--workers", "0"], {}, "Invalid value for '--workers'"),
+    (["iris", "--workers", "0"], {}, "Invalid value for '--workers': must be a positive whole number, got '0'"),
+    (["iris"], {"PALLET_WORKERS": "0"}, "PALLET_WORKERS must be a positive whole number, got '0'"),
+    (["iris", "--port", "70000"], {}, "'--port': must be a positive whole number up to 65535, got '70000'"),
+    (["iris", "--grpc-port", "-1"], {}, "'--grpc-port': must be a whole number from 0 up to 65535, got '-1'"),
+    (["iris", "--max-rows", "lots"], {}, "'--max-rows': must be a positive whole number, got 'lots'"),
     (["iris"], {"PALLET_WORKERS": "many"}, "PALLET_WORKERS must be a positive whole number, got 'many'"),
     (["iris"], {"PALLET_DRAIN_SECONDS": "1y"}, "PALLET_DRAIN_SECONDS must be a duration"),
     (["iris"], {"PALLET_ACCESS_LOG": "perhaps"}, "PALLET_ACCESS_LOG must be true or false"),
@@ -167,6 +171,19 @@ def test_a_bad_flag_or_variable_is_one_line_and_exit_2(args, env, message):
 ])
 def test_a_bad_pallet_yaml_is_one_line_and_exit_1(bundle, serve, message):
     (bundle / "pallet.yaml").write_text(yaml.safe_dump({"models": ["iris:1"], "serve": serve}))
+    result = CliRunner().invoke(app, ["serve", "--bundle", str(bundle), "--show-config"])
+    assert result.exit_code == 1
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("text, message", [
+    ("models: [iris:1]\nbogus: 1\n", "pallet.yaml: unknown key(s) bogus; it takes models, serve"),
+    ("models: [iris:1]\nserv: {workers: 2}\n", "pallet.yaml: unknown key(s) serv; it takes models, serve"),
+    ("models: [iris:1]\nserve: {workers: 2\n", "pallet.yaml:3:1: not valid YAML: expected ',' or '}'"),
+    ("models: [iris:1]\n  - digits:1\n", "pallet.yaml:2:3: not valid YAML: "),
+])
+def test_a_pallet_yaml_holds_only_what_pallet_build_writes_and_a_mistake_is_one_line(bundle, text, message):
+    (bundle / "pallet.yaml").write_text(text)
     result = CliRunner().invoke(app, ["serve", "--bundle", str(bundle), "--show-config"])
     assert result.exit_code == 1
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1

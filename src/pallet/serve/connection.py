@@ -15,6 +15,8 @@ import functools
 import orjson
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
+from pallet.units import format_duration
+
 
 class BoundedHttp(HttpToolsProtocol):
     def __init__(self, *args, max_header_bytes: int, read_timeout: float, **kwargs):
@@ -99,7 +101,7 @@ class BoundedHttp(HttpToolsProtocol):
         if self.transport.is_closing():
             return
         if self.reading_head:
-            self._answer(408, f"the request's headers did not arrive within {self.read_timeout:g} s "
+            self._answer(408, f"the request's headers did not arrive within {format_duration(self.read_timeout)} "
                               "(pallet serve --read-timeout)")
         else:  # an idle connection
             self.transport.close()

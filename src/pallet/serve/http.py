@@ -15,6 +15,7 @@ from starlette.responses import Response
 from pallet.model import Model
 from pallet.serve.dataplane import DataPlane
 from pallet.serve.errors import BadRequest, PayloadTooLarge, RequestTimeout, UnsupportedMediaType
+from pallet.units import format_duration
 
 JSON = "application/json"
 DIGITS = re.compile(r"[0-9]{1,18}")
@@ -35,7 +36,7 @@ async def read_body(request: Request, limit: int, timeout: float) -> bytes:
                     raise PayloadTooLarge(f"request body is over the limit of {limit} bytes (--max-body-mb)")
                 chunks.append(chunk)
     except TimeoutError:
-        raise RequestTimeout(f"the request body did not arrive within {timeout:g} s (pallet serve --read-timeout); "
+        raise RequestTimeout(f"the request body did not arrive within {format_duration(timeout)} (pallet serve --read-timeout); "
                              f"{size} bytes came") from None
     body = b"".join(chunks)
     encoding = request.headers.get("content-encoding", "identity").lower()
