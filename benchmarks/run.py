@@ -249,8 +249,11 @@ def serving(home: Path, row: np.ndarray, artifact: Path, args: argparse.Namespac
     if peers:
         targets += peer_targets(artifact, row[0].tolist())
     figures = measure(targets, [1, 32], args.rounds, args.seconds)
-    record("serving", "digits scikit-learn pipeline, one row per request, one core per server, "
-           "wrk on the other core; medians", figures, command)
+    # beside a baseline, the figures go to a file of their own: serving.json keeps the peers' comparison
+    record(f"serving-vs-{args.baseline}" if args.baseline else "serving",
+           "digits scikit-learn pipeline, one row per request, one core per server, wrk on the other core; "
+           "medians" + (f"; pallet-{args.baseline} is pallet's source at that git revision" if args.baseline else ""),
+           figures, command)
 
 
 def batching(home: Path, x: np.ndarray, args: argparse.Namespace, command: str) -> None:
