@@ -89,26 +89,36 @@ def test_parquet_folder_to_parquet_folder_with_workers(digits_store, tmp_path):
     assert not list(tmp_path.glob(".out.staging-*"))  # swapped in
 
 
-def test_a_run_limits_threads_while_it_runs_and_leaves_the_process_as_it_found_it(digits_store, tmp_path,
-                                                                                  monkeypatch):
-    from threadpoolctl import threadpool_info
+# In a process of its own: the limits are process-wide, and other tests' in-process servers hold theirs.
+THREADS_DURING_A_RUN = """
+import json, os, sys
+import sklearn.linear_model  # the model's libraries loaded before the run: a pool loaded during it starts limited
+from threadpoolctl import threadpool_info
+from pallet.batch import run
+from pallet.store import Store
 
-    monkeypatch.setenv("OMP_NUM_THREADS", "7")
-    monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
+def pools():
+    return [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
 
-    def pools():
-        # BLAS limits hold process-wide; OpenMP's are per thread, and progress may be called from a worker
-        return [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+environ, before, during = dict(os.environ), pools(), []
+run("digits", sys.argv[2], sys.argv[3], key=["id"], batch_size=100, workers=2, store=Store(sys.argv[1]),
+    progress=lambda done, total: during.append((os.environ.get("OMP_NUM_THREADS"), os.environ.get("MKL_NUM_THREADS"),
+                                                pools())))
+print(json.dumps({"before": before, "during": during, "after": pools(), "environ_kept": dict(os.environ) == environ}))
+"""
 
-    environ, before, during = dict(os.environ), pools(), []
-    plan_threads = max(1, (len(os.sched_getaffinity(0))) // 2)
-    run("digits", _csv(tmp_path / "in.csv", _table(300)), str(tmp_path / "out"), key=["id"], batch_size=100,
-        workers=2, store=digits_store,
-        progress=lambda done, total: during.append((os.environ.get("OMP_NUM_THREADS"),
-                                                     os.environ.get("MKL_NUM_THREADS"), pools())))
-    assert during and all(d == (str(plan_threads), str(plan_threads), [plan_threads] * len(before)) for d in during)
-    assert dict(os.environ) == environ
-    assert pools() == before
+
+def test_a_run_limits_threads_while_it_runs_and_leaves_the_process_as_it_found_it(digits_store, tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "MKL_NUM_THREADS"} | {"OMP_NUM_THREADS": "7"}
+    done = subprocess.run([sys.executable, "-c", THREADS_DURING_A_RUN, str(digits_store.home),
+                           _csv(tmp_path / "in.csv", _table(300)), str(tmp_path / "out")],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    plan_threads = max(1, len(os.sched_getaffinity(0)) // 2)
+    assert seen["before"] and seen["during"]
+    assert all(d == [str(plan_threads), str(plan_threads), [plan_threads] * len(seen["before"])] for d in seen["during"]), seen
+    assert seen["after"] == seen["before"] and seen["environ_kept"]
 
 
 def test_sqlite_table_to_postgres_and_a_postgres_query_back(digits_store, tmp_path, postgres_url):
