@@ -11,6 +11,7 @@ from typing import Any
 
 from pallet.errors import PalletError
 from pallet.model import Model
+from pallet import pipeline_runtime  # noqa: F401  (registers the pipeline runtime)
 from pallet.python_model import PythonModel
 from pallet.saving import save_model
 from pallet.signature import Signature, TensorSpec

@@ -13,28 +13,34 @@ from pallet.runtimes.source import collecting_scopes
 from pallet.signature import Signature
 from pallet.store import ModelRef, ModelVersion
 
-PIPELINE = "pipeline"  # the runtime of pipelines: it loads models itself, so it lives here, not in runtimes/
+# Runtimes that load models themselves (pipelines: their steps are loaded models) sit above the runtimes
+# package and register here when imported (pallet/__init__.py imports them): name -> class.
+ABOVE: dict[str, type[Runtime]] = {}
+
+
+def register(runtime: type[Runtime]) -> type[Runtime]:
+    """Make a runtime of the model API known by its name, tried before the `runtimes` package's."""
+    ABOVE[runtime.name] = runtime
+    return runtime
 
 
 def runtime_named(name: str) -> type[Runtime]:
     """The runtime class a manifest names."""
-    if name == PIPELINE:
-        from pallet.pipeline_runtime import PipelineRuntime
-
-        return PipelineRuntime
+    if name in ABOVE:
+        return ABOVE[name]
     if name not in runtimes.RUNTIMES:
         known = list(runtimes.RUNTIMES)
-        known.insert(known.index("python") if "python" in known else len(known), PIPELINE)  # the order they are tried in
+        at = known.index("python") if "python" in known else len(known)
+        known[at:at] = list(ABOVE)  # the order they are tried in
         raise NoRuntime(f"no runtime named '{name}'; this pallet has: {', '.join(known)}")
     return runtimes.get_runtime(name)
 
 
 def runtime_for(model: Any) -> type[Runtime]:
     """The runtime that can save `model`."""
-    from pallet.pipeline import Pipeline
-
-    if isinstance(model, Pipeline):
-        return runtime_named(PIPELINE)
+    for runtime in ABOVE.values():
+        if runtime.accepts(model):
+            return runtime
     return runtimes.runtime_for(model)
 
 

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from pallet.errors import InvalidInput
+from pallet.model import Model, register
 from pallet.runtimes.base import Runtime
 from pallet.runtimes.source import copy_source, load_attribute
 from pallet.store import Manifest, ModelRef, ModelVersion
@@ -21,6 +22,7 @@ from pallet.store import Manifest, ModelRef, ModelVersion
 Arrays = dict[str, np.ndarray]
 
 
+@register
 class PipelineRuntime(Runtime):
     name = "pipeline"
     framework = "pallet pipeline"
@@ -51,8 +53,6 @@ class PipelineRuntime(Runtime):
 
     @classmethod
     def load(cls, folder: Path, options: dict[str, Any]) -> PipelineRuntime:
-        from pallet.model import Model
-
         passed_on = {k: v for k, v in options.items() if k not in ("steps", "batchable")}  # thread settings
         steps = []
         for i, step in enumerate(options["steps"]):
