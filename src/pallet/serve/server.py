@@ -45,12 +45,38 @@ def serve(config: ServeConfig, store: Store | None = None, echo: Callable[[str],
     The share token is printed in the links only with `reveal_token` (one pallet made): a token
     given to it is never written out."""
     store = store or default_store()
+    versions, skipped = _servable(config, store)
+    _check_port(config.host, config.port)
+    if config.grpc_port is not None:
+        if config.grpc_port == config.port:
+            raise PalletError(f"--grpc-port {config.grpc_port} is the REST port too; give gRPC a port of its own")
+        _check_port(config.host, config.grpc_port, "--grpc-port")
+    plan = threads.plan_threads(config.workers, config.threads)
+    _banner(config, versions, skipped, plan, reveal_token, echo)
+    failed_start = WorkerStartFailed()
+    logging.getLogger("uvicorn.error").addFilter(failed_start)
+    before, metrics_dir = _export_for_workers(config, store, plan)
+    try:
+        uvicorn.run("pallet.serve.app:app_from_env", factory=True, host=config.host, port=config.port,
+                    workers=config.workers, log_level="warning", access_log=False,
+                    http=BoundedHttp.factory(config.max_header_bytes, config.read_timeout),
+                    timeout_graceful_shutdown=config.grace_seconds)
+    finally:
+        logging.getLogger("uvicorn.error").removeFilter(failed_start)
+        _restore(before)
+        if metrics_dir:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+    if failed_start.seen:  # uvicorn's supervisor stops, but returns as if all went well
+        raise PalletError("a worker could not start (its reason is above); nothing is served")
+
+
+def _servable(config: ServeConfig, store: Store) -> tuple[list, list[str]]:
+    """The versions to serve, every file checked against its sha256 before anything starts, and the
+    references left out (with --skip-unloadable) with their reasons."""
     if not config.models:
         raise PalletError("name at least one model to serve, e.g. pallet serve digits@production")
-    if config.workers < 1:
-        raise PalletError(f"--workers must be 1 or more, got {config.workers}")
     versions, skipped = [], []
-    for ref in config.models:  # every file checked against its sha256 before anything starts
+    for ref in config.models:
         version = store.resolve(ref)  # a name that does not exist is a mistake, never skipped
         try:
             version.verify()
@@ -62,13 +88,12 @@ def serve(config: ServeConfig, store: Store | None = None, echo: Callable[[str],
             skipped.append(f"{ref}: {error}")
     if not versions:
         raise PalletError("none of the models can be served: " + "; ".join(skipped))
-    _check_port(config.host, config.port)
-    if config.grpc_port is not None:
-        if config.grpc_port == config.port:
-            raise PalletError(f"--grpc-port {config.grpc_port} is the REST port too; give gRPC a port of its own")
-        _check_port(config.host, config.grpc_port, "--grpc-port")
+    return versions, skipped
 
-    plan = threads.plan_threads(config.workers, config.threads)
+
+def _banner(config: ServeConfig, versions: list, skipped: list[str], plan: threads.ThreadPlan, reveal_token: bool,
+            echo: Callable[[str], None]) -> None:
+    """What is served, how, and where: the lines `pallet serve` starts with."""
     bases = [f"http://{_url_host(host)}:{config.port}" for host in reachable_hosts(config.host)]
     base = bases[0]
     workers = f" with {config.workers} workers" if config.workers > 1 else ""
@@ -87,21 +112,6 @@ def serve(config: ServeConfig, store: Store | None = None, echo: Callable[[str],
         echo(f"  {'gRPC (V2, Triton)':<22}{_url_host(reachable_hosts(config.host)[0])}:{config.grpc_port}")
     for other in bases[1:]:
         echo(f"  {'also reachable at':<22}{other}/{token}")
-    failed_start = WorkerStartFailed()
-    logging.getLogger("uvicorn.error").addFilter(failed_start)
-    before, metrics_dir = _export_for_workers(config, store, plan)
-    try:
-        uvicorn.run("pallet.serve.app:app_from_env", factory=True, host=config.host, port=config.port,
-                    workers=config.workers, log_level="warning", access_log=False,
-                    http=BoundedHttp.factory(config.max_header_bytes, config.read_timeout),
-                    timeout_graceful_shutdown=config.grace_seconds)
-    finally:
-        logging.getLogger("uvicorn.error").removeFilter(failed_start)
-        _restore(before)
-        if metrics_dir:
-            shutil.rmtree(metrics_dir, ignore_errors=True)
-    if failed_start.seen:  # uvicorn's supervisor stops, but returns as if all went well
-        raise PalletError("a worker could not start (its reason is above); nothing is served")
 
 
 def _export_for_workers(config: ServeConfig, store: Store, plan: threads.ThreadPlan) -> tuple[dict, str | None]:
