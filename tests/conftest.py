@@ -58,6 +58,8 @@ SLOW = {
     "serve/test_server.py::test_pallet_serve_with_two_workers_aggregates_metrics",
     "serve/test_server.py::test_serve_returns_with_the_environment_as_it_was",
     "serve/test_bench.py::test_bench_starts_a_server_and_reports_each_level",
+    "integration/test_demo.py::test_a_second_demo_reuses_every_model_and_leaves_the_aliases_as_they_were",
+    "integration/test_demo.py::test_retrain_stores_a_new_version_of_each_model_and_a_later_demo_reuses_those",
 }
 
 # Folders of the checkout that tests once wrote into: they must come out of a run as they went in.
@@ -130,6 +132,16 @@ def _postgres_reachable() -> str | None:
     except Exception as e:  # any failure to connect means: skip, and say why
         return f"PostgreSQL not reachable at {PG_URL}: {type(e).__name__}"
     return None
+
+
+@pytest.fixture(scope="session", autouse=True)
+def scratch_default_store(tmp_path_factory):
+    """PALLET_HOME in a scratch folder for the whole run (whatever the shell had), so no test reads or
+    writes the real default store (~/.pallet) and no test depends on the folder it runs in; a test
+    that needs a store of its own names it (the `home` fixture, or PALLET_HOME in a subprocess's env)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PALLET_HOME", str(tmp_path_factory.mktemp("default-store")))
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -23,7 +23,8 @@ __version__ = "0.1.0"
 def save(model: Any, name: str, *, sample: Any, metrics: dict[str, float] | None = None,
          tags: dict[str, str] | None = None, requirements: list[str] | None = None,
          artifacts: str | None = None, description: str = "", aliases: list[str] = (),
-         code_paths: list[str] = (), store: Store | None = None) -> ModelRef:
+         code_paths: list[str] = (), classes: list[str] | None = None, input_names: list[str] | None = None,
+         store: Store | None = None) -> ModelRef:
     """Store a new version of `model` under `name` and return its reference, e.g. `digits:3`.
 
     `model` is a scikit-learn estimator, an ONNX model (file path, bytes or ModelProto), or
@@ -31,11 +32,13 @@ def save(model: Any, name: str, *, sample: Any, metrics: dict[str, float] | None
     a small batch of real inputs; the signature is inferred from it and the model's outputs.
     `requirements` are PEP 508 requirements (`numpy>=1.24`), checked against what is installed;
     `code_paths` are helper modules or packages the model's code imports, stored with it.
+    `classes` and `input_names` name the model's classes and the columns of its input where the
+    framework does not know them; pages and `pallet models show` show them, answers keep their values.
     """
     return save_model(
         store or default_store(), model, name, sample=sample, metrics=metrics, tags=tags,
         requirements=requirements, artifacts=artifacts, description=description, aliases=aliases,
-        code_paths=code_paths,
+        code_paths=code_paths, classes=classes, input_names=input_names,
     )
 
 

@@ -141,13 +141,15 @@ def _toolchain(name: str, variable: str, module: str) -> Finding:
 
 def check_store(home: str | Path | None = None, db_url: str | None = None,
                 progress: Progress | None = None) -> list[Finding]:
+    origin = "" if home is not None else _origin()
     home = home_path(home)
     db_url = index_url(home, db_url)
     if not home.is_dir():
         what = "is not a folder" if home.exists() else "does not exist"
-        return [Finding("home", PROBLEM, f"PALLET_HOME {home} {what}: run 'pallet demo' or pallet.save(...) "
-                                         "to make a store, or point PALLET_HOME at one", str(home))]
-    found = [_home(home)]
+        return [Finding("home", PROBLEM, f"the store folder {home}{origin} {what}: run 'pallet demo' or "
+                                         "pallet.save(...) to make a store there, or point PALLET_HOME at one",
+                        str(home))]
+    found = [_home(home, origin)]
     state, finding = _index(db_url)
     found.append(finding)
     if state == "ready":
@@ -163,11 +165,16 @@ def check_store(home: str | Path | None = None, db_url: str | None = None,
     return found
 
 
-def _home(home: Path) -> Finding:
+def _home(home: Path, origin: str) -> Finding:
     if not os.access(home, os.W_OK | os.X_OK):
-        return Finding("home", PROBLEM, f"PALLET_HOME {home} is not writable by this user: models cannot be "
-                                        "saved there", str(home))
-    return Finding("home", OK, f"PALLET_HOME {home}", str(home))
+        return Finding("home", PROBLEM, f"the store folder {home}{origin} is not writable by this user: "
+                                        "models cannot be saved there", str(home))
+    return Finding("home", OK, f"the store folder {home}{origin}", str(home))
+
+
+def _origin() -> str:
+    """Where the default store's folder came from, in brackets."""
+    return " (PALLET_HOME)" if os.environ.get("PALLET_HOME") else " (the default, ~/.pallet; PALLET_HOME names another)"
 
 
 def _index(db_url: str) -> tuple[str, Finding]:

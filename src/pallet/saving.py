@@ -5,6 +5,7 @@ store keeps the finished folder as the next version."""
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,12 +27,15 @@ def save_model(store: Store, model: Any, name: str, *, sample: Any, metrics: dic
                tags: dict[str, str] | None = None, requirements: list[str] | None = None,
                artifacts: str | Path | None = None, description: str = "", aliases: list[str] = (),
                lineage: dict[str, Any] | None = None, report: dict[str, Any] | None = None,
-               code_paths: list[str | Path] = ()) -> ModelRef:
+               code_paths: list[str | Path] = (), classes: list[str] | None = None,
+               input_names: list[str] | None = None) -> ModelRef:
     """Store `model` as the next version of `name` in `store`; its reference (`name:3`).
 
     The signature is read from `sample` (a batch: an array, nested lists, or a dict of named
     arrays) and the model's outputs on it. `code_paths` (helper modules and packages) are copied
-    beside the model's own code, and imported from there when it is loaded.
+    beside the model's own code, and imported from there when it is loaded. `classes` and
+    `input_names` name the model's classes and the columns of its input where it does not know
+    them (a scikit-learn model fitted on a DataFrame, or on string classes, does).
     """
     runtime_cls = runtime_for(model)
     with store.staging(name, aliases) as tmp:
@@ -45,7 +49,8 @@ def save_model(store: Store, model: Any, name: str, *, sample: Any, metrics: dic
             _copy_into(Path(artifacts), tmp / "artifacts")
         manifest = _manifest(tmp, name, runtime_cls, options, sample, metrics=metrics, tags=tags,
                              requirements=[*(requirements or []), *getattr(model, "requirements", ())],
-                             description=description, lineage=lineage, report=report)
+                             description=description, lineage=lineage, report=report,
+                             names={"classes": classes, "input_names": input_names})
         ref = store.add(tmp, manifest)
     for alias in aliases:
         store.index.set_alias(name, alias, ref.version)
@@ -72,10 +77,10 @@ def save_files(store: Store, folder: str | Path, name: str, *, runtime: str, opt
 
 def _manifest(tmp: Path, name: str, runtime_cls: type[Runtime], options: dict[str, Any], sample: Any, *,
               metrics, tags, requirements, description, lineage, report,
-              signature: Signature | None = None) -> Manifest:
+              signature: Signature | None = None, names: dict[str, list[str] | None] | None = None) -> Manifest:
     """The manifest of the folder `tmp`, with the sample written beside the files."""
     if signature is None:
-        signature, inputs = _signature_from_run(tmp, runtime_cls, options, sample)
+        signature, inputs = _signature_from_run(tmp, runtime_cls, options, sample, names or {})
     else:
         inputs = signature.validate(_sample_inputs(sample, [s.name for s in signature.inputs]))
     np.savez(tmp / SAMPLE, **inputs)
@@ -90,14 +95,15 @@ def _manifest(tmp: Path, name: str, runtime_cls: type[Runtime], options: dict[st
     )
 
 
-def _signature_from_run(tmp: Path, runtime_cls: type[Runtime], options: dict[str, Any],
-                        sample: Any) -> tuple[Signature, dict[str, np.ndarray]]:
+def _signature_from_run(tmp: Path, runtime_cls: type[Runtime], options: dict[str, Any], sample: Any,
+                        names: dict[str, list[str] | None]) -> tuple[Signature, dict[str, np.ndarray]]:
     """The model just written, loaded and run on its sample: the signature, and the sample as validated inputs."""
     with collecting_scopes() as scopes:  # the code it imports is released once it has run
         runtime = runtime_cls.load(tmp, options)
     runtime.code_scopes = tuple(scopes)
     try:
-        return _run_on_sample(runtime, sample)
+        signature, inputs = _run_on_sample(runtime, sample)
+        return _named(signature, runtime, **names), inputs
     finally:
         runtime.close()
 
@@ -115,6 +121,16 @@ def _run_on_sample(runtime: Runtime, sample: Any) -> tuple[Signature, dict[str, 
     )), inputs
 
 
+def _named(signature: Signature, runtime: Runtime, classes: list[str] | None = None,
+           input_names: list[str] | None = None) -> Signature:
+    """The signature with the names given, or else those the model knows (its feature names)."""
+    if input_names is None and runtime.feature_names and len(signature.inputs) == 1:
+        shape = signature.inputs[0].shape
+        if len(shape) == 2 and shape[1] == len(runtime.feature_names):
+            input_names = runtime.feature_names
+    return signature.named(input_names=input_names, classes=classes)
+
+
 def _sample_inputs(sample: Any, names: list[str] | None) -> dict[str, Any]:
     """The sample as named inputs: a dict is taken as is; one batch gets the model's input name."""
     if sample is None:
@@ -129,7 +145,7 @@ def _sample_inputs(sample: Any, names: list[str] | None) -> dict[str, Any]:
 
 
 def _with_labels(spec: TensorSpec, labels: list | None) -> TensorSpec:
-    return spec if labels is None else TensorSpec(spec.name, spec.dtype, spec.shape, spec.allow_nan, labels)
+    return spec if labels is None else replace(spec, labels=labels)
 
 
 def _copy_into(source: Path, target: Path) -> None:

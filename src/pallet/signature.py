@@ -7,7 +7,7 @@ or raises `InvalidInput` naming the input and what was expected.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -200,6 +200,9 @@ def _kind_name(array: np.ndarray) -> str:
 class Signature:
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...] = field(default=())
+    # What people call the model's classes, in the order of its class values (the labels of its
+    # probabilities, or 0, 1, ... when the model does not say); the answers themselves keep the values.
+    classes: tuple[str, ...] | None = None
 
     @classmethod
     def infer(cls, inputs: Mapping[str, Any], outputs: Mapping[str, Any] = {},
@@ -245,10 +248,71 @@ class Signature:
                                + ", ".join(f"'{n}' has {r}" for n, r in rows.items()))
         return arrays
 
+    def named(self, *, input_names: Sequence[str] | None = None, classes: Sequence[str] | None = None) -> Signature:
+        """This signature with the names people read: `input_names` for the columns of its one input,
+        `classes` for its classes. `InvalidInput` when the counts do not match the model's."""
+        inputs = self.inputs
+        if input_names is not None:
+            inputs = (_with_column_names(self.inputs, _names(input_names, "input_names")),)
+        if classes is not None:
+            classes = _names(classes, "classes")
+            _check_class_count(self.outputs, classes)
+        return Signature(inputs, self.outputs, self.classes if classes is None else tuple(classes))
+
     def to_dict(self) -> dict[str, Any]:
-        return {"inputs": [s.to_dict() for s in self.inputs], "outputs": [s.to_dict() for s in self.outputs]}
+        out: dict[str, Any] = {"inputs": [s.to_dict() for s in self.inputs],
+                               "outputs": [s.to_dict() for s in self.outputs]}
+        if self.classes is not None:
+            out["classes"] = list(self.classes)
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Signature:
+        classes = data.get("classes")
         return cls(tuple(TensorSpec.from_dict(s) for s in data["inputs"]),
-                   tuple(TensorSpec.from_dict(s) for s in data.get("outputs", [])))
+                   tuple(TensorSpec.from_dict(s) for s in data.get("outputs", [])),
+                   None if classes is None else tuple(str(c) for c in classes))
+
+
+def _names(names: Any, what: str) -> list[str]:
+    """`names` as a list of distinct, non-empty strings, or `InvalidInput` naming `what`."""
+    if isinstance(names, (str, bytes)) or not isinstance(names, Sequence):
+        raise InvalidInput(f"{what} must be a list of names, got {_value(names)}")
+    bad = [n for n in names if not isinstance(n, str) or not n.strip()]
+    if bad:
+        raise InvalidInput(f"{what} must be non-empty strings, got {_value(bad[0])}")
+    repeated = sorted({n for n in names if list(names).count(n) > 1})
+    if repeated:
+        raise InvalidInput(f"{what} must be distinct; repeated: {', '.join(repeated)}")
+    return list(names)
+
+
+def _with_column_names(inputs: tuple[TensorSpec, ...], names: list[str]) -> TensorSpec:
+    """The one input of a model, its columns named."""
+    if len(inputs) != 1:
+        raise InvalidInput(f"input_names names the columns of a model's one input; this model takes {len(inputs)} "
+                           f"inputs ({', '.join(s.name for s in inputs)}), already named")
+    spec = inputs[0]
+    if len(spec.shape) > 2:
+        raise InvalidInput(f"input_names names the columns of rows; input '{spec.name}' is {spec.describe()}")
+    columns = spec.shape[1] if len(spec.shape) == 2 else 1
+    if columns != -1 and columns != len(names):
+        raise InvalidInput(f"input_names has {len(names)} names but the sample has {columns} columns "
+                           f"(input '{spec.name}' is {spec.describe()})")
+    return TensorSpec(spec.name, spec.dtype, spec.shape, spec.allow_nan, names)
+
+
+def _check_class_count(outputs: tuple[TensorSpec, ...], classes: list[str]) -> None:
+    """`classes` fit the model's outputs: it answers with classes, and as many as the names when it says."""
+    scores = [s for s in outputs if len(s.shape) == 2 and s.dtype.startswith("float")
+              and (s.labels is not None or "prob" in s.name.lower())]
+    answers = [s for s in outputs if s.shape[1:] in ((), (1,)) and s.dtype not in ("float16", "float32", "float64")]
+    if not scores and not answers:
+        raise InvalidInput("classes names a classifier's classes; this model's outputs ("
+                           + ", ".join(f"{s.name} {s.describe()}" for s in outputs) + ") hold no classes")
+    for spec in scores:
+        known = len(spec.labels) if spec.labels is not None else spec.shape[1]
+        if known != -1 and known != len(classes):
+            which = f": {', '.join(map(str, spec.labels[:12]))}" if spec.labels is not None else ""
+            raise InvalidInput(f"classes has {len(classes)} names but the model has {known} classes "
+                               f"(output '{spec.name}'{which})")

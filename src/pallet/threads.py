@@ -1,4 +1,4 @@
-"""The thread plan: workers x threads per worker <= cores, unless the user says otherwise.
+"""The thread plan: cores // workers threads per worker (at least one), unless the user says otherwise.
 
 Whoever runs models limits the native thread pools they use: BLAS and OpenMP
 (through threadpoolctl and the usual environment variables, which spawned workers
@@ -28,12 +28,20 @@ class ThreadPlan:
     chosen: bool          # True when the user gave --threads
 
     def describe(self) -> str:
-        how = "as asked (--threads)" if self.chosen else f"so workers x threads <= {self.cores} cores"
-        return (f"{self.workers} worker{'s' if self.workers > 1 else ''} x {self.threads} "
-                f"thread{'s' if self.threads > 1 else ''} (BLAS, OpenMP, onnxruntime), {how}")
+        """The plan as arithmetic that holds: '4 workers x 1 thread = 4 threads on 2 cores (...)'."""
+        total = self.workers * self.threads
+        text = (f"{_count(self.workers, 'worker')} x {_count(self.threads, 'thread')} = {_count(total, 'thread')} "
+                f"on {_count(self.cores, 'core')} (BLAS, OpenMP, onnxruntime)")
+        if self.chosen:
+            text += ", as asked (--threads)"
+        return text + ("; more threads than cores, so they take turns" if total > self.cores else "")
 
     def runtime_options(self) -> dict[str, int]:
         return {"intra_op_threads": self.threads, "inter_op_threads": 1}
+
+
+def _count(n: int, thing: str) -> str:
+    return f"{n} {thing}{'' if n == 1 else 's'}"
 
 
 def available_cores() -> int:

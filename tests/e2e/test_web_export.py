@@ -1,4 +1,4 @@
-"""`pallet export --to web`: the page predicts in Chromium, offline, exactly as the server does."""
+"""`pallet export --format web`: the page predicts in Chromium, offline, exactly as the server does."""
 
 import functools
 import threading

@@ -397,7 +397,7 @@ def test_schedule_writes_a_crontab_and_a_valid_cronjob(digits_store, tmp_path):
 
     done = subprocess.run([PALLET, "batch", "schedule", "digits@production", "-i", "in.csv",
                            "-o", "sqlite:///preds.db?table=predictions", "-k", "id", "--cron", "30 1 * * *",
-                           "--to", str(tmp_path / "s")], env=_env(digits_store), capture_output=True, text=True,
+                           "--out", str(tmp_path / "s")], env=_env(digits_store), capture_output=True, text=True,
                           timeout=60, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     lines = [l for l in (tmp_path / "s" / "crontab.txt").read_text().splitlines() if not l.startswith("#")]
@@ -409,6 +409,29 @@ def test_schedule_writes_a_crontab_and_a_valid_cronjob(digits_store, tmp_path):
     for manifest in manifests:
         kubernetes_validate.validate(manifest, "1.30", strict=True)
     assert manifests[0]["spec"]["schedule"] == "30 1 * * *" and manifests[0]["spec"]["concurrencyPolicy"] == "Forbid"
+    text = (tmp_path / "s" / "cronjob.yaml").read_text()
+    for here in (str(tmp_path), str(digits_store.home), str(Path.home()), sys.executable):
+        assert here not in text  # the cluster runs none of this machine's paths
+    for manifest in manifests:  # both jobs: the image's store, local files on the declared volume
+        pod = manifest["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+        assert pod["volumes"] == [{"name": "data", "persistentVolumeClaim": {"claimName": "pallet-batch-data"}}]
+        container = pod["containers"][0]
+        assert container["image"] == "pallet-bundle:latest"
+        assert container["volumeMounts"] == [{"name": "data", "mountPath": "/data"}]
+        assert {"name": "PALLET_HOME", "value": "/app/store"} in container["env"]
+        assert "sqlite:////data/preds.db?table=predictions" in container["command"]
+    assert manifests[0]["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["command"][:6] == [
+        "pallet", "batch", "run", "digits@production", "--input", "/data/in.csv"]
+    assert "volume claim 'pallet-batch-data'" in done.stdout and f"(here: {tmp_path}/in.csv)" in done.stdout
+    elsewhere = subprocess.run([PALLET, "batch", "schedule", "digits", "-i", "s3://bucket/in.parquet", "-o",
+                                "postgresql://db/app?table=t", "--claim", "shared", "--out", str(tmp_path / "t")],
+                               env=_env(digits_store), capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert elsewhere.returncode == 0, elsewhere.stderr
+    job = next(yaml.safe_load_all((tmp_path / "t" / "cronjob.yaml").read_text()))
+    pod = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert pod["volumes"][0]["persistentVolumeClaim"]["claimName"] == "shared"
+    assert pod["containers"][0]["command"][4:8] == ["--input", "s3://bucket/in.parquet",  # URLs stay as given
+                                                    "--output", "postgresql://db/app?table=t"]
     bad = subprocess.run([PALLET, "batch", "schedule", "digits", "-i", "a", "-o", "b", "--cron", "daily"],
                          env=_env(digits_store), capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert bad.returncode == 1 and "is not a cron schedule of five fields" in bad.stderr

@@ -113,6 +113,8 @@ def test_tag_and_rm(tmp_path, monkeypatch, digits_model, digits):
     result = invoke(store.home, monkeypatch, "models", "tag", "digits:1", "staging")
     assert result.exit_code == 0 and "digits@staging -> digits:1" in result.output
     result = invoke(store.home, monkeypatch, "models", "rm", "digits@staging", "--yes")
+    assert result.exit_code == 1 and "carries alias staging" in result.output
+    result = invoke(store.home, monkeypatch, "models", "rm", "digits@staging", "--yes", "--force")
     assert result.exit_code == 0 and "removed digits:1" in result.output
     result = invoke(store.home, monkeypatch, "models", "rm", "digits:2", stdin="n\n")
     assert result.exit_code != 0 and "aborted" in result.output
@@ -166,7 +168,8 @@ def test_help_for_every_command(demo_home, monkeypatch):
     assert "Usage: pallet" in pallet(demo_home, "--help").stdout  # the installed entry point too
 
 
-def test_empty_store_says_what_to_do(tmp_path):
+def test_empty_store_says_where_it_looked_and_what_to_do(tmp_path):
+    (tmp_path / "empty").mkdir()
     done = pallet(tmp_path / "empty", "models", "list")
     assert done.returncode == 0
-    assert "the store is empty: run 'pallet demo'" in done.stderr
+    assert f"the store at {tmp_path / 'empty'} is empty: run 'pallet demo'" in done.stderr

@@ -175,7 +175,7 @@ def test_distilled_student_is_smaller_and_close_to_its_teacher(store):
 
 
 def test_cli_export_optimize_and_their_errors(store, monkeypatch):
-    done = pallet(store, "export", "digits", "--to", "onnx", "--name", "digits-cli")
+    done = pallet(store, "export", "digits", "--format", "onnx", "--name", "digits-cli")
     assert done.returncode == 0, done.stderr
     assert "export onnx of digits:1" in done.stdout and "agreement 100.00%" in done.stdout
     assert "stored digits-cli:1" in done.stderr
@@ -183,14 +183,14 @@ def test_cli_export_optimize_and_their_errors(store, monkeypatch):
     assert done.returncode == 1
     assert done.stderr.strip().splitlines()[-1].startswith("error: quantize int8 of digits-torch:1 refused: size")
     assert "int8" in done.stderr and "Traceback" not in done.stderr  # the table, then one line
-    for args, message in [(["export", "digits", "--to", "wasm"], "no export target 'wasm'; pallet exports to: onnx"),
+    for args, message in [(["export", "digits", "--format", "wasm"], "no export target 'wasm'; pallet exports to: onnx"),
                           (["optimize", "digits", "--quantize", "int4"], "--quantize takes int8 or fp16"),
                           (["optimize", "digits"], "say what to do"),
                           (["optimize", "digits", "--distill"], "--distill needs --data"),
                           (["optimize", "digits", "--distill", "--student", "cnn", "--data", "sklearn:digits"],
                            "is not mlp:HIDDEN"),
                           (["optimize", "digits", "--quantize", "int8", "--max-size", "huge"], "not a size"),
-                          (["export", "nope", "--to", "onnx"], "no model named 'nope'")]:
+                          (["export", "nope", "--format", "onnx"], "no model named 'nope'")]:
         result = cli(store, monkeypatch, *args)
         assert result.exit_code != 0 and message in result.stderr, (args, result.stderr)
         assert "Traceback" not in result.output
@@ -249,12 +249,12 @@ def test_user_mistakes_in_data_out_and_device_files_are_one_line(store, tmp_path
     (tmp_path / "binary.yaml").write_bytes(b"\xff\xfe\x00")
     stored_before = len(store.list())
     for args, message in [
-        (["export", "digits", "--to", "onnx", "--data", str(tmp_path / "broken.npz")], "cannot be read"),
-        (["export", "digits", "--to", "onnx", "--data", str(tmp_path / "short.npz")], "has 3 labels for 4 rows"),
-        (["export", "digits", "--to", "onnx", "--data", str(tmp_path / "ragged.csv")], "cannot be read"),
+        (["export", "digits", "--format", "onnx", "--data", str(tmp_path / "broken.npz")], "cannot be read"),
+        (["export", "digits", "--format", "onnx", "--data", str(tmp_path / "short.npz")], "has 3 labels for 4 rows"),
+        (["export", "digits", "--format", "onnx", "--data", str(tmp_path / "ragged.csv")], "cannot be read"),
         (["optimize", "digits-torch", "--quantize", "int8", "--data", str(tmp_path / "latin1.txt")], "cannot be read"),
-        (["export", "digits", "--to", "onnx", "--out", str(tmp_path / "afile")], "cannot write the export to"),
-        (["export", "digits", "--to", "onnx", "--name", "../up"], "../up"),
+        (["export", "digits", "--format", "onnx", "--out", str(tmp_path / "afile")], "cannot write the export to"),
+        (["export", "digits", "--format", "onnx", "--name", "../up"], "../up"),
         (["fits", "digits", "--device", "kiosk", "--config", str(tmp_path / "bad.yaml")],
          "formats must be a list of names"),
         (["fits", "digits", "--device", "phone", "--config", str(tmp_path / "binary.yaml")], "is not valid YAML"),
@@ -272,7 +272,7 @@ def test_a_torch_model_the_exporter_cannot_trace_fails_with_its_cause_in_one_lin
 
     other = Store(tmp_path / "home")
     save(Branchy(), "branchy", sample=np.ones((2, 4), np.float32), store=other)
-    done = pallet(other, "export", "branchy", "--to", "onnx")
+    done = pallet(other, "export", "branchy", "--format", "onnx")
     assert done.returncode == 1 and "Traceback" not in done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) <= 2 and lines[-1].startswith("error: torch.onnx cannot export branchy:1: ")

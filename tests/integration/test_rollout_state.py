@@ -22,8 +22,10 @@ def test_promote_and_rollback_are_recorded_with_who_and_why(versions):
     rollouts = Rollouts(versions, actor="alice@laptop")
     first = rollouts.promote("digits", "digits:2", reason="better on the new scans")
     assert first.policy.shares() == {"2": 100.0} and first.previous == "1" and first.revision == 1
+    assert versions.index.alias("digits", "production") == 2  # the alias is the stable version
     back = rollouts.rollback("digits", reason="complaints")
     assert back.policy.shares() == {"1": 100.0} and back.stable == "1" and back.previous == "2"
+    assert versions.index.alias("digits", "production") == 1
     events = rollouts.history("digits")
     assert [(e.revision, e.action, e.actor) for e in events] == [(1, "promote", "alice@laptop"),
                                                                (2, "rollback", "alice@laptop")]
@@ -170,6 +172,7 @@ def test_without_production_alias_the_baseline_must_be_named(versions):
     with pytest.raises(RolloutError, match="--from digits:N"):
         Rollouts(versions).start("digits", "digits:2")
     assert Rollouts(versions).start("digits", "digits:2", baseline="digits:3").stable == "3"
+    assert versions.index.alias("digits", "production") == 3  # the baseline named is what serves now
 
 
 def _requests(n: int) -> VersionTraffic:

@@ -70,6 +70,28 @@ def test_aliases_move_and_name_alone_means_newest(store, digits_model, digits):
     store.untag("digits", "staging")
     with pytest.raises(ModelNotFound, match="model 'digits' has no alias 'staging'; its aliases are production"):
         store.resolve("digits@staging")
+    with pytest.raises(ModelNotFound, match="model 'digits' has no alias 'staging'; its aliases are production"):
+        store.untag("digits", "staging")
+
+
+def test_the_production_alias_of_a_name_with_a_rollout_moves_only_with_its_traffic(store, digits_model, digits):
+    from pallet.errors import RolloutConflict
+    from pallet.rollout import Rollouts
+
+    x, _ = digits
+    for _ in range(2):
+        save(store, digits_model, x)
+    store.tag("digits:1", "production")  # no rollout yet: an alias like any other
+    store.untag("digits", "production")
+    store.tag("digits:1", "production")
+    Rollouts(store).promote("digits", "digits:2")
+    assert store.resolve("digits@production").ref.version == 2
+    store.tag("digits:2", "production")  # where it is already: nothing moves
+    with pytest.raises(RolloutConflict, match="moves only with its traffic"):
+        store.tag("digits:1", "production")
+    with pytest.raises(RolloutConflict, match="cannot be removed"):
+        store.untag("digits", "production")
+    assert store.resolve("digits@production").ref.version == 2
 
 
 @pytest.mark.parametrize(

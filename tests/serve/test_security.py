@@ -168,6 +168,33 @@ def test_a_401_leaks_nothing_of_the_key(keyed):
         assert client.post("/v2/repository/models/iris/load", headers={"X-API-Key": key}).status_code == 200
 
 
+BROWSER = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"  # what a browser asks for
+
+
+def test_a_shared_server_tells_a_browser_how_to_get_in_and_an_api_client_why_not(start_server):
+    token, wrong = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
+    running = start_server(share_token=token)
+    with httpx.Client(base_url=running.url) as client:
+        for path in ("/", "/ui/iris", "/dashboard"):
+            page = client.get(path, headers={"Accept": BROWSER})
+            assert page.status_code == 401 and page.headers["content-type"].startswith("text/html"), path
+            assert "A shared pallet server" in page.text and "?token=&hellip;" in page.text
+            assert "pallet serve" in page.text and "ask whoever shared" in page.text
+            assert token not in page.text and "not this server" not in page.text
+        refused = client.get(f"/ui/iris?token={wrong}", headers={"Accept": BROWSER})
+        assert refused.status_code == 401 and "The token in this link is not this server's" in refused.text
+        assert wrong not in refused.text and token not in refused.text
+        tricky = client.get('/ui/"><script>x</script>', headers={"Accept": BROWSER})
+        assert tricky.status_code == 401 and "<script>x" not in tricky.text  # the path is escaped
+        for headers in ({}, {"Accept": "application/json"}, {"Accept": "*/*"}):
+            for path in ("/ui/api/models", "/v2/models/iris", "/dashboard"):
+                answer = client.get(path, headers=headers)
+                assert answer.status_code == 401 and "?token=" in answer.json()["error"], (path, headers)
+        assert client.get("/v2/models/iris", headers={"X-Share-Token": wrong}).json()["error"] == "wrong share token"
+        opened = client.get(f"/ui/iris?token={token}", headers={"Accept": BROWSER})
+        assert opened.status_code == 200 and "A shared pallet server" not in opened.text
+
+
 @pytest.fixture(scope="module")
 def iris_home(tmp_path_factory):
     home = tmp_path_factory.mktemp("secure") / "home"

@@ -395,6 +395,7 @@ def test_serve_returns_with_the_environment_as_it_was(demo_store, tmp_path):
                if not name.endswith("_NUM_THREADS") and name not in ("PALLET_HOME", "PALLET_DB_URL",
                                                                       "PALLET_SERVE_CONFIG", "PROMETHEUS_MULTIPROC_DIR")}
     environ["OMP_NUM_THREADS"] = "7"  # one set before serving is put back; the others stay unset
+    environ["HOME"] = str(tmp_path)  # with PALLET_HOME unset, the default store is HOME's: never the real one
     done = subprocess.run([sys.executable, "-c", SERVE_TWICE, str(demo_store.home), demo_store.db_url,
                            str(free_port()), str(free_port())], capture_output=True, text=True, timeout=240, env=environ, cwd=tmp_path)
     runs = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]

@@ -1,9 +1,28 @@
 """The JSON behind the prototype pages and the dashboard, and the feedback endpoints, over real HTTP."""
 
+import textwrap
+
 import httpx
 import pytest
 
+from pallet.serve.app import create_app
+from pallet.settings import ServeConfig
 from pallet.ui.feedback import FeedbackLog
+from tests.serve.conftest import RunningServer, store_of_classes
+
+TOUCHY = textwrap.dedent('''
+    class Touchy:
+        """Doubles its input; fails (a model failure, not a bad request) on negative numbers."""
+
+        @classmethod
+        def load(cls, path):
+            return cls()
+
+        def predict(self, inputs):
+            if (inputs["x"] < 0).any():
+                raise ValueError("negative input")
+            return {"y": inputs["x"] * 2}
+''')
 
 ROW = [0.0] * 64
 
@@ -118,9 +137,46 @@ def test_dashboard_data_counts_requests_latency_and_feedback(start_server):
     figures = rows["iris"]["figures"]
     assert figures["requests"] == 4 and figures["client_errors"] == 1 and figures["server_errors"] == 0
     minute = figures["last_minute"]
-    assert minute["requests"] == 4 and minute["errors"] == 1 and minute["p50_ms"] > 0
+    assert minute["requests"] == 4 and minute["client_errors"] == 1 and minute["p50_ms"] > 0
     assert rows["digits"]["figures"] is None or rows["digits"]["figures"]["requests"] == 0
     assert data["server"]["workers"] == 1
+
+
+def _v2(values: list[float]) -> dict:
+    return {"inputs": [{"name": "x", "shape": [1, len(values)], "datatype": "FP64", "data": values}]}
+
+
+def status_counts(url: str, model: str) -> dict[str, float]:
+    """pallet_requests_total of `model` in /metrics, added up by status class: '2xx', '4xx', '5xx'."""
+    found: dict[str, float] = {}
+    for line in httpx.get(url + "/metrics").text.splitlines():
+        if line.startswith("pallet_requests_total{") and f'model="{model}"' in line:
+            status = line.split('status="')[1][0] + "xx"
+            found[status] = found.get(status, 0) + float(line.split()[-1])
+    return found
+
+
+@pytest.fixture(scope="module")
+def touchy_store(tmp_path_factory):
+    return store_of_classes(tmp_path_factory, "touchymodel", TOUCHY, ("Touchy", "touchy"))
+
+
+def test_dashboard_counts_client_errors_and_model_failures_apart_as_metrics_does(touchy_store):
+    config = ServeConfig(models=["touchy"], access_log=False)
+    with RunningServer(create_app(config, touchy_store)) as server, httpx.Client(base_url=server.url) as client:
+        before = status_counts(server.url, "touchy")
+        for values, status in [([1.0, 2.0], 200)] * 3 + [([1.0, 2.0, 3.0], 400)] * 2 + [([-1.0, 2.0], 500)] * 4:
+            assert client.post("/v2/models/touchy/infer", json=_v2(values)).status_code == status
+        assert client.post("/v2/models/nope/infer", json=_v2([1.0, 2.0])).status_code == 404
+        data = client.get("/ui/api/dashboard").json()
+        after = status_counts(server.url, "touchy")
+    (row,) = data["models"]
+    figures, minute = row["figures"], row["figures"]["last_minute"]
+    for counted in (figures, figures["versions"]["1"], minute):  # the same three figures, the same meaning
+        assert (counted["requests"], counted["client_errors"], counted["server_errors"]) == (9, 2, 4), counted
+    assert data["no_model"]["client_errors"] == 1 and data["no_model"]["server_errors"] == 0
+    delta = {status: after.get(status, 0) - before.get(status, 0) for status in ("2xx", "4xx", "5xx")}
+    assert delta == {"2xx": 3, "4xx": figures["client_errors"], "5xx": figures["server_errors"]}
 
 
 def test_share_token_in_the_url_sets_a_cookie_for_the_pages_calls(start_server):

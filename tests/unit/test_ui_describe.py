@@ -2,8 +2,8 @@
 
 import pytest
 
-from pallet.signature import TensorSpec
-from pallet.ui.describe import describe_input, describe_output, image_shape, input_kind
+from pallet.signature import Signature, TensorSpec
+from pallet.ui.describe import describe_input, describe_output, describe_outputs, image_shape, input_kind
 
 import numpy as np
 
@@ -51,3 +51,31 @@ def test_input_kinds_and_sample_range():
 def test_output_kinds(spec, kind, labels):
     described = describe_output(spec)
     assert described["kind"] == kind and described.get("labels") == labels
+
+
+@pytest.mark.parametrize(
+    "outputs, kinds",
+    [
+        ([TensorSpec("embedding", "float32", (-1, 384))], ["embedding"]),   # a sentence encoder
+        ([TensorSpec("embedding", "float32", (-1, 8))], ["values"]),       # too short to compare as meaning
+        ([TensorSpec("label", "int64", (-1,)), TensorSpec("features", "float32", (-1, 384))], ["label", "values"]),
+        ([TensorSpec("probabilities", "float32", (-1, 384))], ["probabilities"]),
+        ([TensorSpec("ids", "int64", (-1, 384))], ["values"]),
+    ],
+)
+def test_only_a_models_one_long_float_output_is_an_embedding(outputs, kinds):
+    signature = Signature((TensorSpec("text", "str", (-1,)),), tuple(outputs))
+    described = describe_outputs(signature)
+    assert [o["kind"] for o in described] == kinds
+    assert all("names" not in o for o in described)
+
+
+def test_class_names_are_given_per_class_value():
+    outputs = (TensorSpec("label", "int64", (-1,)), TensorSpec("probabilities", "float64", (-1, 3), labels=[3, 5, 7]))
+    signature = Signature((TensorSpec("x", "float64", (-1, 4)),), outputs, classes=("three", "five", "seven"))
+    label, probabilities = describe_outputs(signature)
+    assert label["names"] == probabilities["names"] == {"3": "three", "5": "five", "7": "seven"}
+    # Without a probabilities output to say the class values, they are the class indices.
+    bare = Signature(signature.inputs, outputs[:1], classes=("no", "yes"))
+    assert describe_outputs(bare)[0]["names"] == {"0": "no", "1": "yes"}
+    assert Signature.from_dict(signature.to_dict()) == signature

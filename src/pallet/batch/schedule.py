@@ -1,6 +1,9 @@
 """`pallet batch schedule`: the files that run a batch job on a schedule, on engines teams already run.
 
 No daemon of pallet's own: a crontab line (with its check), and a Kubernetes CronJob.
+The crontab runs on this machine and keeps its paths; the CronJob runs in the bundle's
+image, so it names no path of this machine: the store is the image's, and local files
+(inputs, outputs, SQLite databases) live on a declared volume mounted at /data.
 """
 
 from __future__ import annotations
@@ -8,13 +11,35 @@ from __future__ import annotations
 import re
 import shlex
 import sys
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import yaml
 
 from pallet.errors import PalletError
 
 CRON_FIELD = re.compile(r"^[0-9*/,\-A-Za-z]+$")
+IMAGE_STORE = "/app/store"       # PALLET_HOME in the bundle's image (its Dockerfile sets it)
+MOUNT = "/data"                  # where the CronJob's volume is mounted
+CLAIM = "pallet-batch-data"      # the PersistentVolumeClaim it mounts, unless told another
+
+
+def in_volume(spec: str, workdir: Path) -> str:
+    """Where a location is inside the job's container: a local path, or a SQLite file, moves onto the volume
+    (its path under `workdir`, else its name); other URLs (s3://, postgresql://...) stay as they are."""
+    if "://" not in spec:
+        return _on_volume(Path(spec), workdir)
+    if spec.startswith("sqlite:////"):
+        path, sep, query = spec[len("sqlite:///"):].partition("?")
+        return f"sqlite:///{_on_volume(Path(path), workdir)}{sep}{query}"
+    return spec
+
+
+def _on_volume(path: Path, workdir: Path) -> str:
+    try:
+        inside = path.relative_to(workdir)
+    except ValueError:
+        inside = Path(path.name)
+    return str(PurePosixPath(MOUNT) / inside.as_posix())
 
 
 def check_cron(expression: str) -> str:
@@ -51,12 +76,17 @@ def crontab(ref: str, input: str, output: str, *, cron: str, key: list[str], bat
 
 
 def cronjob(ref: str, input: str, output: str, *, cron: str, key: list[str], batch_size: int, max_age: str,
-            name: str, image: str, env: dict[str, str]) -> str:
-    """A Kubernetes CronJob: one run at a time, retried with --resume, history kept for `kubectl get jobs`."""
+            name: str, image: str, env: dict[str, str], claim: str = CLAIM) -> str:
+    """A Kubernetes CronJob: one run at a time, retried with --resume, history kept for `kubectl get jobs`.
+    Both jobs mount the PersistentVolumeClaim `claim` at /data, where local inputs and outputs belong."""
     variables = [{"name": k, "value": v} for k, v in env.items()]
+    mounts = [{"name": "data", "mountPath": MOUNT}]
+    volumes = [{"name": "data", "persistentVolumeClaim": {"claimName": claim}}]
     container = {"name": "batch", "image": image, "command": ["pallet", *run_args(ref, input, output, key, batch_size)],
-                 "env": variables, "resources": {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"memory": "4Gi"}}}
-    check = {"name": "check", "image": image, "command": ["pallet", *check_args(output, max_age)], "env": variables}
+                 "env": variables, "volumeMounts": mounts,
+                 "resources": {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"memory": "4Gi"}}}
+    check = {"name": "check", "image": image, "command": ["pallet", *check_args(output, max_age)], "env": variables,
+             "volumeMounts": mounts}
     manifest = {
         "apiVersion": "batch/v1",
         "kind": "CronJob",
@@ -70,6 +100,7 @@ def cronjob(ref: str, input: str, output: str, *, cron: str, key: list[str], bat
             "jobTemplate": {"spec": {"backoffLimit": 3, "template": {"spec": {
                 "restartPolicy": "OnFailure",
                 "containers": [container],
+                "volumes": volumes,
             }}}},
         },
     }
@@ -79,7 +110,7 @@ def cronjob(ref: str, input: str, output: str, *, cron: str, key: list[str], bat
         "metadata": {"name": f"{name}-check", "labels": {"app.kubernetes.io/part-of": "pallet"}},
         "spec": {"schedule": "17 * * * *", "concurrencyPolicy": "Forbid",
                  "jobTemplate": {"spec": {"backoffLimit": 0, "template": {"spec": {
-                     "restartPolicy": "Never", "containers": [check]}}}}},
+                     "restartPolicy": "Never", "containers": [check], "volumes": volumes}}}}},
     }
     return yaml.safe_dump_all([manifest, checker], sort_keys=False)
 

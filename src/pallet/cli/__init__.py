@@ -37,13 +37,45 @@ def _fail(message: str, code: int) -> None:
     sys.exit(code)
 
 
+# Every command and group inherits these from the root: -h as well as --help, and help printed as written
+# (typer hands the root's markup mode down to every sub-app; click's context hands down the help options).
+CONTEXT = {"help_option_names": ["-h", "--help"]}
+MARKUP = None
+
 app = typer.Typer(
     cls=PalletGroup,
     help="pallet: store models, predict, and take them to production.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    context_settings=CONTEXT,
+    rich_markup_mode=MARKUP,
 )
+
+
+def _version(value: bool) -> None:
+    """`pallet --version`: pallet's version, then where the store is; it opens (and creates) nothing."""
+    if not value:
+        return
+    import importlib.metadata
+
+    from pallet.store.store import home_path, index_url
+    from pallet.urls import redact
+
+    try:
+        number = importlib.metadata.version("pallet")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree that is not installed
+        from pallet import __version__ as number
+    home = home_path()
+    typer.echo(f"pallet {number}\nstore  {home}\nindex  {redact(index_url(home))}")
+    raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", "-V", is_eager=True, callback=_version,
+                                       help="Print pallet's version, the store's folder and its index; then exit.")
+          ) -> None:
+    """The root's own options (the app's help says what pallet is)."""
 
 from pallet.cli import batch, bench, build, demo, doctor, export, feedback, models, pipeline, predict, rollout, serve, up  # noqa: E402  (commands register on `app`)
 

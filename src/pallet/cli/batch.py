@@ -16,6 +16,7 @@ from pallet.batch import runner, schedule as schedules
 from pallet.batch.records import INTERRUPTED, RunLog
 from pallet.batch.sources import normalize
 from pallet.cli.output import console
+from pallet.deploy.bundle import IMAGE
 from pallet.errors import PalletError
 from pallet.store import default_store
 from pallet.urls import redact
@@ -142,29 +143,44 @@ def schedule_(
     key: list[str] = typer.Option([], "--key", "-k", help="Key column(s)."),
     batch_size: int = typer.Option(10_000, min=1, help="Rows per chunk."),
     max_age: str = typer.Option("26h", help="What the hourly check allows before it fails."),
-    image: str = typer.Option("pallet:latest", help="Container image for the Kubernetes CronJob."),
-    to: Path = typer.Option(Path("schedule"), "--to", help="Folder for crontab.txt and cronjob.yaml."),
+    image: str = typer.Option(IMAGE, help="Container image for the Kubernetes CronJob (what 'pallet build' makes)."),
+    claim: str = typer.Option(schedules.CLAIM, help=f"PersistentVolumeClaim the CronJob mounts at {schedules.MOUNT}: "
+                                                    "local inputs and outputs are read and written there."),
+    out: Path = typer.Option(Path("schedule"), "--out", help="Folder to write crontab.txt and cronjob.yaml to."),
 ) -> None:
-    """Write a crontab line (with an hourly check) and a Kubernetes CronJob for this job."""
+    """Write a crontab line (with an hourly check) for this machine and a Kubernetes CronJob for a cluster.
+
+    The CronJob names no path of this machine: it uses the image's store (/app/store), and local files move
+    onto the volume (in.csv in this folder is /data/in.csv there); URLs such as s3:// or postgresql:// stay."""
     cron = schedules.check_cron(cron)
     schedules.check_text(input=input, output=output, key=",".join(key), ref=ref)
     parse_duration(max_age)
     store = default_store()
     store.resolve(ref)  # a clear error now, not at two in the morning
     env = {"PALLET_HOME": str(store.home)}
+    cluster_env = {"PALLET_HOME": schedules.IMAGE_STORE}
     if os.environ.get("PALLET_DB_URL"):
         env["PALLET_DB_URL"] = os.environ["PALLET_DB_URL"]
+        cluster_env["PALLET_DB_URL"] = schedules.in_volume(normalize(os.environ["PALLET_DB_URL"]), Path.cwd())
     name = schedules.job_name(ref)
     input, output = normalize(input), normalize(output)
-    written = schedules.write(to, {
+    there = {here: schedules.in_volume(here, Path.cwd()) for here in (input, output)}
+    written = schedules.write(out, {
         "crontab.txt": schedules.crontab(ref, input, output, cron=cron, key=key, batch_size=batch_size, max_age=max_age,
                                          workdir=Path.cwd(), env=env, log=str(Path.cwd() / f"{name}.log")),
-        "cronjob.yaml": schedules.cronjob(ref, input, output, cron=cron, key=key, batch_size=batch_size, max_age=max_age,
-                                          name=name, image=image, env=env),
+        "cronjob.yaml": schedules.cronjob(ref, there[input], there[output], cron=cron, key=key, batch_size=batch_size,
+                                          max_age=max_age, name=name, image=image, env=cluster_env, claim=claim),
     })
     for path in written:
         typer.echo(f"wrote {path}")
     typer.echo(f"install the cron lines with: (crontab -l; cat {written[0]}) | crontab -")
+    for here, inside in there.items():
+        if here != inside:
+            typer.echo(f"the CronJob reads and writes {redact(inside)} on the volume claim '{claim}' "
+                       f"(here: {redact(here)})")
+    if "PALLET_DB_URL" not in cluster_env:
+        typer.echo("note: without PALLET_DB_URL the CronJob's run records stay in its pod; set it to a shared "
+                   "database (postgresql://...) so --resume and the hourly check see them")
 
 
 def _with_progress(start):

@@ -8,7 +8,7 @@ import typer
 
 from pallet.cli import app
 from pallet.units import format_size
-from pallet.deploy.bundle import Scale, bundle_settings, build as build_bundle, cold_start
+from pallet.deploy.bundle import IMAGE, Scale, bundle_settings, build as build_bundle, cold_start
 from pallet.settings import ServeConfig
 from pallet.store import default_store
 
@@ -16,23 +16,23 @@ from pallet.store import default_store
 def _serve_help(name: str) -> str:
     """The serve setting's own help and default: the bundle's pallet.yaml records it."""
     field = ServeConfig.model_fields[name]
-    return f"{field.description} \\[default: {field.default}]"
+    return f"{field.description} [default: {field.default}]"
 
 
 @app.command()
 def build(
     models: list[str] = typer.Argument(..., help="Models to bundle: name, name:VERSION or name@ALIAS."),
-    output: Path = typer.Option(..., "--output", "-o", help="Folder to write the bundle to."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder to write the bundle to."),
     port: int = typer.Option(None, min=1, max=65535, help=_serve_help("port")),
     workers: int = typer.Option(None, min=1, help=_serve_help("workers")),
     max_batch_size: int = typer.Option(None, min=1, help=_serve_help("max_batch_size")),
-    image: str = typer.Option("pallet-bundle:latest", help="Image name the Kubernetes manifests use."),
+    image: str = typer.Option(IMAGE, help="Image name the Kubernetes manifests use."),
     replicas: int = typer.Option(2, min=1, help="Replicas in the Kubernetes Deployment (and the autoscaler's minimum)."),
     target: list[str] = typer.Option([], "--target", "-t", help="Also: lambda, lambda-image, sagemaker."),
 ) -> None:
     """Write a bundle: models (sha256-checked), a lock file, pallet.yaml, a Dockerfile and Kubernetes manifests."""
     given = {"port": port, "workers": workers, "max_batch_size": max_batch_size}
-    report = build_bundle(models, output, store=default_store(),
+    report = build_bundle(models, out, store=default_store(),
                           serve=bundle_settings(**{name: value for name, value in given.items() if value is not None}),
                           scale=Scale(image=image, replicas=replicas, max_replicas=max(replicas, 10)),
                           targets=tuple(target))

@@ -40,8 +40,8 @@ def _print(report: Report, as_json: bool, stderr: bool = False) -> None:
 @app.command("export")
 def export(
     ref: str = typer.Argument(..., help="The version to export: name, name:VERSION or name@ALIAS."),
-    to: str = typer.Option(..., "--to", help=f"Target format: {', '.join(TARGETS)}."),
-    out: Path = typer.Option(None, "--out", "-o", help="Also write the export (and its manifest.json) here."),
+    format_: str = typer.Option(..., "--format", "-f", help=f"Target format: {', '.join(TARGETS)}."),
+    out: Path = typer.Option(None, "--out", "-o", help="Also write the export (and its manifest.json) to this folder."),
     name: str = typer.Option(None, "--name", help="Store it under this name (default: NAME-TARGET)."),
     data: str = typer.Option(None, "--data", help="Held-out data for the parity check: sklearn:digits, a .npz, "
                                                   ".npy or .csv file (default: the data set the parent names)."),
@@ -51,7 +51,7 @@ def export(
 ) -> None:
     """Convert a stored model to another format, check it answers like its parent, store it as a new version."""
     with _showing(as_json) as progress:
-        child, report = export_version(default_store(), ref, to, name=name, data=data, out=out,
+        child, report = export_version(default_store(), ref, format_, name=name, data=data, out=out,
                                        budget=Budget(tolerance, min_agreement), progress=progress)
     _print(report, as_json)
     console(stderr=True).print(f"stored {child}" + (f", written to {out}" if out else ""))
@@ -127,10 +127,11 @@ def fits(
         table = Table("variant", "size", "ms here", "ms on device", "fits", title="variants", title_justify="left")
         for c in fit.candidates:
             table.add_row(c.variant, format_size(c.size_bytes), f"{c.latency_ms:.3f}", f"{c.device_latency_ms:.2f}",
-                          "yes" if c.fits else "no: " + "; ".join(c.reasons))
+                          f"yes: {', '.join(c.formats)}" if c.fits else "no: " + "; ".join(c.reasons))
         out.print(table)
         for note in fit.notes:
             out.print(f"note: {note}")
     if not fit.fits:
-        raise PalletError(f"{fit.ref} does not fit {device}: "
-                          + ("no format carries it" if all(fit.formats.values()) else "no variant meets the budgets"))
+        raise PalletError(fit.verdict())
+    if not as_json:
+        console().print(fit.verdict(), markup=False, highlight=False)

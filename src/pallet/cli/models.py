@@ -9,34 +9,59 @@ from rich.table import Table
 
 from pallet.cli.output import console, metrics_text
 from pallet.units import format_size
-from pallet.errors import InvalidReference
+from pallet.errors import InvalidReference, ModelNotFound
 from pallet.export.report import Report
-from pallet.store import ModelRef, default_store
+from pallet.rollout import Rollouts
+from pallet.store import ModelRef, Store, default_store, missing_store
 from pallet.store.manifest import diff as manifest_diff
 
 app = typer.Typer(help="List, inspect, compare, tag and remove stored models.", no_args_is_help=True)
+
+EMPTY_HINT = "run 'pallet demo' or save a model with pallet.save(...)"
+
+
+def _store_to_read(ref: str | None) -> Store | None:
+    """The default store, for a command that only reads; where there is none yet nothing is made: a
+    named model is then a ModelNotFound that says where pallet looked, and no name gives None."""
+    missing = missing_store()
+    if missing is None:
+        return default_store()
+    if ref:
+        raise ModelNotFound(f"no model named '{ModelRef.parse(ref).name}' in {missing} (it is empty)")
+    return None
 
 
 @app.command("list")
 def list_(name: str = typer.Argument(None, help="Only this model's versions."),
           as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
     """List stored models and their versions, newest last."""
-    store = default_store()
+    store = _store_to_read(name)
+    if store is None:  # there is no store yet: say where pallet looked, and make none
+        if as_json:
+            typer.echo("[]")
+        else:
+            typer.echo(f"{missing_store()} is empty: {EMPTY_HINT}", err=True)
+        return
     rows = store.list(ModelRef.parse(name).name if name else None)
     if name and not rows:
         store.resolve(name)  # raises the "no model named ..." error with what the store has
+    traffic = Rollouts(store).traffic(ModelRef.parse(name).name if name else None) if rows else {}
     if as_json:
         typer.echo(json.dumps([{"name": r.name, "version": r.version, "created": r.created,
                                 "framework": r.framework, "size_bytes": r.size_bytes, "aliases": aliases,
+                                "traffic": traffic.get((r.name, r.version), "-"),
                                 "metrics": r.metrics} for r, aliases in rows], indent=2))
         return
     if not rows:
-        console(stderr=True).print("the store is empty: run 'pallet demo' or save a model with pallet.save(...)")
+        typer.echo(f"{store.location} is empty: {EMPTY_HINT}", err=True)
         return
-    table = Table("model", "version", "created", "framework", "size", "aliases", "metrics")
+    table = Table("model", "version", "created", "framework", "size", "aliases", "traffic", "metrics")
     for r, aliases in rows:
         table.add_row(r.name, str(r.version), r.created[:16].replace("T", " "), r.framework, format_size(r.size_bytes),
-                      ", ".join(aliases), metrics_text(r.metrics))
+                      ", ".join(aliases), traffic.get((r.name, r.version), "-"), metrics_text(r.metrics))
+    if any(share == "-" for share in traffic.values()):
+        table.caption = "traffic -: no rollout; each server answers with the version it was started on"
+        table.caption_justify = "left"
     console().print(table)
 
 
@@ -44,15 +69,20 @@ def list_(name: str = typer.Argument(None, help="Only this model's versions."),
 def show(ref: str = typer.Argument(..., help="name, name:VERSION or name@ALIAS"),
          as_json: bool = typer.Option(False, "--json", help="Print the manifest as JSON.")) -> None:
     """Show one version: manifest, signature, size, metrics and aliases."""
-    version = default_store().resolve(ref)
+    store = _store_to_read(ref)
+    version = store.resolve(ref)
     m = version.manifest
+    traffic = Rollouts(store).traffic(version.ref.name)[(version.ref.name, version.ref.version)]
     if as_json:
-        typer.echo(json.dumps({**m.to_dict(), "aliases": list(version.aliases), "path": str(version.path)}, indent=2))
+        typer.echo(json.dumps({**m.to_dict(), "aliases": list(version.aliases), "traffic": traffic,
+                               "path": str(version.path)}, indent=2))
         return
     out = console()
     out.print(f"[bold]{version.ref}[/bold]  {m.description}")
     facts = Table.grid(padding=(0, 2))
-    for key, value in [("aliases", ", ".join(version.aliases) or "-"), ("created", m.created),
+    if traffic == "-":
+        traffic = f"- ('{version.ref.name}' has no rollout: each server answers with the version it was started on)"
+    for key, value in [("aliases", ", ".join(version.aliases) or "-"), ("traffic", traffic), ("created", m.created),
                        ("framework", f"{m.framework} (runtime: {m.runtime})"),
                        ("size", f"{format_size(m.size_bytes)} ({m.size_bytes} bytes)"),
                        ("metrics", metrics_text(m.metrics) or "-"), ("tags", metrics_text(m.tags) or "-"),
@@ -128,24 +158,36 @@ def _size(value: int | None) -> str:
 
 @app.command()
 def tag(ref: str = typer.Argument(..., help="The version to tag: name, name:VERSION or name@ALIAS."),
-        alias: str = typer.Argument(..., help="Alias to set or move, e.g. production."),
-        remove: bool = typer.Option(False, "--remove", help="Remove ALIAS from the model instead.")) -> None:
-    """Point ALIAS (production, staging, any word) at a version, or move it there."""
-    store = default_store()
-    if remove:
-        store.untag(ModelRef.parse(ref).name, alias)
-        typer.echo(f"removed alias {alias} from {ModelRef.parse(ref).name}")
-        return
-    version = store.tag(ref, alias)
+        alias: str = typer.Argument(..., help="Alias to set or move, e.g. staging; production also moves the "
+                                              "traffic: that version then serves the name.")) -> None:
+    """Point ALIAS (production, staging, any word) at a version, or move it there.
+
+    The production alias is the version that serves the name: moving it is a promotion, which
+    running servers follow and 'pallet rollout rollback' undoes."""
+    version = Rollouts().tag(ref, alias)
     typer.echo(f"{version.ref.name}@{alias} -> {version.ref}")
+
+
+@app.command()
+def untag(ref: str = typer.Argument(..., help="The alias to remove: name@ALIAS.")) -> None:
+    """Remove an alias (the version it points at stays)."""
+    parsed = ModelRef.parse(ref)
+    if parsed.alias is None:
+        raise InvalidReference(f"say which alias to remove, as in {parsed.name}@staging")
+    default_store().untag(parsed.name, parsed.alias)
+    typer.echo(f"removed alias {parsed.alias} from {parsed.name}")
 
 
 @app.command()
 def rm(ref: str = typer.Argument(..., help="The version to remove: name:VERSION or name@ALIAS."),
        all_versions: bool = typer.Option(False, "--all", help="Remove every version of the model."),
+       force: bool = typer.Option(False, "--force", help="Remove versions that carry an alias or get traffic too."),
        yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation.")) -> None:
-    """Remove a stored version (its folder, index row and aliases)."""
-    store = default_store()
+    """Remove a stored version (its folder, index row and aliases).
+
+    A version that carries an alias or gets traffic is kept unless --force is given."""
+    rollouts = Rollouts()
+    store = rollouts.store
     parsed = ModelRef.parse(ref)
     if all_versions:
         targets = [r for r, _ in store.list(parsed.name)]
@@ -157,7 +199,12 @@ def rm(ref: str = typer.Argument(..., help="The version to remove: name:VERSION 
                                "or pass --all to remove every version")
     else:
         targets = [store.resolve(parsed).ref]
-    if not yes and not typer.confirm(f"remove {', '.join(map(str, targets))}?"):
+    if not force:
+        for target in targets:
+            rollouts.check_unused(target if all_versions else ref)
+    uses = {target: rollouts.uses(target) for target in targets}
+    described = [f"{t} ({'; '.join(uses[t])})" if uses[t] else str(t) for t in targets]
+    if not yes and not typer.confirm(f"remove {', '.join(described)}?"):
         raise typer.Abort()
     for target in targets:
-        typer.echo(f"removed {store.remove(target)}")
+        typer.echo(f"removed {rollouts.remove(target, force=force)}")

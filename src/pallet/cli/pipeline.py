@@ -8,6 +8,7 @@ import typer
 
 from pallet.errors import PalletError
 from pallet.pipeline import load_pipelines
+from pallet.rollout import Rollouts
 from pallet.store import default_store
 from pallet.saving import save_model
 
@@ -30,6 +31,8 @@ def save(config: Path = typer.Argument(Path("pallet.yaml"), help="The file decla
         if names and item.name not in names:
             continue
         pipeline = item.pipeline
-        ref = save_model(store, pipeline, item.name, sample=pipeline.sample(), description=pipeline.description,
-                         aliases=[*item.aliases, *alias])
+        ref = save_model(store, pipeline, item.name, sample=pipeline.sample(), description=pipeline.description)
+        rollouts = Rollouts(store)
+        for name in dict.fromkeys([*item.aliases, *alias]):
+            rollouts.tag(ref, name)  # `production` of a name with a rollout moves by promotion
         typer.echo(f"stored {ref}: {pipeline.describe()}")

@@ -74,7 +74,7 @@ def _option(name: str) -> inspect.Parameter:
     elif kind in (int, float):
         kind, limits["metavar"], bounds = str, "INTEGER" if kind is int else "NUMBER", _range(field)
     default = field.default
-    shown_default = f" \\[default: {shown(name, default)}]" if default is not None and default != [] else ""
+    shown_default = f" [default: {shown(name, default)}]" if default is not None and default != [] else ""
     decls = [f"{flag}/--no-{flag[2:]}"] if kind is bool else [flag]
     annotation = Optional[list[str]] if kind is list else Optional[kind]
     text = f"{field.description}{bounds}{shown_default}"
@@ -87,8 +87,8 @@ def _range(field: Any) -> str:
     low = next((bound.ge for bound in field.metadata if getattr(bound, "ge", None) is not None), None)
     high = next((bound.le for bound in field.metadata if getattr(bound, "le", None) is not None), None)
     if high is None:
-        return "" if low is None else f" \\[x>={low}]"
-    return f" \\[{'' if low is None else f'{low}<='}x<={high}]"
+        return "" if low is None else f" [x>={low}]"
+    return f" [{'' if low is None else f'{low}<='}x<={high}]"
 
 
 def _parameters() -> list[inspect.Parameter]:

@@ -28,6 +28,7 @@ TEMPLATES = Path(__file__).parent / "templates"
 CONFIG = "pallet.yaml"
 CONFIG_KEYS = ("models", "serve")  # what pallet build writes in a bundle's pallet.yaml
 MARKER = ".pallet-bundle"  # pallet build replaces only folders that hold it
+IMAGE = "pallet-bundle:latest"  # the image a bundle's Dockerfile makes, as manifests and schedules name it
 
 
 # What pallet.yaml always records about serving: the container, manifests and nginx follow these.
@@ -42,7 +43,7 @@ def bundle_settings(**values) -> ServeConfig:
 
 @dataclass
 class Scale:
-    image: str = "pallet-bundle:latest"
+    image: str = IMAGE
     replicas: int = 2
     max_replicas: int = 10
     cpu: str = "1"

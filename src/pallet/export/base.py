@@ -89,7 +89,7 @@ def typed(runtime: Runtime) -> Predict:
 
 
 class Target(ABC):
-    name: ClassVar[str]               # pallet export --to NAME
+    name: ClassVar[str]               # pallet export --format NAME
     suffix: ClassVar[str]             # stored as {parent name}-{suffix}, e.g. digits-torch-onnx
     description: ClassVar[str]
 

@@ -103,6 +103,7 @@ class Candidate:
     device_latency_ms: float          # measured here x slowdown
     operators: list[str]
     reasons: list[str] = field(default_factory=list)   # why it does not fit; empty: it fits
+    formats: list[str] = field(default_factory=list)   # the device's formats that can carry this variant
 
     @property
     def fits(self) -> bool:
@@ -119,11 +120,23 @@ class Fit:
 
     @property
     def fits(self) -> bool:
-        return any(not why for why in self.formats.values()) and any(c.fits for c in self.candidates)
+        """A variant fits when it meets the budgets and a format the device runs carries it: the table's rows."""
+        return any(c.fits for c in self.candidates)
+
+    def verdict(self) -> str:
+        """The conclusion the table's rows draw: which variants fit and in which formats, or why none does."""
+        fitting = [c for c in self.candidates if c.fits]
+        if fitting:
+            return f"{self.ref} fits {self.device.name}: " + "; ".join(
+                f"{c.variant} as {', '.join(c.formats)}" for c in fitting)
+        if all(self.formats.values()):
+            return f"{self.ref} does not fit {self.device.name}: no format carries it"
+        return f"{self.ref} does not fit {self.device.name}: no variant meets the budgets"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"ref": self.ref, "device": self.device.to_dict(), "fits": self.fits, "formats": self.formats,
-                "candidates": [{**c.__dict__, "fits": c.fits} for c in self.candidates], "notes": self.notes}
+        return {"ref": self.ref, "device": self.device.to_dict(), "fits": self.fits, "verdict": self.verdict(),
+                "formats": self.formats, "candidates": [{**c.__dict__, "fits": c.fits} for c in self.candidates],
+                "notes": self.notes}
 
 
 def fits(store: Store, ref: str, device: Device) -> Fit:
@@ -163,8 +176,23 @@ def fits(store: Store, ref: str, device: Device) -> Fit:
             missing = [op for op in operators if device.operators and op not in device.operators]
             if missing:
                 candidate.reasons.append(f"uses {', '.join(missing)}, which the device does not have")
+            _carriers(candidate, formats, targets)
             candidates.append(candidate)
     notes = [f"no {variant} variant: {why}" for variant, why in skipped.items()]
     if any(isinstance(target, OneRowTorch) for target in targets.values()):
         notes.append("variants are measured as ONNX graphs; pallet exports tflite, executorch and coreml in float32")
     return Fit(str(version.ref), device, formats, candidates, notes)
+
+
+def _carriers(candidate: Candidate, formats: dict[str, str], targets: dict) -> None:
+    """Which of the device's formats can carry the variant; none is a reason it does not fit. The torch-traced
+    device formats are made from the torch model itself, so they carry float32 only."""
+    from pallet.export.worker import OneRowTorch
+
+    taking = [name for name, why in formats.items() if not why]
+    candidate.formats = [name for name in taking
+                         if candidate.variant == "float32" or not isinstance(targets[name], OneRowTorch)]
+    if not taking:
+        candidate.reasons.append(f"no format the device runs ({', '.join(formats)}) carries this model")
+    elif not candidate.formats:
+        candidate.reasons.append(f"{', '.join(taking)} {'is' if len(taking) == 1 else 'are'} exported in float32 only")

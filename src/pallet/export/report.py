@@ -3,7 +3,7 @@
 `Parity` says how closely a converted model answers like its parent; `Figures`
 say what a version weighs and how fast and how well it answers; `Report` holds
 both for the parent and the child. The CLI prints `Report.table()`, the manifest
-stores `Report.to_dict()`, and the README's tables are `Report.markdown()`.
+stores `Report.to_dict()`, and the tables of docs/edge.md are `Report.markdown()`.
 """
 
 from __future__ import annotations

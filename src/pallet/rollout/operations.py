@@ -1,8 +1,11 @@
 """Rollout operations, shared by the CLI, the admin HTTP API and Python scripts.
 
 Each operation checks its versions in the store, then writes the next revision of the name's
-rollout; every server serving the name picks it up within its poll interval, loads and warms
-any new version before routing to it, and unloads versions that left once they are idle.
+rollout, moving the name's production alias to its stable version in the same transaction (the
+two are one fact); every server serving the name picks it up within its poll interval, loads and
+warms any new version before routing to it, and unloads versions that left once they are idle.
+Tagging, untagging and removing versions go through here too: moving production is a promotion,
+and a version that carries an alias or gets traffic is only removed when forced.
 """
 
 from __future__ import annotations
@@ -14,12 +17,14 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from pallet.errors import NoRollout, RolloutConflict, RolloutError
+from pallet.errors import NoRollout, PalletError, RolloutConflict, RolloutError
 from pallet.rollout.canary import Thresholds, decide
 from pallet.rollout.figures import VersionTraffic
 from pallet.rollout.policy import Policy, Shadow
 from pallet.rollout.state import Canary, Event, Rollout, RolloutChanged, RolloutState
-from pallet.store import ModelRef, Store, default_store
+from pallet.rollout.traffic import role_of, share, use
+from pallet.store import ModelRef, ModelVersion, Store, default_store
+from pallet.store.index import PRODUCTION
 from pallet.units import format_duration
 
 
@@ -32,7 +37,8 @@ def default_actor() -> str:
 
 
 class Rollouts:
-    """`Rollouts(store).promote("digits", to="digits:4")` and friends; `actor` says who acts, for history."""
+    """`Rollouts(store).promote("digits", to="digits:4")` and friends (`tag`, `remove`, `traffic`); `actor`
+    says who acts, for history."""
 
     def __init__(self, store: Store | None = None, actor: str | None = None, state: RolloutState | None = None):
         self.store = store or default_store()
@@ -54,7 +60,7 @@ class Rollouts:
         for version in rollout.policy.versions:
             figures = counted.get(version)
             versions.append({"version": version, "share": round(shares.get(version, 0.0), 3),
-                             "role": _role(rollout, version),
+                             "role": role_of(rollout, version),
                              **(figures.summary() if figures else {"requests": 0})})
         doc = {"name": name, "mode": rollout.mode, "revision": rollout.revision, "updated": rollout.updated,
                "stable": rollout.stable, "previous": rollout.previous, "sticky_key": rollout.policy.sticky_key,
@@ -83,7 +89,7 @@ class Rollouts:
         current = self.state.get(name)
         if current is not None and current.mode == "single" and current.stable == version:
             raise RolloutConflict(f"{name}:{version} already serves all of '{name}'")
-        if current is None and baseline is None and self.store.index.alias(name, "production") is None:
+        if current is None and baseline is None and self.store.index.alias(name, PRODUCTION) is None:
             base = Rollout(name, Policy.single(version), version)  # nothing known to roll back to
         else:
             base = current or self._first(name, baseline)
@@ -197,6 +203,61 @@ class Rollouts:
         except RolloutChanged:
             return None
 
+    # -- aliases and removal: the production alias is the stable version -------------------------
+
+    def tag(self, ref: str | ModelRef, alias: str, *, reason: str = "") -> ModelVersion:
+        """Point `alias` at the version `ref` names. Moving `production` is a promotion: that version then
+        serves the name (running servers switch to it) and `rollback` returns to the one before."""
+        if alias != PRODUCTION:
+            return self.store.tag(ref, alias)
+        version = self.store.resolve(ref)
+        name, number = version.ref.name, str(version.ref.version)
+        current = self.state.get(name)
+        aliased = self.store.index.alias(name, PRODUCTION) == version.ref.version
+        if aliased and (current is None or current.stable == number):
+            return version  # already the version that serves
+        if current is None and self.store.index.alias(name, PRODUCTION) is None:
+            return self.store.tag(version.ref, alias)  # the name's first production: nothing serves by it yet
+        why = reason or f"{name}@{PRODUCTION} moved to {name}:{number}"
+        if current is not None and current.mode == "single" and current.stable == number:
+            self.state.write(current, self.actor, "promote", why)  # the alias had drifted: point it back
+        else:
+            self.promote(name, number, reason=why)
+        return self.store.resolve(version.ref)
+
+    def traffic(self, name: str | None = None) -> dict[tuple[str, int], str]:
+        """Each stored version's share of its name's traffic, as `models list` shows it ("90%", "10%
+        (candidate)", "-" for a name with no rollout), by (name, version)."""
+        current = self.state.current(name)
+        return {(row.name, row.version): share(current.get(row.name), str(row.version))
+                for row in self.store.index.versions(name)}
+
+    def uses(self, ref: str | ModelRef) -> list[str]:
+        """What keeps a version in use, in words: "carries aliases production, staging", then the traffic
+        its rollout gives it ("gets 100% of the traffic of 'digits' (stable)"); empty when nothing does."""
+        version = self.store.resolve(ref)
+        aliases = version.aliases
+        found = [f"carries alias{'es' if len(aliases) > 1 else ''} {', '.join(aliases)}"] if aliases else []
+        traffic = use(self.state.get(version.ref.name), str(version.ref.version))
+        return found + ([traffic] if traffic else [])
+
+    def remove(self, ref: str | ModelRef, *, force: bool = False) -> ModelRef:
+        """Remove a stored version; one that carries an alias or gets traffic only with `force`."""
+        version = self.store.resolve(ref)
+        if not force:
+            self.check_unused(ref)
+        return self.store.remove(version.ref)
+
+    def check_unused(self, ref: str | ModelRef) -> None:
+        """Raise, naming its aliases and traffic, when the version `ref` names is in use."""
+        version = self.store.resolve(ref)
+        used = self.uses(version.ref)
+        if used:
+            named = f"{ref} is {version.ref}, which" if str(ref) != str(version.ref) else f"{version.ref}"
+            how = ("untag its aliases (pallet models untag NAME@ALIAS)" if PRODUCTION not in version.aliases else
+                   "promote another version and untag its other aliases")
+            raise PalletError(f"{named} {' and '.join(used)}; {how} first, or pass --force to remove it anyway")
+
     # -- helpers ------------------------------------------------------------------------------
 
     def _require(self, name: str) -> Rollout:
@@ -216,7 +277,7 @@ class Rollouts:
     def _first(self, name: str, baseline: str | None) -> Rollout:
         """The rollout of a name that has none yet: its baseline is `baseline`, else @production."""
         if baseline is None:
-            if self.store.index.alias(name, "production") is None:
+            if self.store.index.alias(name, PRODUCTION) is None:
                 raise RolloutError(f"'{name}' has no rollout yet and no @production alias to start from; "
                                   f"name the version serving now with --from {name}:N")
             baseline = f"{name}@production"
@@ -233,14 +294,6 @@ def _canary_policy(stable: str, canary: Canary, sticky_key: str | None) -> Polic
     share = canary.steps[canary.step]
     shadow = Shadow(canary.to, canary.shadow_fraction) if canary.shadow_fraction > 0 else None
     return Policy({stable: 100.0 - share, canary.to: share}, sticky_key, shadow)
-
-
-def _role(rollout: Rollout, version: str) -> str:
-    if rollout.canary and version == rollout.canary.to:
-        return "candidate"
-    if rollout.policy.shadow and version == rollout.policy.shadow.version and version not in rollout.policy.shares():
-        return "shadow"
-    return "stable" if version == rollout.stable else "serving"
 
 
 def _steps(steps) -> list[float]:

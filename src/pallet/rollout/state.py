@@ -17,10 +17,11 @@ from pallet.errors import RolloutConflict
 from pallet.rollout.canary import Thresholds
 from pallet.rollout.figures import VersionTraffic
 from pallet.rollout.policy import Policy
+from pallet.store.index import PRODUCTION, write_alias
 from pallet.store.migrate import upgrade
 from pallet.store.schema import rollout_events as events
 from pallet.store.schema import rollout_figures as figures
-from pallet.store.schema import rollouts
+from pallet.store.schema import rollouts, versions
 
 
 class RolloutChanged(RolloutConflict):
@@ -96,6 +97,12 @@ class RolloutState:
             row = conn.execute(sa.select(rollouts).where(rollouts.c.name == name)).first()
         return Rollout.from_row(row) if row else None
 
+    def current(self, name: str | None = None) -> dict[str, Rollout]:
+        """The rollout of `name`, or of every name that has one, by name: one query."""
+        query = sa.select(rollouts) if name is None else sa.select(rollouts).where(rollouts.c.name == name)
+        with self.engine.connect() as conn:
+            return {row.name: Rollout.from_row(row) for row in conn.execute(query)}
+
     def revisions(self, names: list[str]) -> dict[str, int]:
         """The current revision of each name that has a rollout: one cheap query for polling."""
         with self.engine.connect() as conn:
@@ -103,8 +110,9 @@ class RolloutState:
                                      .where(rollouts.c.name.in_(names))).all())
 
     def write(self, rollout: Rollout, actor: str, action: str, reason: str) -> Rollout:
-        """Store `rollout` as the next revision after `rollout.revision` (0: the first), with its event,
-        in one transaction. Raises `RolloutChanged` when that revision is no longer the current one."""
+        """Store `rollout` as the next revision after `rollout.revision` (0: the first), with its event
+        and the name's production alias moved to its stable version, in one transaction. Raises
+        `RolloutChanged` when that revision is no longer the current one."""
         now = _now()
         new = rollout.changed(revision=rollout.revision + 1, updated=now)
         try:
@@ -119,6 +127,7 @@ class RolloutState:
                     if changed.rowcount != 1:
                         raise RolloutChanged(f"the rollout of '{new.name}' changed meanwhile; look again")
                 _add_event(conn, new, now, actor, action, reason)
+                _production_follows(conn, new)
                 conn.execute(figures.delete().where(figures.c.name == new.name,
                                                     figures.c.revision < new.revision))
         except IntegrityError:
@@ -175,6 +184,15 @@ class RolloutState:
 def _add_event(conn: sa.Connection, rollout: Rollout, now: str, actor: str, action: str, reason: str) -> None:
     conn.execute(events.insert().values(name=rollout.name, revision=rollout.revision, time=now, actor=actor[:200],
                                         action=action, reason=reason, weights=json.dumps(rollout.policy.shares())))
+
+
+def _production_follows(conn: sa.Connection, rollout: Rollout) -> None:
+    """Point the name's production alias at the rollout's stable version: the two are one fact. A stable
+    version removed from the store (with --force) leaves the name without a production alias."""
+    stable = int(rollout.stable)
+    exists = conn.execute(sa.select(versions.c.version).where(versions.c.name == rollout.name,
+                                                              versions.c.version == stable)).first()
+    write_alias(conn, rollout.name, PRODUCTION, stable if exists else None)
 
 
 def _now() -> str:

@@ -28,6 +28,8 @@ class Runtime(ABC):
     input_shapes: dict[str, tuple[int, ...]] = {}   # -1 for a free axis
     # What the columns of an output mean, e.g. {"probabilities": [0, 1, ..., 9]}.
     output_labels: dict[str, list] = {}
+    # What the columns of a one-input model mean, when the model knows (scikit-learn's feature_names_in_).
+    feature_names: list[str] = []
     # Whether rows are independent, so requests may share one predict call (adaptive batching).
     batchable: bool = True
     # The code scopes loading imported (the version's `code/`, a pipeline's steps'): `close` releases them.

@@ -117,7 +117,7 @@ class CoremlRuntime(_Device):
     @classmethod
     def load(cls, folder: Path, options: dict[str, Any]) -> CoremlRuntime:
         raise NoRuntime("Core ML models run only on macOS, iOS and iPadOS; ship this version to an Apple device "
-                        "(pallet export REF --to coreml -o DIR writes it out)")
+                        "(pallet export REF --format coreml -o DIR writes it out)")
 
 
 class TvmRuntime(Runtime):
@@ -144,7 +144,7 @@ class TvmRuntime(Runtime):
 
     @classmethod
     def save(cls, model: Any, folder: Path) -> dict[str, Any]:
-        raise NoRuntime("TVM versions are made by pallet export --to tvm")
+        raise NoRuntime("TVM versions are made by pallet export --format tvm")
 
     @classmethod
     def load(cls, folder: Path, options: dict[str, Any]) -> TvmRuntime:

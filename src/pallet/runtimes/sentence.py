@@ -3,7 +3,7 @@
 A version holds the encoder's tokenizer and configuration under `encoder/`, and the
 network either as the encoder's own weights (`encoder/model.safetensors`, run by
 torch through transformers) or as one ONNX graph that includes the pooling
-(`model.onnx`, run by onnxruntime; `pallet export --to onnx` makes it, and int8 and
+(`model.onnx`, run by onnxruntime; `pallet export --format onnx` makes it, and int8 and
 fp16 variants are made from it: `pallet.export.onnx`). Both answer `embedding`, float32 [n, dim], from an
 input `text`, and batch: each text's vector does not depend on the others.
 

@@ -59,10 +59,18 @@ def exposition() -> tuple[bytes, str]:
     return generate_latest(_registry()), CONTENT_TYPE_LATEST
 
 
+def outcome(status: str) -> str | None:
+    """What a request's status counts as, everywhere figures are shown: "client_errors" for 4xx (the
+    request was refused: the caller's to fix), "server_errors" for 5xx (the model or the server failed
+    to answer a request it accepted), None for an answer."""
+    return "client_errors" if status.startswith("4") else "server_errors" if status.startswith("5") else None
+
+
 def totals() -> dict[str, dict]:
-    """Per model, everything counted so far: requests and errors, latency and batch-size histograms
-    (cumulative bucket counts by upper bound), cache hits and misses, and requests, errors and latency
-    per version (`versions`). The dashboard's raw data."""
+    """Per model, everything counted so far: requests, client errors and server errors (see `outcome`),
+    latency and batch-size histograms (cumulative bucket counts by upper bound), cache hits and misses,
+    and requests, both kinds of error and latency per version (`versions`). Requests that named no
+    loaded model count under the model "". The dashboard's raw data."""
     models: dict[str, dict] = {}
 
     def entry(model: str) -> dict:
@@ -71,24 +79,22 @@ def totals() -> dict[str, dict]:
                                          "cache_hit": 0, "cache_miss": 0, "versions": {}})
 
     def version(model: str, number: str) -> dict:
-        return entry(model)["versions"].setdefault(number, {"requests": 0, "errors": 0, "latency": {}})
+        return entry(model)["versions"].setdefault(number, {"requests": 0, "client_errors": 0, "server_errors": 0,
+                                                            "latency": {}})
 
     for family in _registry().collect():
         for sample in family.samples:
             model = sample.labels.get("model")
-            if not model:  # requests for unknown models carry no name
+            if model is None:  # a figure of the whole server, not of a model
                 continue
             name, value = sample.name, sample.value
             if name == "pallet_requests_total":
                 e, v = entry(model), version(model, sample.labels["version"])
-                e["requests"] += value
-                v["requests"] += value
-                status = sample.labels["status"]
-                if status.startswith("4"):
-                    e["client_errors"] += value
-                elif status.startswith("5"):
-                    e["server_errors"] += value
-                    v["errors"] += value
+                kind = outcome(sample.labels["status"])
+                for counts in (e, v):
+                    counts["requests"] += value
+                    if kind:
+                        counts[kind] += value
             elif name == "pallet_request_duration_seconds_bucket":
                 for buckets in (entry(model)["latency"], version(model, sample.labels["version"])["latency"]):
                     buckets[sample.labels["le"]] = buckets.get(sample.labels["le"], 0) + value

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import html
 import itertools
 import logging
 import re
@@ -207,11 +208,14 @@ class ShareToken:
         cookie_name = f"{SHARE_COOKIE}_{(scope.get('server') or ('', 0))[1]}"  # browsers share cookies across ports
         given = in_url or _header(scope, b"x-share-token") or _cookie(scope, cookie_name)
         if given is None or not hmac.compare_digest(given.encode(), token.encode()):
-            message = ("this server is shared by link: open the URL pallet serve printed, with its ?token="
-                       if given is None else "wrong share token")
-            body = orjson.dumps({"error": message})
+            if "text/html" in (_header(scope, b"accept") or ""):  # a person in a browser: say how to get in
+                body, kind = shared_server_page(scope["path"], wrong=given is not None), b"text/html; charset=utf-8"
+            else:
+                message = ("this server is shared by link: open the URL pallet serve printed, with its ?token="
+                           if given is None else "wrong share token")
+                body, kind = orjson.dumps({"error": message}), b"application/json"
             await send({"type": "http.response.start", "status": 401,
-                        "headers": [(b"content-type", b"application/json")]})
+                        "headers": [(b"content-type", kind), (b"cache-control", b"no-store")]})
             await send({"type": "http.response.body", "body": body})
             return
         if in_url is None:
@@ -224,6 +228,31 @@ class ShareToken:
             await send(message)
 
         await self.app(scope, receive, send_with_cookie)
+
+
+SHARED_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>pallet: a shared server</title><link rel="icon" href="data:,">
+<style>body{{font-family:system-ui,sans-serif;color:#1d2330;background:#f6f7f9;margin:0;line-height:1.5}}
+main{{max-width:36rem;margin:3rem auto;padding:1.5rem;background:#fff;border:1px solid #e1e5eb;border-radius:10px}}
+code{{background:#f3f5f8;padding:0 .25rem;border-radius:4px;white-space:nowrap}} .alert{{color:#8a1f1f}}
+input{{font:inherit;padding:.4rem;width:16rem;max-width:100%}} button{{font:inherit;padding:.4rem .9rem}}</style>
+</head><body><main>
+<h1>A shared pallet server</h1>
+{wrong}<p>This pallet server is shared by link: its pages and its API open with the share token that was set
+when it started.</p>
+<ul><li>Open the link <code>pallet serve</code> printed when it started: it ends in <code>?token=&hellip;</code>.</li>
+<li>Or ask whoever shared this server with you for that link.</li></ul>
+<form method="get" action="{path}"><label>Share token <input name="token" autocomplete="off" required></label>
+<button type="submit">Open</button></form>
+</main></body></html>
+"""
+
+
+def shared_server_page(path: str, wrong: bool) -> bytes:
+    """What a browser shows on a shared server opened without its token (or with a wrong one)."""
+    note = '<p class="alert" role="alert">The token in this link is not this server\'s.</p>\n' if wrong else ""
+    return SHARED_PAGE.format(wrong=note, path=html.escape(path, quote=True)).encode()
 
 
 def _cookie(scope, name: str) -> str | None:

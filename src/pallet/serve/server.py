@@ -20,6 +20,7 @@ import uvicorn
 import pallet
 from pallet import threads
 from pallet.errors import PalletError
+from pallet.rollout.state import Rollout, RolloutState
 from pallet.serve.connection import BoundedHttp
 from pallet.settings import ENV, ServeConfig
 from pallet.store import Store, default_store
@@ -52,7 +53,10 @@ def serve(config: ServeConfig, store: Store | None = None, echo: Callable[[str],
             raise PalletError(f"--grpc-port {config.grpc_port} is the REST port too; give gRPC a port of its own")
         _check_port(config.host, config.grpc_port, "--grpc-port")
     plan = threads.plan_threads(config.workers, config.threads)
-    _banner(config, versions, skipped, plan, reveal_token, echo)
+    _banner(config, versions, skipped, plan, reveal_token, echo, _rollouts(store, versions))
+    warning = exposure_warning(config)
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
     failed_start = WorkerStartFailed()
     logging.getLogger("uvicorn.error").addFilter(failed_start)
     before, metrics_dir = _export_for_workers(config, store, plan)
@@ -76,11 +80,16 @@ def _servable(config: ServeConfig, store: Store) -> tuple[list, list[str]]:
     if not config.models:
         raise PalletError("name at least one model to serve, e.g. pallet serve digits@production")
     versions, skipped = [], []
-    for ref in config.models:
-        version = store.resolve(ref)  # a name that does not exist is a mistake, never skipped
+    resolved = [store.resolve(ref) for ref in config.models]  # a name that does not exist is a mistake, never skipped
+    rollouts = _rollouts(store, resolved)
+    for ref, version in zip(config.models, resolved):
+        rollout = rollouts.get(version.ref.name)
         try:
+            if rollout is not None and rollout.stable != str(version.ref.version):  # its rollout decides what answers
+                version = store.resolve(f"{version.ref.name}:{rollout.stable}")
             version.verify()
-            versions.append(version)
+            if version.ref not in [v.ref for v in versions]:
+                versions.append(version)
         except PalletError as error:
             if not config.skip_unloadable:
                 raise PalletError(f"cannot serve {ref}: {error} (pallet serve --skip-unloadable serves the others)") \
@@ -91,14 +100,33 @@ def _servable(config: ServeConfig, store: Store) -> tuple[list, list[str]]:
     return versions, skipped
 
 
+def _rollouts(store: Store, versions: list) -> dict[str, Rollout]:
+    """The rollouts of the names served (the servers route by them), where the database holds any."""
+    try:
+        state = RolloutState(store.index.engine)
+        return {name: r for v in versions for name, r in state.current(v.ref.name).items()}
+    except PalletError:  # a database that cannot hold rollouts: the server says so when it starts
+        return {}
+
+
+def _served(version, rollout: Rollout | None) -> str:
+    """One served name as the banner shows it: the version that answers, or each version's share."""
+    name, shadow = version.ref.name, rollout and rollout.policy.shadow
+    copies = f", shadow copies of {shadow.fraction:.0%} to version {shadow.version}" if shadow else ""
+    if rollout is None or len(rollout.policy.shares()) == 1:
+        return f"{name} (version {version.ref.version}{copies})"
+    shares = ", ".join(f"version {v} {share:g}%" for v, share in rollout.policy.shares().items())
+    return f"{name} ({rollout.mode}: {shares}{copies})"
+
+
 def _banner(config: ServeConfig, versions: list, skipped: list[str], plan: threads.ThreadPlan, reveal_token: bool,
-            echo: Callable[[str], None]) -> None:
+            echo: Callable[[str], None], rollouts: dict[str, Rollout] | None = None) -> None:
     """What is served, how, and where: the lines `pallet serve` starts with."""
     bases = [f"http://{_url_host(host)}:{config.port}" for host in reachable_hosts(config.host)]
     base = bases[0]
     workers = f" with {config.workers} workers" if config.workers > 1 else ""
     echo(f"pallet {pallet.__version__} serving on {base}{workers}")
-    echo("  models    " + ", ".join(f"{v.ref.name} (version {v.ref.version})" for v in versions))
+    echo("  models    " + ", ".join(_served(v, (rollouts or {}).get(v.ref.name)) for v in versions))
     for line in skipped:
         echo(f"  NOT SERVED {line}")
     echo(f"  threads   {plan.describe()}")
@@ -112,6 +140,27 @@ def _banner(config: ServeConfig, versions: list, skipped: list[str], plan: threa
         echo(f"  {'gRPC (V2, Triton)':<22}{_url_host(reachable_hosts(config.host)[0])}:{config.grpc_port}")
     for other in bases[1:]:
         echo(f"  {'also reachable at':<22}{other}/{token}")
+
+
+def exposure_warning(config: ServeConfig) -> str | None:
+    """One line when the server listens beyond this machine with no PALLET_API_KEY: its admin endpoints are open."""
+    if config.api_key or loopback_only(config.host):
+        return None
+    return (f"warning: serving on {config.host} without PALLET_API_KEY: anyone who reaches port {config.port} can "
+            "load models and change traffic splits; set a key (export PALLET_API_KEY=$(openssl rand -hex 16)) "
+            "or bind to 127.0.0.1")
+
+
+def loopback_only(host: str) -> bool:
+    """Whether a server bound to `host` is reachable from this machine alone."""
+    import ipaddress
+
+    if host.lower() in ("localhost", "ip6-localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a name: it may resolve to any interface
+        return False
 
 
 def _export_for_workers(config: ServeConfig, store: Store, plan: threads.ThreadPlan) -> tuple[dict, str | None]:

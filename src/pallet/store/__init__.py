@@ -3,21 +3,31 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from pallet.store.manifest import Manifest
 from pallet.store.refs import ModelRef
-from pallet.store.store import ModelVersion, Store
+from pallet.store.store import ModelVersion, Store, home_path, index_url, location
 
 _stores: dict[tuple[str, str | None], Store] = {}
 
 
 def default_store() -> Store:
-    """The store PALLET_HOME and PALLET_DB_URL name (one per distinct setting, per process)."""
-    key = (str(Path(os.environ.get("PALLET_HOME") or ".pallet").absolute()), os.environ.get("PALLET_DB_URL"))
+    """The store PALLET_HOME (default ~/.pallet) and PALLET_DB_URL name (one per distinct setting, per
+    process); its folder is made when missing."""
+    key = (str(home_path()), os.environ.get("PALLET_DB_URL"))
     if key not in _stores:
         _stores[key] = Store()
     return _stores[key]
 
 
-__all__ = ["Manifest", "ModelRef", "ModelVersion", "Store", "default_store"]
+def missing_store() -> str | None:
+    """For commands that only read: None when the default store exists (or its index lives in a
+    database server), else where it would be, as messages name it ("the store at FOLDER"). Nothing is
+    created."""
+    home = home_path()
+    if os.environ.get("PALLET_DB_URL") or (home / "index.db").is_file():
+        return None
+    return location(home, index_url(home))
+
+
+__all__ = ["Manifest", "ModelRef", "ModelVersion", "Store", "default_store", "missing_store"]

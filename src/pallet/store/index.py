@@ -9,9 +9,11 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError as RowExists
 
-from pallet.errors import ModelNotFound
+from pallet.errors import ModelNotFound, RolloutConflict
 from pallet.store.migrate import upgrade
-from pallet.store.schema import aliases, removed, versions
+from pallet.store.schema import aliases, removed, rollouts, versions
+
+PRODUCTION = "production"  # the alias of the version that serves a name: its rollout's stable version
 
 
 @dataclass(frozen=True)
@@ -66,32 +68,37 @@ class Index:
             conn.execute(removed.insert().values(name=name, version=version))
 
     def set_alias(self, name: str, alias: str, version: int) -> None:
-        """Point `alias` at a version that exists when the change commits (`ModelNotFound` otherwise)."""
-        now = datetime.now().astimezone().isoformat(timespec="seconds")
+        """Point `alias` at a version that exists when the change commits (`ModelNotFound` otherwise).
+        `production` of a name with a rollout moves only with its traffic (`RolloutConflict` here)."""
         for attempt in range(2):
             try:
                 with self.engine.begin() as conn:
-                    exists = conn.execute(sa.select(versions.c.version).where(
-                        versions.c.name == name, versions.c.version == version)).scalar()
-                    if exists is None:
-                        raise ModelNotFound(f"model '{name}' has no version {version} (it was removed)")
-                    changed = conn.execute(aliases.update().where(aliases.c.name == name, aliases.c.alias == alias)
-                                           .values(version=version, updated=now)).rowcount
-                    if not changed:
-                        conn.execute(aliases.insert().values(name=name, alias=alias, version=version, updated=now))
+                    if alias == PRODUCTION and has_rollout(conn, name) and _alias(conn, name, alias) != version:
+                        raise RolloutConflict(f"'{name}' has a rollout, so {name}@{PRODUCTION} is the version that "
+                                              f"serves it and moves only with its traffic: promote {name}:{version} "
+                                              f"instead (pallet models tag {name}:{version} {PRODUCTION})")
+                    write_alias(conn, name, alias, version)
                 return
             except RowExists:  # another process inserted the same alias first: update it instead
                 if attempt:
                     raise
 
     def remove_alias(self, name: str, alias: str) -> bool:
+        """Remove `alias`; False when `name` has no such alias. `production` of a name with a rollout is
+        the version that serves it, so it stays (`RolloutConflict`)."""
         with self.engine.begin() as conn:
-            return conn.execute(aliases.delete().where(aliases.c.name == name, aliases.c.alias == alias)).rowcount > 0
+            if alias == PRODUCTION and has_rollout(conn, name) and _alias(conn, name, alias) is not None:
+                raise RolloutConflict(f"'{name}' has a rollout, so {name}@{PRODUCTION} is the version that serves "
+                                      f"it and cannot be removed; promote another version to move it")
+            return write_alias(conn, name, alias, None)
+
+    def has_rollout(self, name: str) -> bool:
+        with self.engine.connect() as conn:
+            return has_rollout(conn, name)
 
     def alias(self, name: str, alias: str) -> int | None:
         with self.engine.connect() as conn:
-            return conn.execute(sa.select(aliases.c.version)
-                                .where(aliases.c.name == name, aliases.c.alias == alias)).scalar()
+            return _alias(conn, name, alias)
 
     def aliases(self, name: str | None = None) -> dict[tuple[str, int], list[str]]:
         """Aliases by (name, version)."""
@@ -113,3 +120,32 @@ class Index:
         with self.engine.connect() as conn:
             return [VersionRow(**dict(r._mapping, metrics=json.loads(r.metrics), tags=json.loads(r.tags)))
                     for r in conn.execute(query)]
+
+
+def write_alias(conn: sa.Connection, name: str, alias: str, version: int | None) -> bool:
+    """Within the caller's transaction: point `alias` at `version` (which must exist: `ModelNotFound`
+    otherwise), or remove it (`version` None). Whether an alias was there before."""
+    before = _alias(conn, name, alias)
+    if version is None:
+        conn.execute(aliases.delete().where(aliases.c.name == name, aliases.c.alias == alias))
+        return before is not None
+    exists = conn.execute(sa.select(versions.c.version).where(versions.c.name == name,
+                                                              versions.c.version == version)).scalar()
+    if exists is None:
+        raise ModelNotFound(f"model '{name}' has no version {version} (it was removed)")
+    now = datetime.now().astimezone().isoformat(timespec="seconds")
+    if before is None:
+        conn.execute(aliases.insert().values(name=name, alias=alias, version=version, updated=now))
+    elif before != version:
+        conn.execute(aliases.update().where(aliases.c.name == name, aliases.c.alias == alias)
+                     .values(version=version, updated=now))
+    return before is not None
+
+
+def has_rollout(conn: sa.Connection, name: str) -> bool:
+    """Whether `name` has a rollout (a traffic policy), whose stable version its production alias names."""
+    return conn.execute(sa.select(rollouts.c.name).where(rollouts.c.name == name)).first() is not None
+
+
+def _alias(conn: sa.Connection, name: str, alias: str) -> int | None:
+    return conn.execute(sa.select(aliases.c.version).where(aliases.c.name == name, aliases.c.alias == alias)).scalar()

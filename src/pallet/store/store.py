@@ -18,12 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
-from pallet.errors import ModelNotFound
+from pallet.errors import ModelNotFound, RolloutConflict
 from pallet.signature import Signature
 from pallet.store.database import make_engine
-from pallet.store.index import Index, VersionRow
+from pallet.store.index import PRODUCTION, Index, VersionRow
 from pallet.store.manifest import Manifest, verify_files
 from pallet.store.refs import ModelRef, check_alias, check_name
+from pallet.urls import redact
 
 SAMPLE = "sample.npz"
 
@@ -54,13 +55,22 @@ class ModelVersion:
 
 
 def home_path(home: str | Path | None = None) -> Path:
-    """The store's folder: `home`, else PALLET_HOME, else ./.pallet."""
-    return Path(home or os.environ.get("PALLET_HOME") or ".pallet").absolute()
+    """The store's folder: `home`, else PALLET_HOME, else .pallet in the user's home folder (one store
+    per user, whichever folder a command runs in)."""
+    return Path(home or os.environ.get("PALLET_HOME") or Path.home() / ".pallet").expanduser().absolute()
 
 
 def index_url(home: Path, db_url: str | None = None) -> str:
     """Where the index lives: `db_url`, else PALLET_DB_URL, else SQLite inside `home`."""
     return db_url or os.environ.get("PALLET_DB_URL") or f"sqlite:///{home / 'index.db'}"
+
+
+def location(home: Path, db_url: str) -> str:
+    """Where a store is, as messages name it: its folder, and its index when that lives elsewhere
+    (password hidden)."""
+    if db_url == f"sqlite:///{home / 'index.db'}":
+        return f"the store at {home}"
+    return f"the store at {home} (index {redact(db_url)})"
 
 
 class Store:
@@ -73,6 +83,11 @@ class Store:
     def __repr__(self) -> str:
         return f"Store({str(self.home)!r})"
 
+    @property
+    def location(self) -> str:
+        """How messages name this store: its folder, with its index's URL when that is elsewhere."""
+        return location(self.home, self.db_url)
+
     # -- writing ---------------------------------------------------------------------------
 
     @contextmanager
@@ -82,6 +97,10 @@ class Store:
         check_name(name)
         for alias in aliases:
             check_alias(alias)
+        if PRODUCTION in aliases and self.index.has_rollout(name):  # refused before anything is written
+            raise RolloutConflict(f"'{name}' has a rollout, so {name}@{PRODUCTION} is the version that serves it and "
+                                  f"moves only with its traffic: save without the {PRODUCTION} alias, then promote "
+                                  f"the new version (pallet models tag {name}:N {PRODUCTION})")
         tmp = self.home / "tmp" / uuid.uuid4().hex
         tmp.mkdir(parents=True)
         try:
@@ -127,8 +146,12 @@ class Store:
         return self.resolve(version.ref)
 
     def untag(self, name: str, alias: str) -> None:
+        """Remove `name@alias` (`ModelNotFound` when it has no such alias); `production` stays while a
+        rollout serves it (`RolloutConflict`)."""
         if not self.index.remove_alias(check_name(name), alias):
-            raise ModelNotFound(f"model '{name}' has no alias '{alias}'")
+            known = sorted(a for names in self.index.aliases(name).values() for a in names)
+            raise ModelNotFound(f"model '{name}' has no alias '{alias}'"
+                                + (f"; its aliases are {', '.join(known)}" if known else "; it has no aliases"))
 
     def remove(self, ref: str | ModelRef) -> ModelRef:
         """Delete one version: its index row and aliases, then its folder (whatever state it is in)."""
@@ -178,7 +201,7 @@ class Store:
 
     def _no_model_hint(self, name: str) -> str:
         names = sorted({row.name for row in self.index.versions()})
-        return f" in the store at {self.home}" + (f" (it has: {', '.join(names)})" if names else " (it is empty)")
+        return f" in {self.location}" + (f" (it has: {', '.join(names)})" if names else " (it is empty)")
 
 
 def _make_read_only(folder: Path) -> None:

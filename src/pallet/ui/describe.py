@@ -8,9 +8,10 @@ from typing import Any
 import numpy as np
 
 from pallet.model import Model
-from pallet.signature import TEXT, TensorSpec
+from pallet.signature import TEXT, Signature, TensorSpec
 
 MIN_IMAGE_SIDE = 8  # a flat input of side*side features (64 and up) is drawn as a square image
+MIN_EMBEDDING_DIMS = 32  # a model's only output, a float vector this long per row, is an embedding
 
 
 def describe(model: Model, versions: list[str]) -> dict[str, Any]:
@@ -26,7 +27,7 @@ def describe(model: Model, versions: list[str]) -> dict[str, Any]:
         "metrics": manifest.metrics,
         "created": manifest.created,
         "inputs": [describe_input(spec, sample.get(spec.name)) for spec in model.signature.inputs],
-        "outputs": [describe_output(spec) for spec in model.signature.outputs],
+        "outputs": describe_outputs(model.signature),
     }
 
 
@@ -65,19 +66,45 @@ def image_shape(spec: TensorSpec) -> dict[str, int] | None:
     return None
 
 
-def describe_output(spec: TensorSpec) -> dict[str, Any]:
-    """`label` for one value per row, `probabilities` for a row of class scores, `values` otherwise."""
+def describe_outputs(signature: Signature) -> list[dict[str, Any]]:
+    """The outputs, each with its kind and, when the model's classes have names, the name of each class value."""
+    outputs = [describe_output(spec, alone=len(signature.outputs) == 1) for spec in signature.outputs]
+    if signature.classes is not None:
+        scores = next((o for o in outputs if o["kind"] == "probabilities"), None)
+        values = scores["labels"] if scores else list(range(len(signature.classes)))
+        names = {_key(v): name for v, name in zip(values, signature.classes)}
+        for out in outputs:
+            if out["kind"] in ("label", "probabilities"):
+                out["names"] = names
+    return outputs
+
+
+def describe_output(spec: TensorSpec, alone: bool = False) -> dict[str, Any]:
+    """`label` for one value per row, `probabilities` for a row of class scores, `embedding` for a
+    model's only output when it is a long float vector per row, `values` otherwise."""
     dims = spec.shape[1:]
+    floats = spec.dtype.startswith("float")
     if not dims or dims == (1,):
         kind = "label"
-    elif len(dims) == 1 and spec.dtype.startswith("float") and (spec.labels is not None or "prob" in spec.name.lower()):
+    elif len(dims) == 1 and floats and (spec.labels is not None or "prob" in spec.name.lower()):
         kind = "probabilities"
+    elif alone and len(dims) == 1 and floats and dims[0] >= MIN_EMBEDDING_DIMS:
+        kind = "embedding"
     else:
         kind = "values"
     out = {**spec.to_dict(), "kind": kind}
     if kind == "probabilities" and spec.labels is None and dims[0] > 0:
         out["labels"] = list(range(dims[0]))
     return out
+
+
+def _key(value: Any) -> str:
+    """A class value as the page writes it: 1.0 as 1, True as true (JavaScript's String())."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
 
 
 def _text(value: Any) -> str:

@@ -1,5 +1,9 @@
 """The dashboard's figures: snapshots of the server's own metrics, a few seconds apart, turned into
-requests per second, latency percentiles, error counts, batch sizes and cache hit rates over time."""
+requests per second, latency percentiles, error counts, batch sizes and cache hit rates over time.
+
+Errors are of two kinds, counted apart in every figure: `client_errors` (4xx: the request was refused)
+and `server_errors` (5xx: the model or the server failed), as `metrics.outcome` sorts them. A series
+interval without requests has no rate and no latency (None): a gap in a chart rather than a value."""
 
 from __future__ import annotations
 
@@ -62,15 +66,12 @@ class Stats:
         models = {}
         for model, current in now.items():
             models[model] = {
-                "requests": current["requests"],
-                "client_errors": current["client_errors"],
-                "server_errors": current["server_errors"],
+                **_counts(current),
                 "last_minute": _window(minute_ago, (now_time, now), model),
-                "series": [_window(a, b, model) for a, b in zip(history, history[1:]) if b[0] - a[0] > 0.5],
+                "series": [_point(a, b, model) for a, b in zip(history, history[1:]) if b[0] - a[0] > 0.5],
                 "mean_batch_rows": current["batch_rows_sum"] / current["batches"] if current["batches"] else None,
                 "cache_hit_rate": _rate(current["cache_hit"], current["cache_miss"]),
-                "versions": {number: {"requests": v["requests"], "errors": v["errors"],
-                                      "p95_ms": _ms(quantile_of_buckets(v["latency"], 0.95))}
+                "versions": {number: {**_counts(v), "p95_ms": _ms(quantile_of_buckets(v["latency"], 0.95))}
                              for number, v in current.get("versions", {}).items()},
             }
         return models
@@ -91,13 +92,25 @@ def _window(start: tuple[float, dict], end: tuple[float, dict], model: str) -> d
     return {
         "time": round(t1, 3),
         "seconds": round(seconds, 3),
-        "requests": b["requests"] - a["requests"],
+        **_minus(_counts(b), _counts(a)),
         "rps": round((b["requests"] - a["requests"]) / seconds, 3) if t1 > t0 else 0.0,
-        "errors": (b["client_errors"] + b["server_errors"]) - (a["client_errors"] + a["server_errors"]),
         "p50_ms": ms(0.5), "p90_ms": ms(0.9), "p99_ms": ms(0.99),
         "mean_batch_rows": (b["batch_rows_sum"] - a["batch_rows_sum"]) / batches if batches else None,
         "cache_hit_rate": _rate(b["cache_hit"] - a["cache_hit"], b["cache_miss"] - a["cache_miss"]),
     }
+
+
+def _point(start: tuple[float, dict], end: tuple[float, dict], model: str) -> dict:
+    """A chart's point: an interval without requests is a gap (no rate, no latency), not a zero."""
+    point = _window(start, end, model)
+    if not point["requests"]:
+        point["rps"] = None
+    return point
+
+
+def _counts(figures: dict) -> dict:
+    """Requests and their two kinds of error, the same three numbers for a server, a model or a version."""
+    return {key: figures.get(key, 0) for key in ("requests", "client_errors", "server_errors")}
 
 
 def _ms(seconds: float | None) -> float | None:

@@ -89,7 +89,7 @@ def routes(plane: DataPlane, stats: Stats, ui_dir: str | None = None) -> list[Ba
                                           "uptime_seconds": round(time.time() - started, 1),
                                           "workers": plane.config.workers,
                                           "interval_seconds": INTERVAL_SECONDS},
-                              "models": rows})
+                              "models": rows, "no_model": figures.get("")})  # requests naming no loaded model
 
     async def add_feedback(request: Request) -> Response:
         name, version = request.path_params["name"], request.path_params.get("version")

@@ -1,4 +1,6 @@
 // The dashboard: polls GET /ui/api/dashboard (the server's own metrics) and draws plain SVG charts.
+// Errors are two figures everywhere: client errors (4xx, requests refused) and failures (5xx, the model
+// or the server could not answer). A chart's line breaks where an interval had no value (no requests).
 "use strict";
 
 const COLORS = ["#2f6fec", "#e8743b", "#19a979", "#945ecf", "#ed4a7b", "#13a4b4", "#525df4", "#bf399e"];
@@ -26,17 +28,20 @@ function render(data) {
   const s = data.server;
   $("server").textContent = `pallet ${s.version} · up ${duration(s.uptime_seconds)} · ${s.workers} worker${s.workers > 1 ? "s" : ""} · ` +
     `updated ${new Date().toLocaleTimeString()}`;
-  const models = data.models;
+  const models = data.models, other = data.no_model;  // `other`: requests that named no loaded model
   const sum = (f) => models.reduce((a, m) => a + (f(m) || 0), 0);
+  const total = (key) => sum((m) => m.figures && m.figures[key]) + (other ? other[key] : 0);
+  const unloaded = other && other.client_errors ? `${fmt(other.client_errors, 0)} for models not loaded` : null;
   const feedback = sum((m) => m.feedback.total), up = sum((m) => m.feedback.up), down = sum((m) => m.feedback.down);
   const kpi = (label, value, id, note) => el("div", { class: "card kpi", "data-testid": id },
     el("div", { class: "muted small" }, label), el("div", { class: "value" }, value),
     note ? el("div", { class: "muted small" }, note) : null);
   $("kpis").replaceChildren(
     kpi("models loaded", models.length, "kpi-models"),
-    kpi("requests", fmt(sum((m) => m.figures && m.figures.requests), 0), "kpi-requests"),
+    kpi("requests", fmt(total("requests"), 0), "kpi-requests"),
     kpi("req/s, last minute", fmt(sum((m) => m.figures && m.figures.last_minute.rps), 1), "kpi-rps"),
-    kpi("errors", fmt(sum((m) => m.figures && m.figures.client_errors + m.figures.server_errors), 0), "kpi-errors"),
+    kpi("client errors (4xx)", fmt(total("client_errors"), 0), "kpi-client-errors", unloaded),
+    kpi("failures (5xx)", fmt(total("server_errors"), 0), "kpi-server-errors"),
     kpi("feedback", fmt(feedback, 0), "kpi-feedback", up + down ? `${percent(up / (up + down))} thumbs up` : null));
   $("rows").replaceChildren(...models.map((m) => {
     const f = m.figures, minute = f ? f.last_minute : null;
@@ -49,7 +54,8 @@ function render(data) {
       el("td", { class: "num", "data-testid": "p50" }, fmt(minute && minute.p50_ms, 2)),
       el("td", { class: "num" }, fmt(minute && minute.p90_ms, 2)),
       el("td", { class: "num" }, fmt(minute && minute.p99_ms, 2)),
-      el("td", { class: "num" }, fmt(f ? f.client_errors + f.server_errors : 0, 0)),
+      el("td", { class: "num", "data-testid": "client-errors" }, fmt(f ? f.client_errors : 0, 0)),
+      el("td", { class: "num", "data-testid": "server-errors" }, fmt(f ? f.server_errors : 0, 0)),
       el("td", { class: "num" }, fmt(f && f.mean_batch_rows, 2)),
       el("td", { class: "num" }, percent(f && f.cache_hit_rate)),
       el("td", { class: "num", "data-testid": "feedback" }, fmt(m.feedback.total, 0)),
@@ -72,7 +78,8 @@ function versionRows(m) {
       el("td", {}, m.name), el("td", {}, v), el("td", {}, role),
       el("td", { class: "num", "data-testid": "share" }, shares[v] !== undefined ? `${fmt(shares[v], 0)}%` : "–"),
       el("td", { class: "num", "data-testid": "version-requests" }, fmt(f.requests || 0, 0)),
-      el("td", { class: "num" }, fmt(f.errors || 0, 0)),
+      el("td", { class: "num", "data-testid": "version-client-errors" }, fmt(f.client_errors || 0, 0)),
+      el("td", { class: "num", "data-testid": "version-server-errors" }, fmt(f.server_errors || 0, 0)),
       el("td", { class: "num" }, ms(f.p95_ms)),
       el("td", { class: "num", "data-testid": "version-feedback" }, fmt(fb.total, 0)),
       el("td", { class: "num" }, rated ? percent(fb.up / rated) : "–"));
@@ -82,8 +89,8 @@ function versionRows(m) {
 function chart(id, models, value) {
   const W = 600, H = 180, L = 44, B = 20, T = 8;
   const series = models.map((m, i) => ({ name: m.name, color: COLORS[i % COLORS.length],
-    points: ((m.figures && m.figures.series) || []).map((p) => [p.time, value(p)]).filter(([, v]) => v !== null) }));
-  const all = series.flatMap((s) => s.points);
+    points: ((m.figures && m.figures.series) || []).map((p) => [p.time, value(p)]) }));
+  const all = series.flatMap((s) => s.points).filter(([, v]) => v !== null);
   const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
   svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
   svg.setAttribute("role", "img");
@@ -106,12 +113,25 @@ function chart(id, models, value) {
   }
   if (!all.length) add("text", { x: W / 2, y: H / 2, "text-anchor": "middle", fill: "#5d6778", "font-size": 13 }, "no requests in the last 5 minutes");
   for (const s of series) {
-    const pts = s.points.filter(([t]) => t >= t0);
-    if (pts.length) add("polyline", { points: pts.map(([t, v]) => `${x(t).toFixed(1)},${y(v).toFixed(1)}`).join(" "),
-      fill: "none", stroke: s.color, "stroke-width": 2 });
+    for (const run of runs(s.points.filter(([t]) => t >= t0))) {
+      const at = run.map(([t, v]) => [x(t).toFixed(1), y(v).toFixed(1)]);
+      if (at.length === 1) add("circle", { cx: at[0][0], cy: at[0][1], r: 2.5, fill: s.color, "data-model": s.name });
+      else add("polyline", { points: at.map((p) => p.join(",")).join(" "), fill: "none", stroke: s.color,
+        "stroke-width": 2, "data-model": s.name });
+    }
   }
   $(`chart-${id}`).replaceChildren(svg);
   $(`legend-${id}`).replaceChildren(...series.map((s) => el("span", {}, el("i", { style: `background:${s.color}` }), s.name)));
+}
+
+// The stretches of a series that have values: a null point (an interval without requests) ends one.
+function runs(points) {
+  const found = [[]];
+  for (const point of points) {
+    if (point[1] !== null && point[1] !== undefined) found[found.length - 1].push(point);
+    else if (found[found.length - 1].length) found.push([]);
+  }
+  return found.filter((run) => run.length);
 }
 
 function duration(seconds) {

@@ -4,7 +4,6 @@
 const DATATYPES = { bool: "BOOL", int8: "INT8", int16: "INT16", int32: "INT32", int64: "INT64",
   uint8: "UINT8", uint16: "UINT16", uint32: "UINT32", uint64: "UINT64", float16: "FP16",
   float32: "FP32", float64: "FP64", str: "BYTES", bytes: "BYTES" };
-const PAD = 280;             // drawing canvas, pixels
 const MAX_FIELDS = 1024;     // past this, a tensor is entered as JSON rather than one field per value
 
 const name = decodeURIComponent(location.pathname.split("/").filter(Boolean).pop());
@@ -55,7 +54,7 @@ function renderInputs() {
   }, text)));
   const panels = [];
   if (imageInput()) panels.push(drawPanel(imageInput()));
-  panels.push(el("div", { id: "panel-values", role: "tabpanel" }, d.inputs.map(valuesField)));
+  panels.push(el("div", { id: "panel-values", role: "tabpanel" }, valueFields(d.inputs)));
   if (modes.some(([id]) => id === "table")) panels.push(tablePanel(d.inputs[0]));
   $("panels").replaceChildren(...panels);
   selectMode(modes[0][0]);
@@ -72,6 +71,23 @@ function selectMode(mode) {
   } else {
     document.querySelectorAll("[data-input]").forEach((n) => n.classList.remove("hidden"));
   }
+}
+
+// One number per row (a named column): one field under its name, side by side with the next such inputs.
+const oneNumber = (spec) => spec.kind === "numbers" && spec.shape.length === 1;
+
+function valueFields(inputs) {
+  const nodes = [];
+  let columns = null;
+  for (const spec of inputs) {
+    if (!oneNumber(spec)) { columns = null; nodes.push(valuesField(spec)); continue; }
+    if (!columns) nodes.push(columns = el("div", { class: "fields" }));
+    const id = `in-${spec.name}-0`;
+    columns.append(el("div", { "data-input": spec.name },
+      el("label", { for: id, title: `${spec.name} · ${spec.dtype}` }, spec.name),
+      el("input", { type: "number", step: "any", inputmode: "decimal", id })));
+  }
+  return nodes;
 }
 
 function valuesField(spec) {
@@ -103,124 +119,6 @@ function tablePanel(spec) {
     el("label", { for: "table" }, `Paste rows: CSV or tab-separated, ${features(spec)} values per row, one row per line ` +
       "(a header line is skipped)"),
     el("textarea", { id: "table", "data-testid": "table", rows: 8 }));
-}
-
-function drawPanel(spec) {
-  const pad = el("canvas", { class: "pad", id: "pad", width: PAD, height: PAD, tabindex: "0",
-    "aria-label": `drawing area for ${spec.name}; draw with the mouse, a pen or a finger` });
-  const preview = el("canvas", { class: "preview", id: "preview", width: spec.image.width, height: spec.image.height,
-    "aria-label": "what the model sees" });
-  const upload = el("input", { type: "file", accept: "image/*", id: "upload", class: "hidden",
-    onchange: (e) => e.target.files[0] && uploadImage(e.target.files[0]) });
-  clearPad(pad);
-  let drawing = false;
-  const point = (e) => {
-    const box = pad.getBoundingClientRect();
-    return [(e.clientX - box.left) * PAD / box.width, (e.clientY - box.top) * PAD / box.height];
-  };
-  const ctx = pad.getContext("2d");
-  pad.addEventListener("pointerdown", (e) => {
-    drawing = true; state.imageValues = null; pad.setPointerCapture(e.pointerId);
-    ctx.beginPath(); ctx.moveTo(...point(e)); ctx.lineTo(...point(e)); ctx.stroke();
-  });
-  pad.addEventListener("pointermove", (e) => { if (drawing) { ctx.lineTo(...point(e)); ctx.stroke(); } });
-  const stop = () => { if (drawing) { drawing = false; updatePreview(); } };
-  pad.addEventListener("pointerup", stop);
-  pad.addEventListener("pointercancel", stop);
-  return el("div", { id: "panel-draw", role: "tabpanel" },
-    el("div", { class: "draw" }, pad,
-      el("div", {}, el("label", {}, `what the model sees (${spec.image.width}×${spec.image.height})`), preview,
-        el("div", { class: "actions" },
-          el("button", { type: "button", id: "clear-pad", onclick: () => { clearPad(pad); state.imageValues = null; updatePreview(); } }, "Clear drawing"),
-          el("button", { type: "button", id: "upload-button", onclick: () => upload.click() }, "Upload image"), upload))));
-}
-
-function clearPad(pad) {
-  const ctx = pad.getContext("2d");
-  ctx.fillStyle = "#fff"; ctx.fillRect(0, 0, PAD, PAD);
-  ctx.strokeStyle = "#000"; ctx.lineWidth = PAD / 12; ctx.lineCap = "round"; ctx.lineJoin = "round";
-}
-
-function uploadImage(file) {
-  const image = new Image();
-  image.onload = () => {
-    const pad = $("pad"), ctx = pad.getContext("2d");
-    clearPad(pad);
-    const scale = Math.min(PAD / image.width, PAD / image.height);
-    const w = image.width * scale, h = image.height * scale;
-    ctx.drawImage(image, (PAD - w) / 2, (PAD - h) / 2, w, h);
-    state.imageValues = null;
-    URL.revokeObjectURL(image.src);
-    updatePreview();
-  };
-  image.onerror = () => showError(`${file.name} is not an image this browser can read`);
-  image.src = URL.createObjectURL(file);
-}
-
-// The drawing as the model's input: the ink's bounding box, made square, averaged into H×W cells
-// and scaled to the range of the model's sample (0..16 for the digits set).
-function padValues(spec) {
-  if (state.imageValues) return state.imageValues;
-  const { width: W, height: H, channels: C } = spec.image;
-  const lo = spec.min ?? 0, hi = spec.max ?? 1;
-  const data = $("pad").getContext("2d").getImageData(0, 0, PAD, PAD).data;
-  const lum = new Float32Array(PAD * PAD);
-  for (let i = 0; i < lum.length; i++) lum[i] = (data[4 * i] * 0.299 + data[4 * i + 1] * 0.587 + data[4 * i + 2] * 0.114) / 255;
-  let border = 0;
-  for (let i = 0; i < PAD; i++) border += lum[i] + lum[(PAD - 1) * PAD + i] + lum[i * PAD] + lum[i * PAD + PAD - 1];
-  const darkBackground = border / (4 * PAD) < 0.5;
-  const ink = lum.map((v) => (darkBackground ? v : 1 - v));
-  let x0 = PAD, y0 = PAD, x1 = -1, y1 = -1;
-  for (let y = 0; y < PAD; y++) for (let x = 0; x < PAD; x++) if (ink[y * PAD + x] > 0.2) {
-    x0 = Math.min(x0, x); x1 = Math.max(x1, x); y0 = Math.min(y0, y); y1 = Math.max(y1, y);
-  }
-  const values = [];
-  if (x1 < 0) return new Array(W * H * C).fill(lo);
-  const side = Math.max(x1 - x0, y1 - y0) + 1, cx = (x0 + x1) / 2, cy = (y0 + y1) / 2;
-  const left = cx - side / 2, top = cy - side / 2;
-  let peak = 0;
-  const cells = [];
-  for (let r = 0; r < H; r++) for (let c = 0; c < W; c++) {
-    let sum = 0, count = 0;
-    const ya = Math.floor(top + r * side / H), yb = Math.floor(top + (r + 1) * side / H);
-    const xa = Math.floor(left + c * side / W), xb = Math.floor(left + (c + 1) * side / W);
-    for (let y = ya; y < Math.max(yb, ya + 1); y++) for (let x = xa; x < Math.max(xb, xa + 1); x++) {
-      count++;
-      if (y >= 0 && y < PAD && x >= 0 && x < PAD) sum += ink[y * PAD + x];
-    }
-    const v = sum / count;
-    cells.push(v);
-    peak = Math.max(peak, v);
-  }
-  const integral = Number.isInteger(lo) && Number.isInteger(hi) && hi - lo > 1;
-  for (const v of cells) {
-    let scaled = lo + (hi - lo) * (peak ? v / peak : 0);
-    if (integral) scaled = Math.round(scaled);
-    for (let k = 0; k < C; k++) values.push(scaled);
-  }
-  return values;
-}
-
-function updatePreview() {
-  const spec = imageInput();
-  if (!spec) return;
-  const values = padValues(spec);
-  paint($("preview"), spec, values);
-  setFields(spec, values);
-}
-
-// Paint values on a canvas of the image's size, ink dark on white (or scaled up to the pad).
-function paint(canvas, spec, values) {
-  const { width: W, height: H, channels: C } = spec.image;
-  const lo = spec.min ?? 0, hi = spec.max ?? 1;
-  const ctx = canvas.getContext("2d");
-  const cw = canvas.width / W, ch = canvas.height / H;
-  for (let r = 0; r < H; r++) for (let c = 0; c < W; c++) {
-    const v = values[(r * W + c) * C];
-    const shade = Math.round(255 * (1 - Math.min(Math.max((v - lo) / ((hi - lo) || 1), 0), 1)));
-    ctx.fillStyle = `rgb(${shade},${shade},${shade})`;
-    ctx.fillRect(c * cw, r * ch, cw + 0.5, ch + 0.5);
-  }
 }
 
 function setFields(spec, flat) {
@@ -319,7 +217,7 @@ async function predict(event) {
   if (event) event.preventDefault();
   hideError();
   let inputs;
-  try { inputs = collect(); } catch (error) { showError(error.message); return; }
+  try { inputs = collect(); } catch (error) { clearPrediction(); showError(error.message); return; }
   const d = state.desc;
   $("predict").disabled = true;
   const started = performance.now();
@@ -332,81 +230,47 @@ async function predict(event) {
     const outputs = {};
     for (const out of body.outputs) outputs[out.name] = reshape(out.data, out.shape);
     state.last = { requestId: response.headers.get("x-request-id"), version: body.model_version || d.version, inputs, outputs };
-    renderOutputs(outputs);
+    $("output").replaceChildren(...outputView(d.outputs, outputs, inputs));
     $("meta").textContent = `${latency.toFixed(1)} ms round trip · version ${state.last.version} · request ${state.last.requestId}`;
     resetFeedback();
   } catch (error) {
+    clearPrediction();  // an answer left beside a rejected input would look like its answer
     showError(error.message);
   } finally {
     $("predict").disabled = false;
   }
 }
 
-function reshape(flat, shape) {
-  if (shape.length <= 1) return flat;
-  const width = shape.slice(1).reduce((a, b) => a * b, 1);
-  const rows = [];
-  for (let i = 0; i < shape[0]; i++) rows.push(flat.slice(i * width, (i + 1) * width));
-  return rows;
-}
-
-function renderOutputs(outputs) {
-  const specs = state.desc.outputs;
-  const rows = Object.values(outputs)[0].length;
-  const out = $("output");
-  if (rows === 1) {
-    const parts = [];
-    for (const spec of specs) {
-      const value = outputs[spec.name];
-      if (value === undefined) continue;
-      const row = value[0];
-      if (spec.kind === "label") {
-        parts.push(el("div", {}, el("div", { class: "muted small" }, spec.name),
-          el("div", { class: "label-out", "data-testid": "label" }, String([row].flat()[0]))));
-      } else if (spec.kind === "probabilities") {
-        parts.push(bars(spec, row));
-      } else {
-        parts.push(el("div", {}, el("div", { class: "muted small" }, spec.name), el("pre", {}, JSON.stringify(row))));
-      }
-    }
-    out.replaceChildren(...parts);
-    return;
-  }
-  const label = specs.find((s) => s.kind === "label" && outputs[s.name]);
-  const probs = specs.find((s) => s.kind === "probabilities" && outputs[s.name]);
-  const table = el("table", { "data-testid": "results" },
-    el("thead", {}, el("tr", {}, el("th", { class: "num" }, "row"), label ? el("th", {}, label.name) : null,
-      probs ? el("th", { class: "num" }, "confidence") : null)),
-    el("tbody", {}, Array.from({ length: rows }, (_, i) => el("tr", {},
-      el("td", { class: "num" }, i + 1),
-      label ? el("td", {}, String([outputs[label.name][i]].flat()[0])) : null,
-      probs ? el("td", { class: "num" }, percent(Math.max(...outputs[probs.name][i]))) : null))));
-  out.replaceChildren(el("p", { class: "muted small" }, `${rows} rows`), el("div", { class: "scroll" }, table));
-}
-
-function bars(spec, row) {
-  const top = row.indexOf(Math.max(...row));
-  const labels = spec.labels || row.map((_, i) => i);  // classes unknown until the answer: their positions
-  return el("div", { "data-testid": "probabilities" },
-    el("div", { class: "muted small" }, spec.name),
-    el("div", { class: "bars", role: "list" }, row.map((p, i) => [
-      el("span", { class: "name" }, String(labels[i])),
-      el("div", { role: "listitem", "aria-label": `${labels[i]}: ${percent(p)}` },
-        el("div", { class: i === top ? "bar top" : "bar", style: `width:${Math.max(p * 100, 0.5)}%` })),
-      el("span", { class: "value" }, percent(p)),
-    ])));
-}
-
 // -- feedback ---------------------------------------------------------------------------------
 
+function clearPrediction() {
+  state.last = null;
+  $("output").replaceChildren(el("p", { class: "muted" }, "No prediction for this input."));
+  $("meta").textContent = "";
+  $("feedback").classList.add("hidden");
+}
+
+// A correct answer is asked of models that answer with a label or classes; of others (an embedding),
+// only a rating and a comment.
 function resetFeedback() {
   state.rating = null;
   $("thumbs-up").setAttribute("aria-pressed", "false");
   $("thumbs-down").setAttribute("aria-pressed", "false");
   $("correct").value = ""; $("comment").value = ""; $("feedback-status").textContent = "";
-  const probs = state.desc.outputs.find((s) => s.kind === "probabilities");
-  $("answers").replaceChildren(...(probs ? (probs.labels || []).map((l) => el("option", { value: String(l) })) : []));
+  const outputs = state.desc.outputs;
+  const probs = outputs.find((s) => s.kind === "probabilities");
+  $("answers").replaceChildren(...(probs ? (probs.labels || []).map((l) => el("option", { value: className(probs, l) })) : []));
+  $("correct-field").classList.toggle("hidden", !outputs.some((s) => s.kind === "label" || s.kind === "probabilities"));
   $("feedback").classList.remove("hidden");
+}
+
+// A class name typed as the correct answer is stored as the class value, as the model answers.
+function classValue(text) {
+  for (const spec of state.desc.outputs) {
+    const found = Object.entries(spec.names || {}).find(([, name]) => name === text.trim());
+    if (found) return found[0];
+  }
+  return text;
 }
 
 function rate(rating) {
@@ -423,7 +287,7 @@ async function sendFeedback(event) {
   try {
     const { body } = await api(`/v2/models/${encodeURIComponent(state.desc.name)}/versions/${last.version}/feedback`, {
       json: { request_id: last.requestId, inputs: last.inputs, outputs: last.outputs, rating: state.rating,
-        correct: $("correct").value || null, comment: $("comment").value || null },
+        correct: $("correct-field").classList.contains("hidden") ? null : classValue($("correct").value) || null, comment: $("comment").value || null },
     });
     status.className = "small ok";
     status.textContent = `Thanks: saved as feedback #${body.id}`;
