@@ -60,6 +60,8 @@ SLOW = {
     "serve/test_bench.py::test_bench_starts_a_server_and_reports_each_level",
     "integration/test_demo.py::test_a_second_demo_reuses_every_model_and_leaves_the_aliases_as_they_were",
     "integration/test_demo.py::test_retrain_stores_a_new_version_of_each_model_and_a_later_demo_reuses_those",
+    "integration/test_cli_conventions.py::test_fits_marks_no_variant_yes_when_no_format_the_device_runs_carries_the_model",
+    "integration/test_cli_conventions.py::test_fits_names_the_one_variant_that_fits_and_the_format_that_carries_it",
 }
 
 # Folders of the checkout that tests once wrote into: they must come out of a run as they went in.

@@ -61,15 +61,17 @@ def save_files(store: Store, folder: str | Path, name: str, *, runtime: str, opt
                sample: Any, signature: Signature | None = None, metrics: dict[str, float] | None = None,
                tags: dict[str, str] | None = None, requirements: list[str] | None = None,
                description: str = "", lineage: dict[str, Any] | None = None,
-               report: dict[str, Any] | None = None, accept: Callable[[Manifest], None] | None = None) -> ModelRef:
+               report: dict[str, Any] | None = None, accept: Callable[[Manifest], None] | None = None,
+               names: dict[str, list[str] | None] | None = None) -> ModelRef:
     """Store a folder a runtime can load (or, with `signature`, an artifact for another device
     that cannot run here) as the next version of `name`. `accept` sees the finished manifest
-    (its files and their sizes) before the version is claimed, and may refuse it by raising."""
+    (its files and their sizes) before the version is claimed, and may refuse it by raising.
+    `names` ({"classes": ..., "input_names": ...}) names what the folder's model does not know."""
     with store.staging(name, ()) as tmp:
         _copy_into(Path(folder), tmp)
         manifest = _manifest(tmp, name, runtime_named(runtime), options, sample, metrics=metrics, tags=tags,
                              requirements=requirements, description=description, lineage=lineage, report=report,
-                             signature=signature)
+                             signature=signature, names=names)
         if accept is not None:
             accept(manifest)
         return store.add(tmp, manifest)

@@ -95,3 +95,15 @@ def test_input_names_for_a_model_of_named_inputs_are_refused(store, iris):
     model = LogisticRegression(max_iter=1000).fit(frame, y)
     with pytest.raises(InvalidInput, match="this model takes 4 inputs .* already named"):
         pallet.save(model, "iris", sample=frame[:5], input_names=["a", "b", "c", "d"], store=store)
+
+
+def test_an_export_keeps_the_names_its_parent_was_saved_with(store, iris):
+    from pallet.export import export
+
+    x, _, model = iris
+    ref = pallet.save(model, "iris", sample=x[:5], input_names=IRIS_INPUTS, classes=IRIS_CLASSES,
+                      tags={"dataset": "sklearn:iris"}, store=store)
+    child, _ = export(store, str(ref), "onnx")
+    signature = store.resolve(child).manifest.signature
+    assert signature.inputs[0].labels == IRIS_INPUTS
+    assert signature.classes == tuple(IRIS_CLASSES)

@@ -85,6 +85,7 @@ def show(ref: str = typer.Argument(..., help="name, name:VERSION or name@ALIAS")
     for key, value in [("aliases", ", ".join(version.aliases) or "-"), ("traffic", traffic), ("created", m.created),
                        ("framework", f"{m.framework} (runtime: {m.runtime})"),
                        ("size", f"{format_size(m.size_bytes)} ({m.size_bytes} bytes)"),
+                       ("classes", ", ".join(m.signature.classes) if m.signature.classes else "-"),
                        ("metrics", metrics_text(m.metrics) or "-"), ("tags", metrics_text(m.tags) or "-"),
                        ("python", m.python), ("packages", ", ".join(f"{k}=={v}" for k, v in m.packages.items())),
                        ("path", str(version.path))]:

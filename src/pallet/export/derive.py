@@ -25,6 +25,7 @@ from pallet.export.report import Figures, Parity, Report
 from pallet.model import load_runtime
 from pallet.runtimes.base import Runtime
 from pallet.saving import save_files
+from pallet.signature import Signature
 from pallet.store import ModelRef, ModelVersion, Store
 from pallet.store.manifest import Manifest, describe_files
 
@@ -132,7 +133,8 @@ def derive(store: Store, parent: Parent, operation: str, label: str, name: str, 
                if v is not None}
     ref = save_files(store, 
         folder, name, runtime=converted.runtime, options=converted.options, sample=parent.version.sample(),
-        signature=None if child.in_process else parent.version.signature, metrics=metrics,
+        signature=None if child.in_process else parent.version.signature, names=_names(parent.version.signature),
+        metrics=metrics,
         tags={k: v for k, v in parent.version.manifest.tags.items() if k == "dataset"},
         requirements=[r for r in converted.requirements if _installed(r)],
         description=f"{parent.version.ref}, {operation}",
@@ -141,6 +143,14 @@ def derive(store: Store, parent: Parent, operation: str, label: str, name: str, 
         accept=accept)
     child_figures.ref = str(ref)
     return ref, report
+
+
+def _names(signature: Signature) -> dict[str, list[str] | None]:
+    """The class and input names the parent was saved with, for a child that answers the same way."""
+    inputs = signature.inputs
+    named = len(inputs) == 1 and inputs[0].labels is not None
+    return {"classes": None if signature.classes is None else list(signature.classes),
+            "input_names": list(inputs[0].labels) if named else None}
 
 
 def _misses(report: Report, budget: Budget) -> list[str]:
