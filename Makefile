@@ -3,15 +3,22 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+RUN_STAMP := $(VENV)/.installed-run
 
 EDGE := .venv-edge
 TVM := .venv-tvm
 
-.PHONY: install run demo test test-fast screenshots fuzz bench clean chromium nginx redis edge tvm npm protos
+.PHONY: install run demo docs test test-fast screenshots fuzz bench clean chromium nginx redis edge tvm npm protos
 
-$(STAMP): pyproject.toml
+# What running needs: pallet with pallet[torch] for the digits-torch and minilm demos (make run).
+$(RUN_STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[torch]'
+	touch $@
+
+# The dev tools on top (pytest, the browser driver, Ray, MLflow, fuzzers): make install and make test.
+$(STAMP): $(RUN_STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
@@ -47,7 +54,8 @@ protos: install
 npm:
 	command -v npm >/dev/null || (apt-get update -qq && apt-get install -y -qq npm)
 
-demo: install
+# Reuses the demo models the store has (made the same way): a second make run trains nothing.
+demo: $(RUN_STAMP)
 	$(BIN)/pallet demo
 
 run: demo
@@ -65,8 +73,12 @@ nginx:
 redis:
 	command -v redis-server >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-server)
 
+# The documentation site (mkdocs.yml, sources in docs/), built into site/; warnings fail it.
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
 # The whole suite: browsers, edge toolchains, scale-out, faults and fuzzing included.
-test: install edge tvm chromium nginx npm redis
+test: install docs edge tvm chromium nginx npm redis
 	PALLET_EDGE_PYTHON=$(CURDIR)/$(EDGE)/bin/python PALLET_TVM_PYTHON=$(CURDIR)/$(TVM)/bin/python $(BIN)/python -m pytest
 
 # Unit and in-process tests, under 3 minutes on 2 cores: no browser, no edge toolchains, nothing marked slow.

@@ -1,6 +1,6 @@
 """Train a nearest-centroid digits classifier and store it with its helper module.
 
-    python examples/custom_model/train.py      # stores into PALLET_HOME (default ./.pallet)
+    python examples/custom_model/train.py      # stores into PALLET_HOME (default ~/.pallet)
     pallet serve digits-centroids
 """
 

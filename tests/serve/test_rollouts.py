@@ -361,7 +361,10 @@ def test_a_server_starts_and_answers_while_the_rollout_state_cannot_be_read(roll
         raise OperationalError("SELECT", {}, Exception("connection refused"))
 
     monkeypatch.setattr(RolloutState, "revisions", away)
-    logger = logging.getLogger("pallet.rollout")  # it writes to stderr on its own, not through the root logger
+    # The server gives this logger a stderr handler of its own and stops it propagating (the first server in
+    # the process does so at start-up): read its records through a handler on it alone, seen once each.
+    logger = logging.getLogger("pallet.rollout")
+    monkeypatch.setattr(logger, "propagate", False)
     logger.addHandler(caplog.handler)
     config = ServeConfig(models=["digits@production"], rollout_poll=0.2)
     try:
