@@ -86,7 +86,7 @@ test: install docs edge tvm chromium nginx npm redis
 test-fast: install
 	$(BIN)/python -m pytest -m "not slow and not e2e and not edge" -n 2 --dist loadfile --no-loadscope-reorder
 
-# The browser tests, saving their screenshots over the README's pictures in docs/screenshots/.
+# The browser tests, saving their screenshots over the documentation's pictures in docs/screenshots/.
 screenshots: install chromium npm
 	PALLET_SCREENSHOTS=$(CURDIR)/docs/screenshots $(BIN)/python -m pytest tests/e2e
 

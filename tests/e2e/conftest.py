@@ -1,7 +1,7 @@
 """Headless Debian Chromium, driven by Playwright, against a real pallet server on a free port.
 
 Screenshots go to a scratch folder; `make screenshots` sets PALLET_SCREENSHOTS=docs/screenshots to
-refresh the README's pictures."""
+refresh the documentation's pictures."""
 
 import os
 import shutil
