@@ -360,6 +360,7 @@ def test_a_server_starts_and_answers_while_the_rollout_state_cannot_be_read(roll
             return reachable(self, names)
         raise OperationalError("SELECT", {}, Exception("connection refused"))
 
+    _clear(rollout_store)
     monkeypatch.setattr(RolloutState, "revisions", away)
     # The server gives this logger a stderr handler of its own and stops it propagating (the first server in
     # the process does so at start-up): read its records through a handler on it alone, seen once each.
