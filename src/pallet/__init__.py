@@ -16,6 +16,7 @@ from pallet.python_model import PythonModel
 from pallet.saving import save_model
 from pallet.signature import Signature, TensorSpec
 from pallet.store import ModelRef, Store, default_store
+from pallet.store.refs import check_alias
 
 __version__ = "0.1.0"
 
@@ -34,12 +35,21 @@ def save(model: Any, name: str, *, sample: Any, metrics: dict[str, float] | None
     `code_paths` are helper modules or packages the model's code imports, stored with it.
     `classes` and `input_names` name the model's classes and the columns of its input where the
     framework does not know them; pages and `pallet models show` show them, answers keep their values.
+    `aliases` are pointed at the new version; moving `production` is a promotion: servers that serve
+    the name switch to the new version.
     """
-    return save_model(
-        store or default_store(), model, name, sample=sample, metrics=metrics, tags=tags,
-        requirements=requirements, artifacts=artifacts, description=description, aliases=aliases,
-        code_paths=code_paths, classes=classes, input_names=input_names,
-    )
+    from pallet.rollout import Rollouts  # the aliases move as `pallet models tag` moves them
+
+    store = store or default_store()
+    for alias in aliases:
+        check_alias(alias)  # a mistake is said before anything is stored
+    ref = save_model(store, model, name, sample=sample, metrics=metrics, tags=tags, requirements=requirements,
+                     artifacts=artifacts, description=description, code_paths=code_paths, classes=classes,
+                     input_names=input_names)
+    rollouts = Rollouts(store)
+    for alias in dict.fromkeys(aliases):
+        rollouts.tag(ref, alias)  # `production` moves by promotion, so running servers switch to it
+    return ref
 
 
 def load(ref: str | ModelRef, *, store: Store | None = None, **runtime_options: Any) -> Model:

@@ -259,6 +259,15 @@ class Signature:
             _check_class_count(self.outputs, classes)
         return Signature(inputs, self.outputs, self.classes if classes is None else tuple(classes))
 
+    def class_names(self) -> dict[Any, str]:
+        """Each class value and what people call it (`{0: "setosa", ...}`): the values are the labels of
+        its class scores, else 0, 1, ...; empty when the classes have no names."""
+        if self.classes is None:
+            return {}
+        scores = next((s for s in self.outputs if holds_scores(s) and s.labels is not None), None)
+        values = scores.labels if scores is not None else range(len(self.classes))
+        return dict(zip(values, self.classes))
+
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"inputs": [s.to_dict() for s in self.inputs],
                                "outputs": [s.to_dict() for s in self.outputs]}
@@ -276,6 +285,8 @@ class Signature:
 
 def _names(names: Any, what: str) -> list[str]:
     """`names` as a list of distinct, non-empty strings, or `InvalidInput` naming `what`."""
+    if isinstance(names, np.ndarray) and names.ndim == 1:  # e.g. a LabelEncoder's classes_
+        names = names.tolist()
     if isinstance(names, (str, bytes)) or not isinstance(names, Sequence):
         raise InvalidInput(f"{what} must be a list of names, got {_value(names)}")
     bad = [n for n in names if not isinstance(n, str) or not n.strip()]
@@ -302,10 +313,15 @@ def _with_column_names(inputs: tuple[TensorSpec, ...], names: list[str]) -> Tens
     return TensorSpec(spec.name, spec.dtype, spec.shape, spec.allow_nan, names)
 
 
+def holds_scores(spec: TensorSpec) -> bool:
+    """A row of class scores per answer: floats, [n, k], with class labels or 'prob' in its name."""
+    return len(spec.shape) == 2 and spec.dtype.startswith("float") and (spec.labels is not None
+                                                                        or "prob" in spec.name.lower())
+
+
 def _check_class_count(outputs: tuple[TensorSpec, ...], classes: list[str]) -> None:
     """`classes` fit the model's outputs: it answers with classes, and as many as the names when it says."""
-    scores = [s for s in outputs if len(s.shape) == 2 and s.dtype.startswith("float")
-              and (s.labels is not None or "prob" in s.name.lower())]
+    scores = [s for s in outputs if holds_scores(s)]
     answers = [s for s in outputs if s.shape[1:] in ((), (1,)) and s.dtype not in ("float16", "float32", "float64")]
     if not scores and not answers:
         raise InvalidInput("classes names a classifier's classes; this model's outputs ("

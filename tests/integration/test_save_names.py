@@ -107,3 +107,17 @@ def test_an_export_keeps_the_names_its_parent_was_saved_with(store, iris):
     signature = store.resolve(child).manifest.signature
     assert signature.inputs[0].labels == IRIS_INPUTS
     assert signature.classes == tuple(IRIS_CLASSES)
+
+
+def test_models_show_names_each_class_value_and_takes_classes_as_an_array(home, iris):
+    from typer.testing import CliRunner
+
+    from pallet.cli import app
+
+    x, _, model = iris
+    pallet.save(model, "iris", sample=x[:5], input_names=IRIS_INPUTS, classes=np.array(IRIS_CLASSES))
+    shown = CliRunner().invoke(app, ["models", "show", "iris"], env={"COLUMNS": "200"})
+    assert shown.exit_code == 0, shown.output
+    assert "classes    setosa, versicolor, virginica" in shown.output
+    assert "labels: 0 setosa, 1 versicolor, 2 virginica" in shown.output
+    assert "labels: sepal_length, sepal_width, petal_length, petal_width" in shown.output

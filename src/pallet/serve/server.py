@@ -46,14 +46,14 @@ def serve(config: ServeConfig, store: Store | None = None, echo: Callable[[str],
     The share token is printed in the links only with `reveal_token` (one pallet made): a token
     given to it is never written out."""
     store = store or default_store()
-    versions, skipped = _servable(config, store)
+    versions, skipped, followed = _servable(config, store)
     _check_port(config.host, config.port)
     if config.grpc_port is not None:
         if config.grpc_port == config.port:
             raise PalletError(f"--grpc-port {config.grpc_port} is the REST port too; give gRPC a port of its own")
         _check_port(config.host, config.grpc_port, "--grpc-port")
     plan = threads.plan_threads(config.workers, config.threads)
-    _banner(config, versions, skipped, plan, reveal_token, echo, _rollouts(store, versions))
+    _banner(config, versions, skipped, plan, reveal_token, echo, _rollouts(store, versions), followed)
     warning = exposure_warning(config)
     if warning:
         print(warning, file=sys.stderr, flush=True)
@@ -74,19 +74,24 @@ def serve(config: ServeConfig, store: Store | None = None, echo: Callable[[str],
         raise PalletError("a worker could not start (its reason is above); nothing is served")
 
 
-def _servable(config: ServeConfig, store: Store) -> tuple[list, list[str]]:
-    """The versions to serve, every file checked against its sha256 before anything starts, and the
-    references left out (with --skip-unloadable) with their reasons."""
+def _servable(config: ServeConfig, store: Store) -> tuple[list, list[str], list[str]]:
+    """The versions to serve, every file checked against its sha256 before anything starts, the
+    references left out (with --skip-unloadable) with their reasons, and the banner's notes on
+    references whose name's rollout serves another version than the one they name."""
     if not config.models:
         raise PalletError("name at least one model to serve, e.g. pallet serve digits@production")
-    versions, skipped = [], []
+    versions, skipped, followed = [], [], []
     resolved = [store.resolve(ref) for ref in config.models]  # a name that does not exist is a mistake, never skipped
     rollouts = _rollouts(store, resolved)
     for ref, version in zip(config.models, resolved):
         rollout = rollouts.get(version.ref.name)
         try:
             if rollout is not None and rollout.stable != str(version.ref.version):  # its rollout decides what answers
+                asked = version.ref
                 version = store.resolve(f"{version.ref.name}:{rollout.stable}")
+                named = f"{ref} was asked" if str(ref) == str(asked) else f"{ref} is {asked}"
+                followed.append(f"{named}, but '{asked.name}' has a rollout, which serves {version.ref} "
+                                f"(pallet rollout status {asked.name})")
             version.verify()
             if version.ref not in [v.ref for v in versions]:
                 versions.append(version)
@@ -97,7 +102,7 @@ def _servable(config: ServeConfig, store: Store) -> tuple[list, list[str]]:
             skipped.append(f"{ref}: {error}")
     if not versions:
         raise PalletError("none of the models can be served: " + "; ".join(skipped))
-    return versions, skipped
+    return versions, skipped, followed
 
 
 def _rollouts(store: Store, versions: list) -> dict[str, Rollout]:
@@ -120,7 +125,7 @@ def _served(version, rollout: Rollout | None) -> str:
 
 
 def _banner(config: ServeConfig, versions: list, skipped: list[str], plan: threads.ThreadPlan, reveal_token: bool,
-            echo: Callable[[str], None], rollouts: dict[str, Rollout] | None = None) -> None:
+            echo: Callable[[str], None], rollouts: dict[str, Rollout] | None = None, notes: list[str] = ()) -> None:
     """What is served, how, and where: the lines `pallet serve` starts with."""
     bases = [f"http://{_url_host(host)}:{config.port}" for host in reachable_hosts(config.host)]
     base = bases[0]
@@ -129,6 +134,8 @@ def _banner(config: ServeConfig, versions: list, skipped: list[str], plan: threa
     echo("  models    " + ", ".join(_served(v, (rollouts or {}).get(v.ref.name)) for v in versions))
     for line in skipped:
         echo(f"  NOT SERVED {line}")
+    for line in notes:
+        echo(f"  note      {line}")
     echo(f"  threads   {plan.describe()}")
     batching = (f"up to {config.max_batch_size} rows, waiting at most {config.max_latency_ms:g} ms"
                 if config.max_batch_size > 1 else "off")

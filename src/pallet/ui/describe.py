@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from pallet.model import Model
-from pallet.signature import TEXT, Signature, TensorSpec
+from pallet.signature import TEXT, Signature, TensorSpec, holds_scores
 
 MIN_IMAGE_SIDE = 8  # a flat input of side*side features (64 and up) is drawn as a square image
 MIN_EMBEDDING_DIMS = 32  # a model's only output, a float vector this long per row, is an embedding
@@ -70,9 +70,7 @@ def describe_outputs(signature: Signature) -> list[dict[str, Any]]:
     """The outputs, each with its kind and, when the model's classes have names, the name of each class value."""
     outputs = [describe_output(spec, alone=len(signature.outputs) == 1) for spec in signature.outputs]
     if signature.classes is not None:
-        scores = next((o for o in outputs if o["kind"] == "probabilities"), None)
-        values = scores["labels"] if scores else list(range(len(signature.classes)))
-        names = {_key(v): name for v, name in zip(values, signature.classes)}
+        names = {_key(value): name for value, name in signature.class_names().items()}
         for out in outputs:
             if out["kind"] in ("label", "probabilities"):
                 out["names"] = names
@@ -86,7 +84,7 @@ def describe_output(spec: TensorSpec, alone: bool = False) -> dict[str, Any]:
     floats = spec.dtype.startswith("float")
     if not dims or dims == (1,):
         kind = "label"
-    elif len(dims) == 1 and floats and (spec.labels is not None or "prob" in spec.name.lower()):
+    elif holds_scores(spec):
         kind = "probabilities"
     elif alone and len(dims) == 1 and floats and dims[0] >= MIN_EMBEDDING_DIMS:
         kind = "embedding"
