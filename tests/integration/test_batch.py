@@ -26,6 +26,7 @@ import pallet
 from pallet.batch import RunLog, resume, run
 from pallet.batch.check import check, prometheus_text
 from pallet.batch.sinks import open_sink
+from pallet.deploy.bundle import IMAGE_STORE
 from pallet.errors import PalletError
 from pallet.model import load_runtime
 from pallet.store import Store
@@ -418,11 +419,13 @@ def test_schedule_writes_a_crontab_and_a_valid_cronjob(digits_store, tmp_path):
         container = pod["containers"][0]
         assert container["image"] == "pallet-bundle:latest"
         assert container["volumeMounts"] == [{"name": "data", "mountPath": "/data"}]
-        assert {"name": "PALLET_HOME", "value": "/app/store"} in container["env"]
+        assert {"name": "PALLET_HOME", "value": IMAGE_STORE} in container["env"]
         assert "sqlite:////data/preds.db?table=predictions" in container["command"]
     assert manifests[0]["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["command"][:6] == [
         "pallet", "batch", "run", "digits@production", "--input", "/data/in.csv"]
-    assert "volume claim 'pallet-batch-data'" in done.stdout and f"(here: {tmp_path}/in.csv)" in done.stdout
+    assert "the CronJob mounts the volume claim 'pallet-batch-data' at /data" in done.stdout
+    assert f"  input   {tmp_path}/in.csv -> in.csv on the volume (/data/in.csv in the CronJob)" in done.stdout
+    assert f"  output  {tmp_path}/preds.db -> preds.db on the volume (/data/preds.db in the CronJob)" in done.stdout
     elsewhere = subprocess.run([PALLET, "batch", "schedule", "digits", "-i", "s3://bucket/in.parquet", "-o",
                                 "postgresql://db/app?table=t", "--claim", "shared", "--out", str(tmp_path / "t")],
                                env=_env(digits_store), capture_output=True, text=True, timeout=60, cwd=tmp_path)
@@ -435,6 +438,72 @@ def test_schedule_writes_a_crontab_and_a_valid_cronjob(digits_store, tmp_path):
     bad = subprocess.run([PALLET, "batch", "schedule", "digits", "-i", "a", "-o", "b", "--cron", "daily"],
                          env=_env(digits_store), capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert bad.returncode == 1 and "is not a cron schedule of five fields" in bad.stderr
+
+
+def test_schedule_keeps_files_from_other_folders_on_the_volume_and_apart(digits_store, tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+
+    def schedule(*args):
+        return subprocess.run([PALLET, "batch", "schedule", "digits", *args, "--out", str(tmp_path / "s")],
+                              env=_env(digits_store), capture_output=True, text=True, timeout=60, cwd=work)
+
+    done = schedule("-i", "../inputs/x.parquet", "-o", "/b/x.parquet")
+    assert done.returncode == 0, done.stderr
+    command = next(yaml.safe_load_all((tmp_path / "s" / "cronjob.yaml").read_text()))[
+        "spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert command[4:8] == ["--input", "/data/inputs/x.parquet", "--output", "/data/b/x.parquet"]
+    assert f"--input {tmp_path}/inputs/x.parquet " in (tmp_path / "s" / "crontab.txt").read_text()
+    assert f"  input   {tmp_path}/inputs/x.parquet -> inputs/x.parquet on the volume" in done.stdout
+    refused = schedule("-i", "/a/x/in.csv", "-o", "/b/x/in.csv")
+    assert refused.returncode == 1 and refused.stderr.strip() == (
+        "error: the input /a/x/in.csv and the output /b/x/in.csv would both be /data/x/in.csv on the CronJob's "
+        "volume; rename one, or run from a folder that holds both")
+
+
+def test_schedule_writes_no_password_and_its_jobs_read_the_urls_when_they_run(tmp_path, postgres_url):
+    import kubernetes_validate
+
+    secret = "hunter2"
+    url = postgres_url.replace("postgres@", f"postgres:{secret}@", 1)
+    index, output = url, url.replace("postgresql+psycopg", "postgresql") + "&table=preds"
+    home, user, work = tmp_path / "home", tmp_path / "user", tmp_path / "work"
+    user.mkdir(), work.mkdir()
+    pallet.save(LogisticRegression(max_iter=300).fit(X, Y), "digits", sample=X[:5], store=Store(home, index))
+    _csv(work / "in.csv", _table(200))
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("PALLET_")}, "HOME": str(user)}
+    done = subprocess.run([PALLET, "batch", "schedule", "digits", "-i", "in.csv", "-o", output, "-k", "id",
+                           "--out", str(work / "s")], env={**env, "PALLET_HOME": str(home), "PALLET_DB_URL": index},
+                          capture_output=True, text=True, timeout=60, cwd=work)
+    assert done.returncode == 0, done.stderr
+    assert secret not in done.stdout + done.stderr
+    for path in (work / "s").iterdir():
+        assert secret not in path.read_text(), f"{path} holds the password"
+    manifests = list(yaml.safe_load_all((work / "s" / "cronjob.yaml").read_text()))
+    for manifest in manifests:
+        kubernetes_validate.validate(manifest, "1.30", strict=True)
+        container = manifest["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+        assert "$(PALLET_BATCH_OUTPUT)" in container["command"]  # Kubernetes puts the variable's value there
+        for variable, key in (("PALLET_BATCH_OUTPUT", "output"), ("PALLET_DB_URL", "db")):
+            assert {"name": variable, "valueFrom": {"secretKeyRef": {"name": "pallet-batch-digits-urls",
+                                                                     "key": key}}} in container["env"]
+    placeholder = output.replace(f":{secret}@", ":PASSWORD@")
+    assert (f"kubectl create secret generic pallet-batch-digits-urls --from-literal=output='{placeholder}' "
+            f"--from-literal=db='{index.replace(f':{secret}@', ':PASSWORD@')}'") in done.stdout
+    env_file = user / ".config" / "pallet" / "pallet-batch-digits.env"
+    assert f"the file {env_file} (chmod 600)" in done.stdout
+    lines = done.stdout[done.stdout.index("(chmod 600)"):].splitlines()[1:]
+    env_file.parent.mkdir(parents=True)
+    env_file.write_text("\n".join(l.strip().replace(":PASSWORD@", f":{secret}@") for l in lines
+                                   if l.strip().startswith("export ")) + "\n")
+    for line in (work / "s" / "crontab.txt").read_text().splitlines()[1:]:  # as cron runs them, with sh
+        command = line.split(" ", 5)[5].replace("\\%", "%")
+        ran = subprocess.run(["sh", "-c", command], env=env, capture_output=True, text=True, timeout=120)
+        assert ran.returncode == 0, ran.stderr + (work / "pallet-batch-digits.log").read_text()
+    with sa.create_engine(postgres_url).connect() as conn:
+        assert [r[0] for r in conn.execute(sa.text("SELECT id FROM preds ORDER BY id"))] == list(range(200))
+    log = (work / "pallet-batch-digits.log").read_text()
+    assert "ok: " in log and secret not in log  # the check found the run in the index, and named it redacted
 
 
 def test_ray_engine_runs_the_same_job_with_the_same_answers(digits_store, tmp_path):

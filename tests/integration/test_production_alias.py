@@ -134,14 +134,15 @@ def test_tagging_production_changes_what_a_running_server_answers(three):
     assert events[0].reason == "digits@production moved to digits:2"
 
 
-def test_saving_with_the_production_alias_is_refused_while_a_rollout_serves_the_name(three, digits_model, digits):
-    Rollouts(three).promote("digits", "digits:2")
-    with pytest.raises(RolloutConflict, match="moves only with its traffic"):
-        pallet.save(digits_model, "digits", sample=digits[0][:5], aliases=["production"], store=three)
-    assert [r.version for r, _ in three.list("digits")] == [1, 2, 3] and production(three) == 2
+def test_saving_with_the_production_alias_promotes_while_a_rollout_serves_the_name(three, digits_model, digits):
+    rollouts = Rollouts(three)
+    rollouts.promote("digits", "digits:2")
+    pallet.save(digits_model, "digits", sample=digits[0][:5], aliases=["production"], store=three)
+    assert [r.version for r, _ in three.list("digits")] == [1, 2, 3, 4] and production(three) == 4
+    assert rollouts.get("digits").stable == "4" and rollouts.history("digits")[-1].action == "promote"
     with pytest.raises(RolloutConflict, match="pallet models tag digits:1 production"):
         three.tag("digits:1", "production")  # the store alone cannot move it: promoting does
-    assert production(three) == 2
+    assert production(three) == 4
 
 
 # -- traffic shares in models list and show ---------------------------------------------------------------
@@ -150,7 +151,7 @@ def test_saving_with_the_production_alias_is_refused_while_a_rollout_serves_the_
 def test_models_list_and_show_give_each_versions_share_of_the_traffic(three):
     table = cli("models", "list", "digits")
     assert "traffic" in table.output and "no rollout" in table.output
-    assert {v: t for v, (_, t) in listed().items()} == {1: "-", 2: "-", 3: "-"}
+    assert {v: t for v, (_, t) in listed().items()} == {1: None, 2: None, 3: None}
 
     Rollouts(three).split("digits", {"digits:2": 90, "digits:3": 10})
     assert listed() == {1: ([], "0%"), 2: ([], "90%"), 3: (["production"], "10% (stable)")}
@@ -187,12 +188,85 @@ def test_a_version_that_gets_traffic_is_kept_unless_forced(three):
     Rollouts(three).start("digits", "digits:1", steps=[10, 100])
     refused = cli("models", "rm", "digits:1", "--yes")
     assert refused.exit_code == 1
-    assert "digits:1 gets 10% of the traffic of 'digits' (candidate)" in refused.stderr
+    assert refused.stderr.strip() == ("error: digits:1 gets 10% of the traffic of 'digits' (candidate); roll the canary "
+                                      "back (pallet rollout rollback digits) or promote another version first, or "
+                                      "pass --force to remove it anyway")
     assert cli("models", "rm", "digits", "--all", "--yes").exit_code == 1  # 1 and 3 are in use
     assert [r.version for r, _ in three.list("digits")] == [1, 2, 3]
     assert cli("models", "rm", "digits:2", "--yes").exit_code == 0  # nothing uses it
     assert cli("models", "rm", "digits:1", "--yes", "--force").exit_code == 0
     assert [r.version for r, _ in three.list("digits")] == [3]
+
+
+def test_the_advice_for_a_version_in_use_fits_what_holds_it(three):
+    production = cli("models", "rm", "digits:3", "--yes")
+    assert production.exit_code == 1
+    assert production.stderr.strip() == ("error: digits:3 carries alias production; promote another version (pallet "
+                                         "models tag digits:N production) first, or pass --force to remove it anyway")
+    assert cli("models", "tag", "digits:2", "staging").exit_code == 0
+    aliased = cli("models", "rm", "digits@staging", "--yes")
+    assert aliased.exit_code == 1
+    assert aliased.stderr.strip() == ("error: digits@staging is digits:2, which carries alias staging; untag it "
+                                      "(pallet models untag digits@staging) first, or pass --force to remove it anyway")
+    Rollouts(three).split("digits", {"digits:3": 80, "digits:2": 20})
+    both = cli("models", "rm", "digits:2", "--yes")
+    assert both.exit_code == 1
+    assert ("; roll the split back (pallet rollout rollback digits) or promote another version and untag it "
+            "(pallet models untag digits@staging) first") in both.stderr
+    assert [r.version for r, _ in three.list("digits")] == [1, 2, 3]
+
+
+def status_of(name="digits"):
+    result = cli("rollout", "status", name, "--json")
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_forced_removal_of_a_canary_candidate_rolls_back_to_the_stable_version(three):
+    Rollouts(three).start("digits", "digits:1", steps=[10, 100])
+    assert cli("models", "rm", "digits:1", "--force", "--yes").exit_code == 0
+    status = status_of()
+    assert status["mode"] == "single" and status["stable"] == "3" and status["canary"] is None
+    assert [v["version"] for v in status["versions"]] == ["3"] and production(three) == 3
+    last = Rollouts(three).history("digits")[-1]
+    assert last.action == "rollback" and last.reason == "digits:1 was removed (pallet models rm --force); back to digits:3"
+
+
+def test_forced_removal_of_the_serving_version_ends_its_rollout_with_clear_messages(three):
+    assert cli("rollout", "promote", "digits", "--to", "digits:2").exit_code == 0
+    removed = cli("models", "rm", "digits:2", "--force", "--yes")
+    assert removed.exit_code == 0 and "removed digits:2" in removed.output
+    assert production(three) is None and Rollouts(three).get("digits") is None
+
+    status = cli("rollout", "status", "digits")
+    assert status.exit_code == 1
+    assert status.stderr.strip() == ("error: 'digits' has no rollout: it ended when digits:2, the version serving it, "
+                                     "was removed; promote one with pallet models tag digits:N production")
+    served = cli("serve", "digits@production")
+    assert served.exit_code == 1
+    assert served.stderr.strip().splitlines() == [
+        "error: 'digits' has no @production: its version 2 was removed; promote one with pallet models tag digits:N "
+        "production"]
+    history = cli("rollout", "history", "digits", "--json")
+    assert [e["action"] for e in json.loads(history.stdout)] == ["promote", "end"]
+
+    env = {**os.environ, "PALLET_HOME": str(three.home)}
+    port = free_port()
+    server = subprocess.Popen([PALLET, "serve", "digits", "--port", str(port)], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:  # the bare name serves its newest version, as for any name without a rollout
+        banner = [server.stdout.readline() for _ in range(2)]
+        assert banner[1].split() == ["models", "digits", "(version", "3)"], banner
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+    assert cli("models", "tag", "digits:1", "production").exit_code == 0
+    assert production(three) == 1 and three.resolve("digits@production").ref.version == 1
+    assert cli("rollout", "promote", "digits", "--to", "digits:3").exit_code == 0
+    assert status_of()["stable"] == "3" and production(three) == 3
+    revisions = [e.revision for e in Rollouts(three).history("digits")]
+    assert revisions == sorted(set(revisions))  # numbered on: servers never mistake a new rollout for an old one
 
 
 def test_untag_removes_an_alias_but_not_the_production_of_a_rollout(three):
@@ -204,6 +278,9 @@ def test_untag_removes_an_alias_but_not_the_production_of_a_rollout(three):
     missing = cli("models", "untag", "digits@staging")
     assert missing.exit_code == 1
     assert missing.stderr.strip() == "error: model 'digits' has no alias 'staging'; its aliases are production"
+    unknown = cli("models", "untag", "x@staging")
+    assert unknown.exit_code == 1
+    assert unknown.stderr.strip() == f"error: no model named 'x' in {three.location} (it has: digits)"
     assert "say which alias to remove" in cli("models", "untag", "digits").stderr
 
     Rollouts(three).promote("digits", "digits:2")

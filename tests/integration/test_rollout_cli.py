@@ -82,6 +82,8 @@ def test_every_worker_of_every_replica_follows_the_cli(shared_env):
     (["rollout", "promote", "digits", "--to", "iris:1"], "error: 'iris:1' is a version of 'iris', not of 'digits'"),
     (["rollout", "status", "digits"], "error: 'digits' has no rollout yet"),
     (["rollout", "rollback", "digits"], "error: 'digits' has no rollout yet"),
+    (["rollout", "status", "x"], "error: no model named 'x' in the store at "),
+    (["rollout", "history", "x"], "error: no model named 'x' in the store at "),
     (["rollout", "split", "digits", "digits:1=ninety"], "error: 'digits:1=ninety' is not VERSION=WEIGHT"),
     (["rollout", "split", "digits", "digits:1=-1"], "error: version 1: weight must be a number >= 0"),
     (["rollout", "start", "digits", "--to", "digits:2", "--steps", "50,20"], "error: --steps must be increasing"),

@@ -1,6 +1,7 @@
 import json
 import os
 import pickle
+import re
 import stat
 
 import numpy as np
@@ -72,6 +73,8 @@ def test_aliases_move_and_name_alone_means_newest(store, digits_model, digits):
         store.resolve("digits@staging")
     with pytest.raises(ModelNotFound, match="model 'digits' has no alias 'staging'; its aliases are production"):
         store.untag("digits", "staging")
+    with pytest.raises(ModelNotFound, match=f"^no model named 'x' in {re.escape(store.location)} \\(it has: digits\\)$"):
+        store.untag("x", "staging")
 
 
 def test_the_production_alias_of_a_name_with_a_rollout_moves_only_with_its_traffic(store, digits_model, digits):

@@ -72,6 +72,31 @@ def test_reading_commands_name_the_store_they_looked_in_and_make_none(folders):
     assert not store.exists() and not (here / ".pallet").exists()
 
 
+def test_predict_and_batch_reads_name_the_store_they_looked_in_and_make_none(folders):
+    user, here, _ = folders
+    home = here / "fresh"  # PALLET_HOME names a folder that does not exist yet
+    pallet = str(BIN / "pallet")
+    predicted = run([pallet, "predict", "tiny", "--sample"], here, user, PALLET_HOME=str(home))
+    assert predicted.returncode == 1
+    assert predicted.stderr.strip() == f"error: no model named 'tiny' in the store at {home} (it is empty)"
+    runs = run([pallet, "batch", "runs"], here, user, PALLET_HOME=str(home))
+    assert runs.returncode == 0
+    assert runs.stderr.strip() == f"no batch runs yet in the store at {home}: start one with 'pallet batch run'"
+    as_json = run([pallet, "batch", "runs", "--json"], here, user, PALLET_HOME=str(home))
+    assert as_json.returncode == 0 and as_json.stdout.strip() == "[]"
+    shown = run([pallet, "batch", "show", "abc"], here, user, PALLET_HOME=str(home))
+    assert shown.returncode == 1
+    assert shown.stderr.strip() == f"error: no batch run 'abc' in the store at {home} (it is empty)"
+    assert not home.exists() and not (user / ".pallet").exists() and not (here / ".pallet").exists()
+    saved = run([str(BIN / "python"), "-c", SAVE], here, user, PALLET_HOME=str(home))
+    assert saved.returncode == 0, saved.stderr
+    predicted = run([pallet, "predict", "tiny", "--sample"], here, user, PALLET_HOME=str(home))
+    assert predicted.returncode == 0 and '"model": "tiny:1"' in predicted.stdout
+    runs = run([pallet, "batch", "runs", "-o", "out.db"], here, user, PALLET_HOME=str(home))
+    assert runs.stderr.strip() == (f"no batch runs into {here / 'out.db'} yet in the store at {home}: "
+                                   "start one with 'pallet batch run'")
+
+
 def test_no_model_messages_name_an_index_kept_outside_the_store(folders):
     user, here, _ = folders
     index = f"sqlite:///{here / 'elsewhere.db'}"

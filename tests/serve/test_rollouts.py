@@ -1,6 +1,7 @@
 """Rollouts on a live server under a real client's steady load (127.0.0.1, bounded)."""
 
 import importlib
+import json
 import logging
 import sys
 import threading
@@ -12,8 +13,10 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression
+from typer.testing import CliRunner
 
 import pallet
+from pallet.cli import app
 from pallet.rollout import Rollouts, Thresholds
 from pallet.rollout.state import RolloutState
 from pallet.serve.app import create_app
@@ -398,3 +401,38 @@ def test_grpc_follows_the_sticky_split_as_rest_does(rollout_store):
             grpc = {user: grpc_client.infer("digits", [row], headers={"x-user-id": str(user)}).get_response()
                     .model_version for user in range(30)}
     assert grpc == rest and set(rest.values()) == {"1", "2"}
+
+
+def test_rollout_status_counts_requests_client_errors_and_failures_as_the_dashboard(live, rollout_store, monkeypatch):
+    """digits:3 answers rows whose pixel 21 is 12 or less and fails (5xx) on the others; a wrong shape is the
+    caller's mistake (4xx). `pallet rollout status` and the dashboard count the three alike; the error rate a
+    canary judges is the model's failures only."""
+    x, _ = load_digits(return_X_y=True)
+    good, failing = x[x[:, 21] <= 12][:3], x[x[:, 21] > 12][:2]
+    Rollouts(rollout_store, actor="test").promote("digits", "digits:3")
+    with httpx.Client(base_url=live.url) as client:
+        wait_for(lambda: _applied(client), what="the promotion")
+        sent = Counter()
+        for rows, width in ((good, 64), (failing, 64), (good[:2], 60)):
+            for row in rows:
+                body = {"inputs": [{"name": "input", "shape": [1, width], "datatype": "FP64",
+                                    "data": row[:width].tolist()}]}
+                sent[client.post("/v2/models/digits/infer", json=body).status_code // 100] += 1
+        assert sent == {2: 3, 5: 2, 4: 2}, sent
+        dashboard = wait_for(lambda: (d := client.get("/ui/api/dashboard").json())["models"][0]["figures"]["versions"]
+                             .get("3", {}).get("requests") == 7 and d, what="the dashboard's figures")
+        wait_for(lambda: Rollouts(rollout_store).status("digits")["versions"][0]["requests"] == 7,
+                 what="the server to write its figures")
+    monkeypatch.setenv("PALLET_HOME", str(rollout_store.home))
+    monkeypatch.setenv("COLUMNS", "200")
+    as_json = CliRunner().invoke(app, ["rollout", "status", "digits", "--json"])
+    assert as_json.exit_code == 0, as_json.output
+    (version,) = json.loads(as_json.stdout)["versions"]
+    shown = dashboard["models"][0]["figures"]["versions"]["3"]
+    keys = ("requests", "client_errors", "server_errors")
+    assert {k: version[k] for k in keys} == {k: shown[k] for k in keys} == {"requests": 7, "client_errors": 2,
+                                                                           "server_errors": 2}
+    assert version["error_rate"] == pytest.approx(2 / 5)  # the model's failures of the requests it was asked
+    text = CliRunner().invoke(app, ["rollout", "status", "digits"])
+    header = next(line for line in text.stdout.splitlines() if "requests" in line)
+    assert "client errors" in header and "failures" in header and " errors " not in header.replace("client errors", "")

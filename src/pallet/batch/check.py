@@ -11,6 +11,7 @@ from pallet.batch.records import RunLog, RunRecord
 from pallet.batch.summary import psi
 from pallet.errors import PalletError
 from pallet.units import format_duration
+from pallet.urls import redact
 
 @dataclass
 class CheckResult:
@@ -31,10 +32,10 @@ def check(runs: RunLog, output: str, *, max_age_seconds: float | None = None, ma
           max_psi: float | None = 0.25, now: datetime | None = None) -> CheckResult:
     """What is wrong with `output`'s latest runs: stale, failed, shrunk or grown, or drifted."""
     history = runs.list(output=output)
-    result = CheckResult(output, True)
+    result = CheckResult(redact(output), True)  # what it says goes to logs, webhooks and metrics: no password
     if not history:
         result.ok = False
-        result.problems.append(f"no batch run has written {output}")
+        result.problems.append(f"no batch run has written {result.output}")
         return result
     latest = history[0]
     result.latest = _brief(latest)
@@ -42,7 +43,7 @@ def check(runs: RunLog, output: str, *, max_age_seconds: float | None = None, ma
     if latest.status == "failed":
         result.problems.append(f"the latest run {latest.id} failed at {latest.finished}: {latest.error}")
     if not successes:
-        result.problems.append(f"no run of {output} has succeeded")
+        result.problems.append(f"no run of {result.output} has succeeded")
     else:
         last = successes[0]
         result.latest_success = _brief(last)

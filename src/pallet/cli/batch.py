@@ -16,9 +16,9 @@ from pallet.batch import runner, schedule as schedules
 from pallet.batch.records import INTERRUPTED, RunLog
 from pallet.batch.sources import normalize
 from pallet.cli.output import console
-from pallet.deploy.bundle import IMAGE
+from pallet.deploy.bundle import IMAGE, IMAGE_STORE
 from pallet.errors import PalletError
-from pallet.store import default_store
+from pallet.store import default_store, missing_store, store_to_read
 from pallet.urls import redact
 from pallet.units import format_duration, parse_duration
 
@@ -62,13 +62,16 @@ def runs(output: str = typer.Option(None, "--output", "-o", help="Only runs into
          limit: int = typer.Option(20, min=1, help="How many, newest first."),
          as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
     """List batch runs, newest first."""
-    records = RunLog(default_store().index.engine).list(output=normalize(output) if output else None, limit=limit)
+    store = store_to_read()  # None where there is no store yet: nothing is made
+    records = RunLog(store.index.engine).list(output=normalize(output) if output else None, limit=limit) if store else []
     if as_json:
         typer.echo(json.dumps([{**{k: v for k, v in r.to_dict().items() if k != "summary"}, "status": r.status_now()}
                                for r in records], indent=2))
         return
     if not records:
-        console(stderr=True).print("no batch runs yet: start one with 'pallet batch run'")
+        into = f" into {redact(normalize(output))}" if output else ""
+        typer.echo(f"no batch runs{into} yet in {store.location if store else missing_store()}: "
+                   "start one with 'pallet batch run'", err=True)
         return
     table = Table("run", "model", "status", "started", "read", "written", "rejected", "output")
     for r in records:
@@ -81,7 +84,10 @@ def runs(output: str = typer.Option(None, "--output", "-o", help="Only runs into
 def show(run_id: str = typer.Argument(..., help="The run's id."),
          as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """Everything recorded about one run."""
-    record = RunLog(default_store().index.engine).get(run_id)
+    store = store_to_read()
+    if store is None:
+        raise PalletError(f"no batch run '{run_id}' in {missing_store()} (it is empty)")
+    record = RunLog(store.index.engine).get(run_id)
     if as_json:
         typer.echo(json.dumps({**record.to_dict(), "status": record.status_now()}, indent=2))
         return
@@ -127,10 +133,10 @@ def check(
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2))
     if not result.ok:
-        raise PalletError(f"batch check of {output} failed: " + "; ".join(result.problems))
+        raise PalletError(f"batch check of {redact(output)} failed: " + "; ".join(result.problems))
     latest = result.latest_success
     if not as_json:
-        typer.echo(f"ok: {output} written by run {latest['id']} ({latest['rows_written']:,} rows) "
+        typer.echo(f"ok: {redact(output)} written by run {latest['id']} ({latest['rows_written']:,} rows) "
                    f"{format_duration(result.age_seconds, rounded=True)} ago")
 
 
@@ -150,35 +156,33 @@ def schedule_(
 ) -> None:
     """Write a crontab line (with an hourly check) for this machine and a Kubernetes CronJob for a cluster.
 
-    The CronJob names no path of this machine: it uses the image's store (/app/store), and local files move
-    onto the volume (in.csv in this folder is /data/in.csv there); URLs such as s3:// or postgresql:// stay."""
+    The CronJob names no path of this machine: it uses the image's store, and local files move onto the
+    volume (in.csv in this folder is /data/in.csv there, /elsewhere/x/in.csv is /data/x/in.csv); URLs such as
+    s3:// or postgresql:// stay. A URL with a password is taken from a Kubernetes Secret, never written."""
     cron = schedules.check_cron(cron)
     schedules.check_text(input=input, output=output, key=",".join(key), ref=ref)
     parse_duration(max_age)
-    store = default_store()
+    store = store_to_read(ref)
     store.resolve(ref)  # a clear error now, not at two in the morning
-    env = {"PALLET_HOME": str(store.home)}
-    cluster_env = {"PALLET_HOME": schedules.IMAGE_STORE}
-    if os.environ.get("PALLET_DB_URL"):
-        env["PALLET_DB_URL"] = os.environ["PALLET_DB_URL"]
-        cluster_env["PALLET_DB_URL"] = schedules.in_volume(normalize(os.environ["PALLET_DB_URL"]), Path.cwd())
-    name = schedules.job_name(ref)
-    input, output = normalize(input), normalize(output)
-    there = {here: schedules.in_volume(here, Path.cwd()) for here in (input, output)}
-    written = schedules.write(out, {
-        "crontab.txt": schedules.crontab(ref, input, output, cron=cron, key=key, batch_size=batch_size, max_age=max_age,
-                                         workdir=Path.cwd(), env=env, log=str(Path.cwd() / f"{name}.log")),
-        "cronjob.yaml": schedules.cronjob(ref, there[input], there[output], cron=cron, key=key, batch_size=batch_size,
-                                          max_age=max_age, name=name, image=image, env=cluster_env, claim=claim),
-    })
+    job = schedules.plan(ref, input, output, workdir=Path.cwd(), home=store.home, image_store=IMAGE_STORE,
+                         db_url=os.environ.get("PALLET_DB_URL"))
+    written = schedules.write(out, schedules.files(ref, job, cron=cron, key=key, batch_size=batch_size,
+                                                   max_age=max_age, workdir=Path.cwd(), image=image, claim=claim))
     for path in written:
         typer.echo(f"wrote {path}")
     typer.echo(f"install the cron lines with: (crontab -l; cat {written[0]}) | crontab -")
-    for here, inside in there.items():
-        if here != inside:
-            typer.echo(f"the CronJob reads and writes {redact(inside)} on the volume claim '{claim}' "
-                       f"(here: {redact(here)})")
-    if "PALLET_DB_URL" not in cluster_env:
+    if job.files:
+        typer.echo(f"the CronJob mounts the volume claim '{claim}' at {schedules.MOUNT}; the local files go there:")
+        for role, here, there, on_volume in job.files:
+            typer.echo(f"  {role:<7} {here} -> {on_volume} on the volume ({there} in the CronJob)")
+    if job.secrets:
+        typer.echo("the passwords in the URLs stay out of these files; the jobs read the URLs when they run from")
+        typer.echo(f"  the Secret {job.secret} on the cluster (put in each password):")
+        typer.echo(f"    {job.create_secret()}")
+        typer.echo(f"  and, for the crontab, the file {job.env_file} (chmod 600) with the lines:")
+        for line in job.env_lines():
+            typer.echo(f"    {line}")
+    if "PALLET_DB_URL" not in job.cluster_env:
         typer.echo("note: without PALLET_DB_URL the CronJob's run records stay in its pod; set it to a shared "
                    "database (postgresql://...) so --resume and the hourly check see them")
 

@@ -9,10 +9,10 @@ from rich.table import Table
 
 from pallet.cli.output import console, metrics_text
 from pallet.units import format_size
-from pallet.errors import InvalidReference, ModelNotFound
+from pallet.errors import InvalidReference
 from pallet.export.report import Report
 from pallet.rollout import Rollouts
-from pallet.store import ModelRef, Store, default_store, missing_store
+from pallet.store import ModelRef, default_store, missing_store, store_to_read
 from pallet.store.manifest import diff as manifest_diff
 
 app = typer.Typer(help="List, inspect, compare, tag and remove stored models.", no_args_is_help=True)
@@ -20,22 +20,11 @@ app = typer.Typer(help="List, inspect, compare, tag and remove stored models.", 
 EMPTY_HINT = "run 'pallet demo' or save a model with pallet.save(...)"
 
 
-def _store_to_read(ref: str | None) -> Store | None:
-    """The default store, for a command that only reads; where there is none yet nothing is made: a
-    named model is then a ModelNotFound that says where pallet looked, and no name gives None."""
-    missing = missing_store()
-    if missing is None:
-        return default_store()
-    if ref:
-        raise ModelNotFound(f"no model named '{ModelRef.parse(ref).name}' in {missing} (it is empty)")
-    return None
-
-
 @app.command("list")
 def list_(name: str = typer.Argument(None, help="Only this model's versions."),
           as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
     """List stored models and their versions, newest last."""
-    store = _store_to_read(name)
+    store = store_to_read(name)
     if store is None:  # there is no store yet: say where pallet looked, and make none
         if as_json:
             typer.echo("[]")
@@ -49,7 +38,7 @@ def list_(name: str = typer.Argument(None, help="Only this model's versions."),
     if as_json:
         typer.echo(json.dumps([{"name": r.name, "version": r.version, "created": r.created,
                                 "framework": r.framework, "size_bytes": r.size_bytes, "aliases": aliases,
-                                "traffic": traffic.get((r.name, r.version), "-"),
+                                "traffic": _share(traffic.get((r.name, r.version), "-")),
                                 "metrics": r.metrics} for r, aliases in rows], indent=2))
         return
     if not rows:
@@ -69,12 +58,12 @@ def list_(name: str = typer.Argument(None, help="Only this model's versions."),
 def show(ref: str = typer.Argument(..., help="name, name:VERSION or name@ALIAS"),
          as_json: bool = typer.Option(False, "--json", help="Print the manifest as JSON.")) -> None:
     """Show one version: manifest, signature, size, metrics and aliases."""
-    store = _store_to_read(ref)
+    store = store_to_read(ref)
     version = store.resolve(ref)
     m = version.manifest
     traffic = Rollouts(store).traffic(version.ref.name)[(version.ref.name, version.ref.version)]
     if as_json:
-        typer.echo(json.dumps({**m.to_dict(), "aliases": list(version.aliases), "traffic": traffic,
+        typer.echo(json.dumps({**m.to_dict(), "aliases": list(version.aliases), "traffic": _share(traffic),
                                "path": str(version.path)}, indent=2))
         return
     out = console()
@@ -96,7 +85,9 @@ def show(ref: str = typer.Argument(..., help="name, name:VERSION or name@ALIAS")
         for s in specs:
             notes = "NaN allowed" if s.allow_nan else ""
             if s.labels:
-                notes = f"labels: {', '.join(map(str, s.labels[:12]))}" + (" ..." if len(s.labels) > 12 else "")
+                named = m.signature.class_names() if kind == "output" else {}
+                shown = [f"{v} {named[v]}" if v in named else str(v) for v in s.labels[:12]]
+                notes = f"labels: {', '.join(shown)}" + (" ..." if len(s.labels) > 12 else "")
             sig.add_row(kind, s.name, s.dtype, str(list(s.shape)), notes)
     out.print(sig)
     files = Table("file", "size", "share", "sha256", title=f"files ({format_size(m.size_bytes)} in all)",
@@ -186,7 +177,9 @@ def rm(ref: str = typer.Argument(..., help="The version to remove: name:VERSION 
        yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation.")) -> None:
     """Remove a stored version (its folder, index row and aliases).
 
-    A version that carries an alias or gets traffic is kept unless --force is given."""
+    A version that carries an alias or gets traffic is kept unless --force is given; then a canary,
+    split or shadow it is part of rolls back to the stable version first, and removing the version
+    that serves the name ends its rollout (the name has no production alias until one is promoted)."""
     rollouts = Rollouts()
     store = rollouts.store
     parsed = ModelRef.parse(ref)
@@ -209,3 +202,8 @@ def rm(ref: str = typer.Argument(..., help="The version to remove: name:VERSION 
         raise typer.Abort()
     for target in targets:
         typer.echo(f"removed {rollouts.remove(target, force=force)}")
+
+
+def _share(traffic: str) -> str | None:
+    """A version's traffic share for --json: null where its name has no rollout."""
+    return None if traffic == "-" else traffic

@@ -13,6 +13,7 @@ import pallet
 from pallet.cli import app
 from pallet.errors import InvalidInput
 from pallet.inputs import parse_inputs
+from pallet.store import store_to_read
 
 
 @app.command()
@@ -25,7 +26,7 @@ def predict(
     """Predict on a batch of inputs and print the outputs as JSON."""
     if (input is None) == (not sample):
         raise InvalidInput("give the inputs with --input FILE (or - for stdin), or use --sample")
-    model = pallet.load(ref)
+    model = pallet.load(ref, store=store_to_read(ref))  # no store is made where there is none
     if sample:
         inputs = model.version.sample()
     else:

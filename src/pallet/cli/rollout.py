@@ -25,7 +25,10 @@ STICKY = typer.Option(None, "--sticky-key", help="Request header whose value alw
 
 @app.command()
 def status(name: str = NAME, as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
-    """Versions, their traffic shares and live figures, and a canary's progress."""
+    """Versions, their traffic shares and live figures, and a canary's progress.
+
+    Requests, client errors (4xx) and failures (5xx) are counted as the dashboard counts them,
+    since the rollout's last change."""
     _show(Rollouts().status(name), as_json)
 
 
@@ -71,7 +74,9 @@ def start(
                                                       "yet (default: name@production)."),
     steps: str = typer.Option("5,25,50,100", help="Percent of traffic on the candidate at each step."),
     step_duration: str = typer.Option("5m", help="How long each step lasts before it is judged: 90s, 5m, 1h."),
-    max_error_rate: float = typer.Option(0.01, min=0, max=1, help="Roll back above this candidate error rate."),
+    max_error_rate: float = typer.Option(0.01, min=0, max=1, help="Roll back above this share of the candidate's "
+                                                                  "requests failing in the model (5xx; a caller's "
+                                                                  "4xx is not the candidate's failure)."),
     max_latency_ratio: float = typer.Option(1.5, min=1, help="Roll back when candidate p95 / baseline p95 is above."),
     min_latency_delta_ms: float = typer.Option(5.0, min=0, help="... and the candidate is slower by more than this."),
     min_agreement: float = typer.Option(0.95, min=0, max=1, help="Roll back when fewer rows agree with the "
@@ -163,12 +168,14 @@ def _show(doc: dict, as_json: bool) -> None:
         out.print(f"canary to {name}:{canary['to']}: step {canary['step']} of {len(canary['steps'])} "
                   f"({canary['share']:g}%), {left} left in the step"
                   + (f"; holding: {canary['held']}" if canary["held"] else ""))
-    table = Table("version", "role", "traffic", "requests", "errors", "p95", "shadowed", "agreement")
+    table = Table("version", "role", "traffic", "requests", "client errors", "failures", "p95", "shadowed",
+                  "agreement", caption="client errors: refused (4xx); failures: 5xx. Counted since revision "
+                                       f"{doc['revision']}; a canary judges model failures only", caption_justify="left")
     for v in doc["versions"]:
         agreement = v.get("agreement")
         table.add_row(f"{name}:{v['version']}", v["role"], f"{v['share']:g}%", str(v.get("requests", 0)),
-                      str(v.get("errors", 0)), _ms(v.get("p95_ms")), str(v.get("shadowed", 0)),
-                      "" if agreement is None else f"{agreement:.1%} of {v['compared']}")
+                      str(v.get("client_errors", 0)), str(v.get("server_errors", 0)), _ms(v.get("p95_ms")),
+                      str(v.get("shadowed", 0)), "" if agreement is None else f"{agreement:.1%} of {v['compared']}")
     out.print(table)
 
 

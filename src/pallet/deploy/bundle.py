@@ -29,6 +29,8 @@ CONFIG = "pallet.yaml"
 CONFIG_KEYS = ("models", "serve")  # what pallet build writes in a bundle's pallet.yaml
 MARKER = ".pallet-bundle"  # pallet build replaces only folders that hold it
 IMAGE = "pallet-bundle:latest"  # the image a bundle's Dockerfile makes, as manifests and schedules name it
+APP = "/app"  # the bundle's folder in its image (the Dockerfile's WORKDIR)
+IMAGE_STORE = f"{APP}/store"  # PALLET_HOME in the image: the bundle's store/ folder
 
 
 # What pallet.yaml always records about serving: the container, manifests and nginx follow these.
@@ -106,7 +108,7 @@ def build(refs: list[str], out: Path, *, store: Store, serve: ServeConfig | None
         (staging / MARKER).write_text("written by pallet build; the next build into this folder replaces it\n")
         values = {**serve.model_dump(), **asdict(scale), "models": ", ".join(refs_exact), "python": _python_tag(),
                   "python_minor": ".".join(_python_tag().split(".")[:2]), "name": _name(names),
-                  "mangum": _version("mangum")}
+                  "mangum": _version("mangum"), "app": APP, "store": IMAGE_STORE}
         upstreams = [f"127.0.0.1:{serve.port + 2 * i}" for i in range(1, scale.replicas + 1)]
         grpc_upstreams = [f"127.0.0.1:{serve.port + 2 * i + 1}" for i in range(1, scale.replicas + 1)]
         (staging / "nginx.conf").write_text(nginx_config("8080", upstreams, serve.max_body_mb, "8081",
@@ -271,7 +273,7 @@ def _version(name: str) -> str:
 def _batch_cronjob(version: ModelVersion, scale: Scale) -> str:
     from pallet.batch import schedule
 
-    env = {"PALLET_HOME": "/app/store", "BATCH_INPUT": "/data/features.parquet",
+    env = {"PALLET_HOME": IMAGE_STORE, "BATCH_INPUT": f"{schedule.MOUNT}/features.parquet",
            "BATCH_OUTPUT": "postgresql://user@db/app?table=predictions", "BATCH_KEY": "id"}
     documents = list(yaml.safe_load_all(schedule.cronjob(
         str(version.ref), "$(BATCH_INPUT)", "$(BATCH_OUTPUT)", cron="0 2 * * *", key=["$(BATCH_KEY)"],

@@ -1,6 +1,6 @@
 """Canary analysis: compare a candidate with its baseline over one step and decide. Pure.
 
-Errors and disagreement roll back as soon as there is enough evidence; latency is judged at the
+Model failures (5xx, not the caller's 4xx) and disagreement roll back as soon as there is enough evidence; latency is judged at the
 end of a step; advancing needs the step's time to be over and enough traffic on the candidate.
 """
 
@@ -18,7 +18,7 @@ Action = Literal["advance", "hold", "rollback"]
 
 @dataclass(frozen=True)
 class Thresholds:
-    max_error_rate: float = 0.01       # of the candidate's requests (served and shadowed)
+    max_error_rate: float = 0.01       # model failures (5xx) of the candidate's requests (served and shadowed)
     max_latency_ratio: float = 1.5     # candidate p95 / baseline p95 ...
     min_latency_delta_ms: float = 5.0  # ... and only when the candidate is slower by more than this
     min_agreement: float = 0.95        # rows whose prediction matches the baseline's, 0 turns it off
@@ -59,20 +59,20 @@ def decide(baseline: VersionTraffic, candidate: VersionTraffic, thresholds: Thre
                                     f"{candidate.compared} rows, below --min-agreement {t.min_agreement:.1%}")
     if not step_over:
         return Decision("hold", "step in progress")
-    if candidate.requests < t.min_requests:
-        return Decision("hold", f"candidate served {candidate.requests} of the {t.min_requests} requests "
+    if candidate.served < t.min_requests:
+        return Decision("hold", f"candidate served {candidate.served} of the {t.min_requests} requests "
                                 "a step needs (--min-requests)")
     if t.min_agreement > 0 and candidate.compared < t.min_compared:
         return Decision("hold", f"{candidate.compared} of the {t.min_compared} rows needed to judge agreement "
                                 "were compared so far")
     base_p95, cand_p95 = baseline.p95(), candidate.p95()
     latency = "p95 not compared (no baseline traffic)"
-    if base_p95 is not None and baseline.requests >= t.min_requests:
+    if base_p95 is not None and baseline.served >= t.min_requests:
         ratio = cand_p95 / base_p95
         latency = f"p95 {format_ms(cand_p95 * 1000)} vs {format_ms(base_p95 * 1000)} (x{ratio:.2f})"
         if ratio > t.max_latency_ratio and (cand_p95 - base_p95) * 1000 > t.min_latency_delta_ms:
             return Decision("rollback", f"candidate {latency}, above --max-latency-ratio {t.max_latency_ratio}")
     agreement = (f", agreement {candidate.agreement:.1%} over {candidate.compared} rows"
                  if candidate.agreement is not None else "")
-    return Decision("advance", f"error rate {candidate.error_rate or 0.0:.1%} over {candidate.requests} requests and {candidate.shadowed} "
+    return Decision("advance", f"error rate {candidate.error_rate or 0.0:.1%} over {candidate.served} requests and {candidate.shadowed} "
                                f"shadow copies, {latency}{agreement}")

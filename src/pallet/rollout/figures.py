@@ -1,7 +1,10 @@
 """What one version did during one step of a rollout: requests, errors, latency, agreement.
 
-Each server process counts its own; the counts go to the SQL store and add up across
-processes and replicas, so a decision sees all the traffic.
+Requests are counted as the dashboard counts them: every request routed to the version, with its
+client errors (4xx: refused, the caller's to fix) and failures (5xx) apart. The canary judges the
+version on the requests it was asked to answer: its model failures, not the caller's 4xx, nor load
+shed before the model ran (503). Each server process counts its own; the counts go to the SQL store
+and add up across processes and replicas, so a decision sees all the traffic.
 """
 
 from __future__ import annotations
@@ -18,9 +21,11 @@ BUCKETS = len(LATENCY_BUCKETS) + 1  # the server's latency buckets, and one past
 
 @dataclass
 class VersionTraffic:
-    requests: int = 0            # requests this version answered
-    errors: int = 0              # of those, failed in the model (not bad input)
-    latency: list[int] = field(default_factory=lambda: [0] * BUCKETS)
+    requests: int = 0            # requests routed to this version, as the dashboard counts them
+    client_errors: int = 0       # of those, refused as the caller's mistake (4xx)
+    server_errors: int = 0       # of those, failures (5xx): the model's, and load shed (503)
+    shed: int = 0                # of the failures, load shed before the model ran (503): not judged
+    latency: list[int] = field(default_factory=lambda: [0] * BUCKETS)  # of the requests the model was asked
     shadowed: int = 0            # copies of another version's requests it answered off the request path
     shadow_errors: int = 0
     shadow_latency: list[int] = field(default_factory=lambda: [0] * BUCKETS)
@@ -28,11 +33,21 @@ class VersionTraffic:
     agreed: int = 0
 
     def observe(self, seconds: float, ok: bool) -> None:
-        """One request this version answered; `seconds` is the time the server's latency histogram
-        counted for it (one measurement per request, so both give the same p95)."""
+        """One request the model was asked to answer: answered (`ok`) or failed in the model; `seconds`
+        is the time the server's latency histogram counted for it (one measurement per request)."""
         self.requests += 1
-        self.errors += not ok
+        self.server_errors += not ok
         self.latency[bucket_of(seconds)] += 1
+
+    def refused(self, client_error: bool) -> None:
+        """One request counted but not judged: refused as the caller's (4xx, `client_error`) or shed
+        before the model ran (503, a failure)."""
+        self.requests += 1
+        if client_error:
+            self.client_errors += 1
+        else:
+            self.server_errors += 1
+            self.shed += 1
 
     def observe_shadow(self, seconds: float, ok: bool, compared: int = 0, agreed: int = 0) -> None:
         self.shadowed += 1
@@ -48,9 +63,19 @@ class VersionTraffic:
         return self
 
     @property
+    def served(self) -> int:
+        """Requests the model was asked to answer: without the refused (4xx) and the shed (503)."""
+        return self.requests - self.client_errors - self.shed
+
+    @property
+    def errors(self) -> int:
+        """Of the served requests, those that failed in the model."""
+        return self.server_errors - self.shed
+
+    @property
     def answered(self) -> int:
-        """Everything the version answered, served and shadowed."""
-        return self.requests + self.shadowed
+        """Everything the model was asked to answer, served and shadowed: what the canary judges."""
+        return self.served + self.shadowed
 
     @property
     def failed(self) -> int:
@@ -75,6 +100,8 @@ class VersionTraffic:
     def from_dict(cls, data: dict[str, Any]) -> VersionTraffic:
         """Counts another process stored; latency counted in other buckets (an older release) is left out."""
         known = {f.name for f in fields(cls)}
+        if "errors" in data and "server_errors" not in data:  # an older release: model failures only
+            data = {**data, "server_errors": data["errors"]}
         kept = {k: v for k, v in data.items() if k in known}
         for name in ("latency", "shadow_latency"):
             if name in kept and len(kept[name]) != BUCKETS:
@@ -82,9 +109,10 @@ class VersionTraffic:
         return cls(**kept)
 
     def summary(self) -> dict[str, Any]:
-        """The figures a person reads: counts, rates and p95s (milliseconds)."""
+        """The figures a person reads: counts (named as the dashboard names them), the error rate the
+        canary judges (model failures), and p95s (milliseconds, of the requests the model was asked)."""
         p95, shadow_p95 = self.p95(), self.p95(shadow=True)
-        return {"requests": self.requests, "errors": self.errors,
+        return {"requests": self.requests, "client_errors": self.client_errors, "server_errors": self.server_errors,
                 "error_rate": self.error_rate, "p95_ms": None if p95 is None else round(p95 * 1000, 3),
                 "shadowed": self.shadowed, "shadow_errors": self.shadow_errors,
                 "shadow_p95_ms": None if shadow_p95 is None else round(shadow_p95 * 1000, 3),

@@ -61,7 +61,7 @@ class Rollouts:
             figures = counted.get(version)
             versions.append({"version": version, "share": round(shares.get(version, 0.0), 3),
                              "role": role_of(rollout, version),
-                             **(figures.summary() if figures else {"requests": 0})})
+                             **(figures or VersionTraffic()).summary()})
         doc = {"name": name, "mode": rollout.mode, "revision": rollout.revision, "updated": rollout.updated,
                "stable": rollout.stable, "previous": rollout.previous, "sticky_key": rollout.policy.sticky_key,
                "shadow": None if shadow is None else {"version": shadow.version, "fraction": shadow.fraction},
@@ -242,27 +242,73 @@ class Rollouts:
         return found + ([traffic] if traffic else [])
 
     def remove(self, ref: str | ModelRef, *, force: bool = False) -> ModelRef:
-        """Remove a stored version; one that carries an alias or gets traffic only with `force`."""
+        """Remove a stored version; one that carries an alias or gets traffic only with `force`, which
+        first takes it out of its name's rollout (`release`), so nothing routes to a missing version."""
         version = self.store.resolve(ref)
         if not force:
             self.check_unused(ref)
+        self.release(version.ref)
         return self.store.remove(version.ref)
 
+    def release(self, ref: ModelRef) -> None:
+        """Before `ref` is removed: a canary, split or shadow member sends its traffic back to the stable
+        version (a rollback); the stable version ends the rollout (the name then has no rollout and no
+        production alias, and its history says why); the version a rollback would return to is forgotten."""
+        name, number = ref.name, str(ref.version)
+        rollout = self.state.get(name)
+        if rollout is None:
+            return
+        removed = f"{name}:{number} was removed (pallet models rm --force)"
+        if number == rollout.stable:
+            self.state.end(rollout, self.actor, number, f"{removed}: it served '{name}', so its rollout ended and "
+                                                       f"'{name}' has no @{PRODUCTION} until one is promoted")
+            return
+        previous = None if rollout.previous == number else rollout.previous
+        if number in rollout.policy.versions or role_of(rollout, number):
+            self.state.write(_to_stable(rollout).changed(previous=previous), self.actor, "rollback",
+                             f"{removed}; back to {name}:{rollout.stable}")
+        elif rollout.previous == number:
+            self.state.note(rollout.changed(previous=None), self.actor, "forget",
+                            f"{removed}; 'pallet rollout rollback {name}' has no earlier version to return to")
+
     def check_unused(self, ref: str | ModelRef) -> None:
-        """Raise, naming its aliases and traffic, when the version `ref` names is in use."""
+        """Raise, naming its aliases and traffic and what to do about each, when the version `ref` names
+        is in use."""
         version = self.store.resolve(ref)
         used = self.uses(version.ref)
         if used:
             named = f"{ref} is {version.ref}, which" if str(ref) != str(version.ref) else f"{version.ref}"
-            how = ("untag its aliases (pallet models untag NAME@ALIAS)" if PRODUCTION not in version.aliases else
-                   "promote another version and untag its other aliases")
+            how = " and ".join(self._freeing(version))
             raise PalletError(f"{named} {' and '.join(used)}; {how} first, or pass --force to remove it anyway")
+
+    def _freeing(self, version: ModelVersion) -> list[str]:
+        """What frees a version in use, for each thing that holds it: production (or the stable version)
+        -> promote another; traffic in a canary, split or shadow -> roll it back; other aliases -> untag."""
+        name, number = version.ref.name, str(version.ref.version)
+        rollout = self.state.get(name)
+        role = role_of(rollout, number) if rollout is not None else ""
+        steps = []
+        if PRODUCTION in version.aliases or role == "stable":
+            steps.append(f"promote another version (pallet models tag {name}:N {PRODUCTION})")
+        elif role:
+            steps.append(f"roll the {rollout.mode} back (pallet rollout rollback {name}) or promote another version")
+        others = [a for a in version.aliases if a != PRODUCTION]
+        if others:
+            steps.append(f"untag {'it' if len(others) == 1 else 'them'} "
+                         f"({'; '.join(f'pallet models untag {name}@{a}' for a in others)})")
+        return steps
 
     # -- helpers ------------------------------------------------------------------------------
 
     def _require(self, name: str) -> Rollout:
         rollout = self.state.get(name)
         if rollout is None:
+            if self.store.index.latest(name) is None:
+                self.store.resolve(name)  # "no model named 'x' in the store at ..."
+            removed = self.store.index.removed_production(name)
+            if removed is not None:
+                raise NoRollout(f"'{name}' has no rollout: it ended when {name}:{removed}, the version serving it, "
+                                f"was removed; promote one with pallet models tag {name}:N {PRODUCTION}")
             raise NoRollout(f"'{name}' has no rollout yet; start one with 'pallet rollout promote|start|split|"
                               f"shadow {name} ...'")
         return rollout

@@ -17,7 +17,7 @@ from pallet.errors import RolloutConflict
 from pallet.rollout.canary import Thresholds
 from pallet.rollout.figures import VersionTraffic
 from pallet.rollout.policy import Policy
-from pallet.store.index import PRODUCTION, write_alias
+from pallet.store.index import ENDED, PRODUCTION, write_alias
 from pallet.store.migrate import upgrade
 from pallet.store.schema import rollout_events as events
 from pallet.store.schema import rollout_figures as figures
@@ -117,7 +117,8 @@ class RolloutState:
         new = rollout.changed(revision=rollout.revision + 1, updated=now)
         try:
             with self.engine.begin() as conn:
-                if rollout.revision == 0:
+                if rollout.revision == 0:  # numbered on from a rollout that ended, so servers see a new revision
+                    new = new.changed(revision=_last_revision(conn, new.name) + 1)
                     conn.execute(rollouts.insert().values(name=new.name, revision=new.revision,
                                                           record=new.to_json(), updated=now))
                 else:
@@ -133,6 +134,21 @@ class RolloutState:
         except IntegrityError:
             raise RolloutChanged(f"the rollout of '{new.name}' was started meanwhile; look again") from None
         return new
+
+    def end(self, rollout: Rollout, actor: str, removed: str, reason: str) -> None:
+        """End `rollout` because its stable version `removed` is being removed: its record and figures go,
+        and an event (action `ENDED`, the removed version at 0%) says why, in one transaction; the
+        production alias goes with the version. `RolloutChanged` when the revision moved meanwhile."""
+        now = _now()
+        with self.engine.begin() as conn:
+            gone = conn.execute(rollouts.delete().where(rollouts.c.name == rollout.name,
+                                                        rollouts.c.revision == rollout.revision))
+            if gone.rowcount != 1:
+                raise RolloutChanged(f"the rollout of '{rollout.name}' changed meanwhile; look again")
+            conn.execute(figures.delete().where(figures.c.name == rollout.name))
+            conn.execute(events.insert().values(name=rollout.name, revision=rollout.revision + 1, time=now,
+                                                actor=actor[:200], action=ENDED, reason=reason,
+                                                weights=json.dumps({removed: 0.0})))
 
     def note(self, rollout: Rollout, actor: str, action: str, reason: str) -> Rollout:
         """Store a change that moves no traffic (a canary's hold) at the same revision, so the step's
@@ -184,6 +200,11 @@ class RolloutState:
 def _add_event(conn: sa.Connection, rollout: Rollout, now: str, actor: str, action: str, reason: str) -> None:
     conn.execute(events.insert().values(name=rollout.name, revision=rollout.revision, time=now, actor=actor[:200],
                                         action=action, reason=reason, weights=json.dumps(rollout.policy.shares())))
+
+
+def _last_revision(conn: sa.Connection, name: str) -> int:
+    """The highest revision `name`'s history holds (0: none), so a new rollout never reuses one."""
+    return conn.execute(sa.select(sa.func.max(events.c.revision)).where(events.c.name == name)).scalar() or 0
 
 
 def _production_follows(conn: sa.Connection, rollout: Rollout) -> None:

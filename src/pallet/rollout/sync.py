@@ -113,6 +113,8 @@ class RolloutSync:
             if rollout is not None:
                 await self.apply(rollout)
         for name, rollout in list(self.plane.rollouts.items()):
+            if name not in revisions:  # its rollout ended (its stable version was removed): nothing to count for
+                continue
             counted = dict(self.plane.figures.get(name, {}))
             mark = (rollout.revision, sum(f.requests + f.shadowed for f in counted.values()))
             if self.flushed.get(name) != mark:  # only what changed is written

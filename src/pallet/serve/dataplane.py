@@ -221,15 +221,20 @@ class DataPlane:
         """Count one inference request, timed once where it came in (the HTTP middleware, the gRPC
         handler): in the server's metrics (the dashboard and `pallet bench` read them) and, while
         `model` has a rollout, in its version's figures (`pallet rollout status` and the canary read
-        them). Bad input (4xx) and shed load (503) are not the version's doing: left out of the figures."""
+        them), sorted as the dashboard sorts them (`metrics.outcome`). Bad input (4xx) and shed load
+        (503) are counted there but not judged: they are not the version's doing."""
         metrics.observe(model, version, protocol, status, seconds)
         counted = self.figures.get(model)
-        if counted is None or 400 <= status < 500 or status == 503:
+        if counted is None:
             return
         traffic = counted.get(version)
         if traffic is None:
             traffic = counted[version] = VersionTraffic()
-        traffic.observe(seconds, status < 400)
+        kind = metrics.outcome(str(status))
+        if kind == "client_errors" or status == 503:
+            traffic.refused(client_error=kind == "client_errors")
+        else:
+            traffic.observe(seconds, kind is None)
 
     async def _infer(self, loaded: Loaded, request: InferenceRequest) -> tuple[InferenceResponse, dict]:
         model = loaded.model

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from pallet.errors import ModelNotFound
 from pallet.store.manifest import Manifest
 from pallet.store.refs import ModelRef
 from pallet.store.store import ModelVersion, Store, home_path, index_url, location
@@ -30,4 +31,15 @@ def missing_store() -> str | None:
     return location(home, index_url(home))
 
 
-__all__ = ["Manifest", "ModelRef", "ModelVersion", "Store", "default_store", "missing_store"]
+def store_to_read(ref: str | None = None) -> Store | None:
+    """The default store, for a command that only reads; where there is none yet nothing is made: a
+    named model is then a ModelNotFound that says where pallet looked, and no name gives None."""
+    missing = missing_store()
+    if missing is None:
+        return default_store()
+    if ref:
+        raise ModelNotFound(f"no model named '{ModelRef.parse(ref).name}' in {missing} (it is empty)")
+    return None
+
+
+__all__ = ["Manifest", "ModelRef", "ModelVersion", "Store", "default_store", "missing_store", "store_to_read"]

@@ -11,9 +11,10 @@ from sqlalchemy.exc import IntegrityError as RowExists
 
 from pallet.errors import ModelNotFound, RolloutConflict
 from pallet.store.migrate import upgrade
-from pallet.store.schema import aliases, removed, rollouts, versions
+from pallet.store.schema import aliases, removed, rollout_events, rollouts, versions
 
 PRODUCTION = "production"  # the alias of the version that serves a name: its rollout's stable version
+ENDED = "end"  # the rollout event of a rollout ended because its stable version was removed (models rm --force)
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,19 @@ class Index:
     def has_rollout(self, name: str) -> bool:
         with self.engine.connect() as conn:
             return has_rollout(conn, name)
+
+    def removed_production(self, name: str) -> int | None:
+        """The version whose removal ended `name`'s rollout (and took its production alias), when that is
+        the last change its rollout history holds and no rollout has started since; else None."""
+        with self.engine.connect() as conn:
+            if has_rollout(conn, name):
+                return None
+            last = conn.execute(sa.select(rollout_events.c.action, rollout_events.c.weights)
+                                .where(rollout_events.c.name == name)
+                                .order_by(rollout_events.c.id.desc()).limit(1)).first()
+        if last is None or last.action != ENDED:
+            return None
+        return int(next(iter(json.loads(last.weights)), 0)) or None
 
     def alias(self, name: str, alias: str) -> int | None:
         with self.engine.connect() as conn:

@@ -149,6 +149,8 @@ class Store:
         """Remove `name@alias` (`ModelNotFound` when it has no such alias); `production` stays while a
         rollout serves it (`RolloutConflict`)."""
         if not self.index.remove_alias(check_name(name), alias):
+            if self.index.latest(name) is None:
+                raise ModelNotFound(f"no model named '{name}'{self._no_model_hint(name)}")
             known = sorted(a for names in self.index.aliases(name).values() for a in names)
             raise ModelNotFound(f"model '{name}' has no alias '{alias}'"
                                 + (f"; its aliases are {', '.join(known)}" if known else "; it has no aliases"))
@@ -183,6 +185,10 @@ class Store:
                 known = sorted(a for names in self.index.aliases(ref.name).values() for a in names)
                 if not self.index.latest(ref.name):
                     raise ModelNotFound(f"no model named '{ref.name}'{self._no_model_hint(ref.name)}")
+                removed = self.index.removed_production(ref.name) if ref.alias == PRODUCTION else None
+                if removed is not None:
+                    raise ModelNotFound(f"'{ref.name}' has no @{PRODUCTION}: its version {removed} was removed; "
+                                        f"promote one with pallet models tag {ref.name}:N {PRODUCTION}")
                 raise ModelNotFound(f"model '{ref.name}' has no alias '{ref.alias}'"
                                     + (f"; its aliases are {', '.join(known)}" if known else "; it has no aliases yet"))
             row = self.index.get(ref.name, number)
