@@ -25,6 +25,11 @@ def _tail(text: str, lines: int = 40) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
+def _spaced(text: str) -> str:
+    """`text` with every run of white space (a wrapped line too) as one space."""
+    return " ".join(text.split())
+
+
 @dataclass
 class PageSession:
     page: Path
@@ -88,6 +93,10 @@ class PageSession:
                                  f"--- stderr\n{_tail(done.stderr)}\n{self._server_logs()}")
         if failed and not done.stderr.strip():
             raise AssertionError(f"{snippet.where} failed without saying why on stderr:\n{snippet.code}")
+        if failed and _spaced(snippet.marks["expect"]) not in _spaced(done.stdout + "\n" + done.stderr):
+            raise AssertionError(f"{snippet.where} failed, but without printing {snippet.marks['expect']!r}\n"
+                                 f"--- snippet\n{snippet.code}--- stdout\n{_tail(done.stdout)}\n"
+                                 f"--- stderr\n{_tail(done.stderr)}\n{self._server_logs()}")
 
     def _start(self, snippet: Snippet) -> None:
         log = self.folder.parent / f"server-{snippet.line}.log"

@@ -5,7 +5,9 @@ other languages in SHOWN) are output or file contents and are not. An HTML comme
 before a block changes how it runs:
 
     <!-- snippet: background port=8000 -->   run it in the background; wait until the port answers
-    <!-- snippet: fails -->                   it must exit non-zero
+    <!-- snippet: fails expect="no version '9'" -->
+                                              it must exit non-zero and print that text (on stdout or
+                                              stderr; runs of spaces and line breaks count as one space)
     <!-- snippet: file=centroids.py -->       write the block to that file (in the page's folder)
     <!-- snippet: timeout=300 -->             seconds it may take (default 180)
 
@@ -25,7 +27,8 @@ SHOWN = {"text", "console-output", "yaml", "json", "html", "toml", "dockerfile",
 
 _FENCE = re.compile(r"^(?P<indent>\s*)(?P<fence>`{3,}|~{3,})\s*(?P<lang>[\w+-]*)")
 _MARK = re.compile(r"^\s*<!--\s*snippet:(?P<marks>.*?)-->\s*$")
-MARKS = {"background", "fails", "file", "timeout", "port", "ready"}
+_WORD = re.compile(r'(?P<key>[^\s=]+)(?:=(?:"(?P<quoted>[^"]*)"|(?P<value>[^\s"]*)))?(?=\s|$)')
+MARKS = {"background", "expect", "fails", "file", "timeout", "port", "ready"}
 
 
 @dataclass
@@ -54,12 +57,20 @@ class SnippetError(ValueError):
 
 
 def _marks(text: str, where: str) -> dict[str, str]:
-    marks = {}
-    for word in text.split():
-        key, _, value = word.partition("=")
+    marks, end = {}, 0
+    for word in _WORD.finditer(text):
+        if text[end:word.start()].strip():
+            break
+        key, end = word["key"], word.end()
         if key not in MARKS and not key.endswith("port"):
             raise SnippetError(f"{where}: unknown snippet mark {key!r} (known: {', '.join(sorted(MARKS))}, *port)")
-        marks[key] = value
+        marks[key] = word["quoted"] if word["quoted"] is not None else word["value"] or ""
+    if text[end:].strip():
+        raise SnippetError(f"{where}: cannot read the snippet marks from {text[end:].strip()!r} "
+                           f'(write key=value, or key="value with spaces")')
+    if ("fails" in marks) != bool(marks.get("expect")):
+        raise SnippetError(f"{where}: a failing snippet names what it prints: "
+                           f'<!-- snippet: fails expect="the error message" -->')
     return marks
 
 

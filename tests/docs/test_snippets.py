@@ -98,8 +98,34 @@ def test_snippet_marks_and_languages_are_checked(tmp_path):
     background, shown, python = parse(page)
     assert background.marks == {"background": "", "port": "8000"} and background.ports() == [8000]
     assert (background.runs, shown.runs, python.runs) == (True, False, True)
+    page.write_text("<!-- snippet: fails expect=\"no version '9'\" timeout=5 -->\n```bash\npallet models show iris:9\n```\n")
+    [failing] = parse(page)
+    assert failing.marks == {"fails": "", "expect": "no version '9'", "timeout": "5"}
     for bad in ("```\nls\n```\n", "```ruby\nputs 1\n```\n", "<!-- snippet: sometimes -->\n```bash\nls\n```\n",
-                "```bash\nls\n"):
+                "```bash\nls\n",
+                "<!-- snippet: fails -->\n```bash\nfalse\n```\n",  # a failure must name its message
+                "<!-- snippet: fails expect=\"\" -->\n```bash\nfalse\n```\n",
+                "<!-- snippet: expect=\"no version\" -->\n```bash\ntrue\n```\n",  # expect without fails
+                "<!-- snippet: fails expect=\"unclosed -->\n```bash\nfalse\n```\n"):
         page.write_text(bad)
         with pytest.raises(SnippetError):
             parse(page)
+
+
+def _run_page(tmp_path, text: str) -> None:
+    tmp_path.mkdir()
+    page = tmp_path / "page.md"
+    page.write_text(text)
+    demo = tmp_path / "demo"
+    demo.mkdir()
+    PageSession(page, tmp_path / "work", demo).run()
+
+
+def test_a_failing_snippet_must_print_the_expected_message(tmp_path):
+    fails = "<!-- snippet: fails expect=\"no version '9'\" -->\n```bash\n{}\n```\n"
+    _run_page(tmp_path / "right", fails.format("echo \"error: iris has no version '9'\" >&2; exit 1"))
+    _run_page(tmp_path / "wrapped", fails.format("printf 'error: iris has no\\n  version  %s\\n' \"'9'\" >&2; exit 1"))
+    with pytest.raises(AssertionError, match="without printing \"no version '9'\""):
+        _run_page(tmp_path / "wrong", fails.format("echo 'bash: palet: command not found' >&2; exit 127"))
+    with pytest.raises(AssertionError, match="expected to fail"):
+        _run_page(tmp_path / "passes", fails.format("echo \"no version '9'\""))
