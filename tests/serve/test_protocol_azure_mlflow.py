@@ -73,9 +73,11 @@ def test_azure_split_routes_named_columns_in_any_order(named):
     assert [p["label"] for p in response.json()] == [0, 2]
 
 
-def test_azure_liveness_at_the_root_and_the_page_for_browsers(client):
+def test_liveness_at_the_root_as_kserve_answers_and_the_page_for_browsers(client):
     probe = client.get("/")
-    assert probe.status_code == 200 and probe.text == "Healthy"
+    assert probe.status_code == 200 and probe.json() == {"status": "alive"}
+    assert probe.headers["content-type"] == "application/json"
+    assert client.head("/").status_code == 200
     page = client.get("/", headers={"Accept": "text/html,*/*;q=0.8"})
     assert page.headers["content-type"].startswith("text/html") and "<html" in page.text.lower()
 
@@ -191,6 +193,6 @@ def test_probes_stay_open_with_auth(demo_store, monkeypatch):
     config = ServeConfig(models=["iris"], auth=True, access_log=False)
     with RunningServer(create_app(config, demo_store)) as server:
         with httpx.Client(base_url=server.url) as client:
-            assert client.get("/").text == "Healthy" and client.get("/health").status_code == 200
+            assert client.get("/").json() == {"status": "alive"} and client.get("/health").status_code == 200
             assert client.get("/", headers={"Accept": "text/html"}).status_code == 401
             assert client.post("/score", json={"data": IRIS}).status_code == 401

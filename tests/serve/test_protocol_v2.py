@@ -168,8 +168,12 @@ def body(**override):
         ("iris", body(id=7), 400, "'id' must be a string"),
         ("iris", {"inputs": [tensor([1.0] * 4, shape=[1] * 33)]}, 400, "at most 32 are supported"),
         ("iris", {"inputs": [tensor([], shape=[0, 2**61, 2**61])]}, 400, "input 'input'"),
+        ("iris", body(outputs=[{"name": "label", "parameters": {"top_k": 3}}]), 400,
+         "output 'label': parameter 'top_k' is not supported (only binary_data, classification)"),
         ("iris", body(outputs=[{"name": "label", "parameters": {"classification": 3}}]), 400,
-         "parameter 'classification' is not supported"),
+         "output 'label' of model 'iris' (int64[-1]) holds no class scores"),
+        ("iris", body(outputs=[{"name": "probabilities", "parameters": {"classification": 0}}]), 400,
+         "output 'probabilities': 'classification' must be a whole number of classes, at least 1"),
         ("iris", body(parameters=[1]), 400, "'parameters' must be an object"),
     ],
 )

@@ -27,6 +27,7 @@ class Pending:
     rows: int
     future: asyncio.Future
     arrived: float = field(default_factory=time.perf_counter)
+    timing: dict[str, float] = field(default_factory=dict)   # when its predict call started and finished
 
 
 class Batcher:
@@ -46,23 +47,25 @@ class Batcher:
         self.task: asyncio.Task | None = None
         self.closed = False
 
-    async def submit(self, inputs: Arrays) -> Arrays:
-        """Outputs for one request's rows, computed in a batch with whatever else is waiting."""
+    async def submit(self, inputs: Arrays, timing: dict[str, float] | None = None) -> Arrays:
+        """Outputs for one request's rows, computed in a batch with whatever else is waiting; `timing`
+        gets when the predict call that answered it started and finished (`timed`)."""
         if self.closed:
             raise RuntimeError("the model was unloaded")
         rows = len(next(iter(inputs.values())))
         loop = asyncio.get_running_loop()
+        timing = {} if timing is None else timing
         if rows >= self.max_batch_size:  # big enough on its own
             self.observe(rows, 0.0)
-            return await loop.run_in_executor(self.executor, self.run, inputs)
-        pending = Pending(inputs, rows, loop.create_future())
+            return await loop.run_in_executor(self.executor, timed, self.run, inputs, timing)
+        pending = Pending(inputs, rows, loop.create_future(), timing=timing)
         self._note_arrival(pending.arrived)
         if not self.busy and not self.queue and self.last_batch <= 1:
             # The model is free and nobody waits: run now, without a hand-over to the batch task.
             self.busy = True
             self.observe(rows, 0.0)
             try:
-                return await loop.run_in_executor(self.executor, self.run, inputs)
+                return await loop.run_in_executor(self.executor, timed, self.run, inputs, timing)
             finally:
                 self.busy = False
                 if self.queue:
@@ -149,27 +152,38 @@ class Batcher:
             await self._run_alone(batch[0])
             return
         merged = {name: np.concatenate([p.inputs[name] for p in batch]) for name in batch[0].inputs}
+        clock: dict[str, float] = {}
         try:
-            outputs = await loop.run_in_executor(self.executor, self.run, merged)
+            outputs = await loop.run_in_executor(self.executor, timed, self.run, merged, clock)
             parts = _split(outputs, [p.rows for p in batch])
         except Exception:  # one bad row must not fail its neighbours: run each request on its own
             for pending in batch:
                 await self._run_alone(pending)
             return
         for pending, part in zip(batch, parts, strict=True):
+            pending.timing.update(clock)
             if not pending.future.done():
                 pending.future.set_result(part)
 
     async def _run_alone(self, pending: Pending) -> None:
         loop = asyncio.get_running_loop()
         try:
-            result = await loop.run_in_executor(self.executor, self.run, pending.inputs)
+            result = await loop.run_in_executor(self.executor, timed, self.run, pending.inputs, pending.timing)
         except Exception as error:
             if not pending.future.done():
                 pending.future.set_exception(error)
             return
         if not pending.future.done():
             pending.future.set_result(result)
+
+
+def timed(run: Callable[[Arrays], Arrays], inputs: Arrays, timing: dict[str, float]) -> Arrays:
+    """`run(inputs)`, noting in `timing` when it started and finished (perf_counter seconds)."""
+    timing["started"] = time.perf_counter()
+    try:
+        return run(inputs)
+    finally:
+        timing["finished"] = time.perf_counter()
 
 
 def _compatible(a: Pending, b: Pending) -> bool:

@@ -9,17 +9,20 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+import numpy as np
+
 from pallet.errors import InvalidInput, ModelNotFound
 from pallet.model import Model
 from pallet.rollout.figures import VersionTraffic, compare
 from pallet.rollout.state import Rollout
-from pallet.serve import metrics
-from pallet.serve.batcher import Batcher
+from pallet.serve import classification, metrics
+from pallet.serve.batcher import Batcher, timed
 from pallet.serve.cache import CacheUnavailable, cache_key, make_cache
-from pallet.serve.errors import ModelNotReady, Overloaded, PayloadTooLarge
+from pallet.serve.errors import ModelNotReady, NonFiniteOutput, Overloaded, PayloadTooLarge
 from pallet.threads import plan_threads
 from pallet.serve.types import InferenceRequest, InferenceResponse
 from pallet.settings import ServeConfig
+from pallet.signature import Signature
 from pallet.store import ModelRef, Store
 
 log = logging.getLogger("pallet.serve")
@@ -139,6 +142,7 @@ class DataPlane:
         def observe(rows: int, wait: float) -> None:
             sizes.observe(rows)
             waits.observe(wait)
+            metrics.executed(name, number, rows)
 
         return Batcher(model.run, executor, size, self.config.max_latency_ms, observe)
 
@@ -237,6 +241,7 @@ class DataPlane:
             traffic.observe(seconds, kind is None)
 
     async def _infer(self, loaded: Loaded, request: InferenceRequest) -> tuple[InferenceResponse, dict]:
+        arrived = time.perf_counter()
         model = loaded.model
         arrays = model.signature.validate(request.inputs)
         elements = sum(array.size for array in arrays.values())
@@ -253,6 +258,7 @@ class DataPlane:
                 if name not in known:
                     raise InvalidInput(f"unknown output '{name}' requested; model '{request.model}' gives: "
                                        f"{', '.join(known)}")
+        classification.check(request.model, model.signature, request.classification)
         name, number = model.ref.name, str(model.ref.version)
         key = cache_key(name, number, arrays) if self.cache is not None else None
         outputs = None
@@ -263,12 +269,20 @@ class DataPlane:
             except CacheUnavailable:  # served without the cache, and counted
                 key = None
                 metrics.CACHE_BYPASS.labels(name, number, "unavailable").inc()
+        timing: dict[str, float] = {}
         if outputs is None:
-            outputs = await self._run(loaded, request.model, arrays)
+            ready = time.perf_counter()
+            outputs = await self._run(loaded, request.model, arrays, timing)
+            check_finite(request.model, model.signature, outputs)  # before the cache keeps it or a codec sees it
             if key:
                 await self.cache.set(key, outputs)
         if request.outputs is not None:
             outputs = {wanted: outputs[wanted] for wanted in request.outputs}
+        outputs = classification.apply(model.signature, outputs, request.classification)
+        if timing:  # Triton's statistics: the stages of a request that reached predict
+            metrics.staged(name, number, compute_input=ready - arrived, queue=timing["started"] - ready,
+                           compute_infer=timing["finished"] - timing["started"],
+                           compute_output=time.perf_counter() - timing["finished"])
         return InferenceResponse(name, number, outputs, request.id), arrays
 
     def _admit(self, loaded: Loaded, name: str) -> None:
@@ -279,12 +293,16 @@ class DataPlane:
                              f"its limit (--max-queue {self.config.max_queue}); retry shortly")
         loaded.in_flight += 1
 
-    async def _run(self, loaded: Loaded, name: str, arrays: dict) -> dict:
+    async def _run(self, loaded: Loaded, name: str, arrays: dict, timing: dict[str, float] | None = None) -> dict:
+        """The model's outputs; `timing` gets when the predict call that answered started and finished."""
+        timing = {} if timing is None else timing
         try:
             if loaded.batcher is not None:
-                return await loaded.batcher.submit(arrays)
+                return await loaded.batcher.submit(arrays, timing)
             loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(loaded.executor, loaded.model.run, arrays)
+            model = loaded.model
+            metrics.executed(model.ref.name, str(model.ref.version), len(next(iter(arrays.values()))))
+            return await loop.run_in_executor(loaded.executor, timed, model.run, arrays, timing)
         except RuntimeError:  # the executor was shut down: the model was unloaded meanwhile
             raise ModelNotReady(f"model '{name}' was unloaded while this request was in flight") from None
 
@@ -324,6 +342,26 @@ class DataPlane:
 
     def _loaded_names(self) -> str:
         return ", ".join(self.names()) or "none"
+
+
+def check_finite(model: str, signature: Signature, outputs: Mapping[str, np.ndarray]) -> None:
+    """Refuse an answer holding NaN or infinity in a float output whose spec allows none (JSON has no
+    such numbers, and the other outputs of those rows, a label, are as broken): `NonFiniteOutput`
+    names the model, the output and the rows."""
+    allowed = {spec.name for spec in signature.outputs if spec.allow_nan}
+    for name, array in outputs.items():
+        array = np.asarray(array)
+        if array.dtype.kind != "f" or name in allowed or not array.size:
+            continue
+        with np.errstate(all="ignore"):
+            if np.isfinite(array.sum()):  # the fast test; look for where only when it fails
+                continue
+        bad = ~np.isfinite(array.reshape(len(array), -1) if array.ndim else array.reshape(1, 1))
+        rows = np.flatnonzero(bad.any(axis=1))
+        if rows.size:
+            shown = ", ".join(map(str, rows[:10].tolist())) + (f" and {rows.size - 10} more" if rows.size > 10 else "")
+            raise NonFiniteOutput(f"{model} answered with non-finite values (NaN or infinity) in output '{name}' at "
+                                  f"rows {shown}: the input is likely outside what the model handles")
 
 
 def _version_key(version: str) -> tuple[int, str]:

@@ -42,6 +42,11 @@ class Unavailable(PalletError):
     """Something the server leans on (the database) cannot be reached now: retry shortly."""
 
 
+class NonFiniteOutput(PalletError):
+    """The model answered with NaN or infinity where its signature allows none: the input is
+    likely outside what the model handles (a client's error to fix, not the server's)."""
+
+
 class Overloaded(PalletError):
     """More requests wait for a model than its queue holds: shed the load, ask to retry."""
 
@@ -64,6 +69,7 @@ STATUS: list[tuple[type[Exception], int]] = [
     (UnsupportedMediaType, 415),
     (NoRuntime, 422),
     (IntegrityError, 422),  # a stored model whose files do not match their sha256 is never loaded
+    (NonFiniteOutput, 422),
     (PredictionError, 500),
     (ModelNotReady, 503),
     (Overloaded, 503),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 from prometheus_client import (CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Gauge, Histogram,
                                disable_created_metrics, generate_latest, multiprocess)
@@ -32,6 +33,16 @@ MODEL_SIZE = Gauge("pallet_model_size_bytes", "Bytes on disk of a loaded model v
                    ["model", "version"], multiprocess_mode="max")
 MODEL_LOAD_SECONDS = Gauge("pallet_model_load_seconds", "Time to load a model version",
                            ["model", "version"], multiprocess_mode="max")
+# Triton's statistics extension reads these (`statistics`): one source for both.
+EXECUTIONS = Counter("pallet_executions", "Predict calls (a batch of requests is one)", ["model", "version"])
+INFERENCES = Counter("pallet_inferences", "Rows given to predict calls", ["model", "version"])
+STAGES = Histogram("pallet_inference_stage_seconds",
+                   "Time each request spent in a stage: success and fail (the whole request, by outcome); "
+                   "compute_input, queue, compute_infer and compute_output (requests that reached predict)",
+                   ["model", "version", "stage"], buckets=LATENCY_BUCKETS)
+LAST_INFERENCE = Gauge("pallet_last_inference_timestamp_seconds", "When the last inference request came in",
+                       ["model", "version"], multiprocess_mode="max")
+STAGE_NAMES = ("success", "fail", "queue", "compute_input", "compute_infer", "compute_output")
 
 
 def observe(model: str, version: str, protocol: str, status: int, seconds: float) -> None:
@@ -39,6 +50,21 @@ def observe(model: str, version: str, protocol: str, status: int, seconds: float
     rollout's figures the same `seconds`."""
     REQUESTS.labels(model, version, protocol, str(status)).inc()
     LATENCY.labels(model, version, protocol).observe(seconds)
+    if model:
+        STAGES.labels(model, version, "success" if 200 <= status < 300 else "fail").observe(seconds)
+        LAST_INFERENCE.labels(model, version).set(time.time())
+
+
+def executed(model: str, version: str, rows: int) -> None:
+    """Count one predict call of `rows` rows."""
+    EXECUTIONS.labels(model, version).inc()
+    INFERENCES.labels(model, version).inc(rows)
+
+
+def staged(model: str, version: str, **seconds: float) -> None:
+    """Time a request spent in each stage it went through (`STAGE_NAMES`)."""
+    for stage, spent in seconds.items():
+        STAGES.labels(model, version, stage).observe(max(spent, 0.0))
 
 
 def shared() -> bool:
@@ -108,3 +134,32 @@ def totals() -> dict[str, dict]:
             elif name == "pallet_cache_lookups_total":
                 entry(model)["cache_" + sample.labels["result"]] += value
     return models
+
+
+def statistics() -> dict[tuple[str, str], dict]:
+    """Per (model, version), what Triton's statistics extension reports, read from the metrics above
+    (every worker's in multiprocess mode): rows and predict calls, the last request (seconds since the
+    epoch), count and seconds per stage, and cache hits and misses."""
+    figures: dict[tuple[str, str], dict] = {}
+    for family in _registry().collect():
+        for sample in family.samples:
+            labels = sample.labels
+            if not labels.get("model") or "version" not in labels:
+                continue
+            entry = figures.setdefault((labels["model"], labels["version"]), {
+                "inference_count": 0.0, "execution_count": 0.0, "last_inference": 0.0, "cache_hit": 0.0,
+                "cache_miss": 0.0, **{stage: {"count": 0.0, "seconds": 0.0} for stage in STAGE_NAMES}})
+            name, value = sample.name, sample.value
+            if name == "pallet_inferences_total":
+                entry["inference_count"] += value
+            elif name == "pallet_executions_total":
+                entry["execution_count"] += value
+            elif name == "pallet_last_inference_timestamp_seconds":
+                entry["last_inference"] = max(entry["last_inference"], value)
+            elif name == "pallet_cache_lookups_total":
+                entry["cache_" + labels["result"]] += value
+            elif name == "pallet_inference_stage_seconds_count":
+                entry[labels["stage"]]["count"] += value
+            elif name == "pallet_inference_stage_seconds_sum":
+                entry[labels["stage"]]["seconds"] += value
+    return figures

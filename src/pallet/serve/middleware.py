@@ -31,7 +31,7 @@ SHARE_COOKIE = "pallet_token"
 
 def is_probe(scope) -> bool:
     """Liveness and readiness probes stay open with --auth and --share-token: V2's health routes,
-    SageMaker's /ping, MLflow's /health, and Azure's GET / when it does not ask for the page."""
+    SageMaker's /ping, MLflow's /health, and GET / (KServe's and Azure's liveness) when it does not ask for the page."""
     path = scope["path"]
     if is_probe_path(path):
         return True

@@ -16,6 +16,7 @@ class InferenceRequest:
     id: str | None = None
     outputs: list[str] | None = None          # names to return; None means all
     parameters: dict[str, Any] = field(default_factory=dict)
+    classification: dict[str, int] = field(default_factory=dict)  # output -> top k classes (serve/classification.py)
 
 
 @dataclass

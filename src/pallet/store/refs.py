@@ -11,6 +11,7 @@ NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 ALIAS = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
 VERSION = re.compile(r"[0-9]{1,9}")
 LATEST = "latest"  # `name@latest` is the same as `name`
+RESERVED = ("stats", "config")  # words of Triton's routes (/v2/models/stats, .../config): never model names
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,10 @@ def check_name(name: str, text: str | None = None) -> str:
             f"bad model name '{name}'" + (f" in '{text}'" if text and text != name else "")
             + ": use letters, digits, '.', '-' or '_' (up to 128), starting with a letter or digit"
         )
+    if name in RESERVED:
+        raise InvalidReference(f"'{name}' cannot be a model name: {' and '.join(repr(w) for w in RESERVED)} are "
+                               f"reserved by the inference protocol (GET /v2/models/stats, .../config); "
+                               f"choose another name, e.g. '{name}-model'")
     return name
 
 

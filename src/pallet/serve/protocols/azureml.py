@@ -10,7 +10,7 @@ picks one.
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from pallet.bodies import AzureData, DataframeSplit, azure_shape
@@ -26,8 +26,9 @@ DEPLOYMENT = "azureml-model-deployment"
 
 
 def liveness() -> Response:
-    """What Azure ML's inference server answers at `GET /`."""
-    return PlainTextResponse("Healthy")
+    """`GET /` for probes and API clients: KServe's servers answer `{"status": "alive"}` (its SDK's V1
+    `is_server_live` reads that body) and Azure ML's probe reads only the 200."""
+    return json_response({"status": "alive"})
 
 
 def routes(plane: DataPlane) -> list[Route]:

@@ -18,8 +18,10 @@ from starlette.routing import Route
 import pallet
 from pallet.decoding import Decoder
 from pallet.serve import codecs
+from pallet.serve import parameters as infer_parameters
 from pallet.serve.dataplane import DataPlane
 from pallet.serve.errors import BadRequest, Conflict
+from pallet.serve import triton
 from pallet.serve.http import DIGITS, json_response, label, read_body, require_json, routed
 from pallet.serve.schemas import v2 as schemas
 from pallet.serve.types import InferenceRequest, InferenceResponse
@@ -27,8 +29,7 @@ from pallet.signature import TensorSpec
 
 PROTOCOL = "v2"
 HEADER_LENGTH = "inference-header-content-length"
-EXTENSIONS = ["binary_tensor_data", "model_repository"]
-PLATFORMS = {"onnx": "onnxruntime_onnx", "sklearn": "sklearn", "python": "python", "torch": "pytorch_libtorch"}
+EXTENSIONS = ["binary_tensor_data", "classification", "model_repository", "model_configuration", "statistics"]
 
 
 def routes(plane: DataPlane) -> list[Route]:
@@ -48,7 +49,7 @@ def routes(plane: DataPlane) -> list[Route]:
         return json_response({
             "name": name,
             "versions": plane.versions(name),
-            "platform": PLATFORMS.get(model.version.manifest.runtime, model.version.manifest.runtime),
+            "platform": triton.platform(model.version.manifest.runtime),
             "inputs": [_tensor_metadata(s) for s in model.signature.inputs],
             "outputs": [_tensor_metadata(s) for s in model.signature.outputs],
             "parameters": {"size_bytes": model.version.manifest.size_bytes},
@@ -58,6 +59,14 @@ def routes(plane: DataPlane) -> list[Route]:
         name, version = request.path_params["name"], request.path_params.get("version")
         plane.get(name, version)  # 404 when it is not loaded
         return json_response({"name": name, "ready": True})
+
+    async def model_config(request: Request) -> Response:
+        config = triton.model_config(plane, request.path_params["name"], request.path_params.get("version"))
+        return json_response(triton.to_json(config))
+
+    async def model_statistics(request: Request) -> Response:
+        name, version = request.path_params.get("name"), request.path_params.get("version")
+        return json_response(triton.to_json(triton.model_statistics(plane, name, version)))
 
     async def infer(request: Request) -> Response:
         name, version = request.path_params["name"], request.path_params.get("version")
@@ -92,10 +101,15 @@ def routes(plane: DataPlane) -> list[Route]:
         Route("/v2/health/live", live),
         Route("/v2/health/ready", ready),
         Route("/v2", server_metadata),
+        Route("/v2/models/stats", model_statistics),  # before /v2/models/{name}: "stats" is no model name
         Route("/v2/models/{name}", model_metadata),
         Route("/v2/models/{name}/versions/{version}", model_metadata),
         Route("/v2/models/{name}/ready", model_ready),
         Route("/v2/models/{name}/versions/{version}/ready", model_ready),
+        Route("/v2/models/{name}/config", model_config),
+        Route("/v2/models/{name}/versions/{version}/config", model_config),
+        Route("/v2/models/{name}/stats", model_statistics),
+        Route("/v2/models/{name}/versions/{version}/stats", model_statistics),
         Route("/v2/models/{name}/infer", infer, methods=["POST"]),
         Route("/v2/models/{name}/versions/{version}/infer", infer, methods=["POST"]),
         Route("/v2/repository/index", repository_index, methods=["GET", "POST"]),
@@ -123,13 +137,12 @@ def decode_request(body: bytes, header_length: str | None, name: str,
     doc = REQUEST.json(body)
     inputs = _input_arrays(doc.inputs, binary)
     parameters = doc.parameters or {}
-    binary_outputs: set[str] | bool = bool(parameters.get("binary_data_output", False))
-    requested = None
+    binary_outputs: set[str] | bool = infer_parameters.check_request(parameters)
+    requested, classify = None, {}
     if doc.outputs is not None:
-        requested = [output.name for output in doc.outputs]
-        binary_outputs = {output.name for output in doc.outputs
-                          if _wants_binary(output.parameters, binary_outputs is True)}
-    return InferenceRequest(name, inputs, version, doc.id, requested, parameters), binary_outputs
+        requested, binary_outputs, classify = infer_parameters.outputs(
+            [(o.name, o.parameters or {}) for o in doc.outputs], binary_outputs)
+    return InferenceRequest(name, inputs, version, doc.id, requested, parameters, classify), binary_outputs
 
 
 def _input_arrays(tensors: list[schemas.RequestInput], binary: bytes) -> dict[str, np.ndarray]:
@@ -140,6 +153,8 @@ def _input_arrays(tensors: list[schemas.RequestInput], binary: bytes) -> dict[st
         where = f"input '{tensor.name}'"
         if tensor.name in inputs:
             raise BadRequest(f"{where} is given twice")
+        if tensor.parameters is not None and tensor.parameters.shared_memory_region is not UNSET:
+            infer_parameters.check_tensor(where, ["shared_memory_region"])
         size = tensor.parameters.binary_data_size if tensor.parameters is not None else UNSET
         if size is not UNSET:
             if offset + size > len(binary):
@@ -153,12 +168,6 @@ def _input_arrays(tensors: list[schemas.RequestInput], binary: bytes) -> dict[st
     if offset != len(binary):
         raise BadRequest(f"{len(binary) - offset} bytes of binary data follow the tensors that declared them")
     return inputs
-
-
-def _wants_binary(parameters: schemas.OutputParameters | None, default: bool) -> bool:
-    if parameters is None or parameters.binary_data is UNSET:
-        return default
-    return parameters.binary_data
 
 
 def encode_response(response: InferenceResponse, binary_outputs: set[str] | bool) -> Response:

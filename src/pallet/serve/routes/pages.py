@@ -49,7 +49,7 @@ def routes(plane: DataPlane, stats: Stats, ui_dir: str | None = None) -> list[Ba
         return page("index.html")
 
     async def root(request: Request) -> Response:
-        """The index for browsers; Azure ML's liveness answer for probes and scripts (no text/html)."""
+        """The index for browsers; KServe's and Azure ML's liveness answer for probes and API clients."""
         if "text/html" in request.headers.get("accept", ""):
             return page("index.html")
         return azureml.liveness()
