@@ -1,5 +1,8 @@
 """A real server on a free port, with the demo models, for every protocol test."""
 
+import contextlib
+import json
+import logging
 import signal
 import subprocess
 import textwrap
@@ -26,6 +29,9 @@ class RunningServer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.app = app
+        plane = getattr(getattr(app, "state", None), "plane", None)  # a pallet app: its gRPC address, if any
+        grpc_port = plane.config.grpc_port if plane is not None else None
+        self.grpc = f"127.0.0.1:{grpc_port}" if grpc_port is not None else None
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
@@ -41,6 +47,20 @@ class RunningServer:
     def __exit__(self, *exc):
         self.server.should_exit = True
         self.thread.join(timeout=10)
+
+
+@contextlib.contextmanager
+def access_log_lines(caplog):
+    """The access log's lines (as dicts) written inside the block; the list fills when the block ends,
+    so a server stopped inside it has written every call's line. The log does not propagate: it is
+    read on its own logger."""
+    logger, lines = logging.getLogger("pallet.access"), []
+    logger.addHandler(caplog.handler)
+    try:
+        yield lines
+    finally:
+        logger.removeHandler(caplog.handler)
+    lines.extend(json.loads(r.getMessage()) for r in caplog.records if r.name == "pallet.access")
 
 
 def wait_for(condition, seconds: float = 60, what: str = "the condition"):

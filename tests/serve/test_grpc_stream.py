@@ -1,8 +1,6 @@
 """Streaming inference (gRPC ModelStreamInfer) with Triton's own clients against a real server on free ports."""
 
 import asyncio
-import json
-import logging
 import queue
 
 import httpx
@@ -15,7 +13,7 @@ from sklearn.datasets import load_digits
 from pallet.net import free_port
 from pallet.serve.app import create_app
 from pallet.settings import ServeConfig
-from tests.serve.conftest import MODELS, RunningServer
+from tests.serve.conftest import MODELS, RunningServer, access_log_lines
 from tests.serve.test_batching import calls
 from tests.serve.test_protocol_grpc import _slow_input
 
@@ -27,7 +25,6 @@ ROWS = DIGITS.data[:100]
 def grpc_server(demo_store):
     config = ServeConfig(models=MODELS, grpc_port=free_port(), access_log=False)
     with RunningServer(create_app(config, demo_store)) as running:
-        running.grpc = f"127.0.0.1:{config.grpc_port}"
         yield running
 
 
@@ -155,16 +152,10 @@ def test_a_stream_without_the_key_is_refused_with_pallets_message(demo_store, mo
 
 def test_a_stream_gets_a_request_id_and_one_access_log_line(demo_store, caplog):
     config = ServeConfig(models=["digits"], grpc_port=free_port(), access_log=True)
-    logger = logging.getLogger("pallet.access")
-    logger.addHandler(caplog.handler)  # the access log does not propagate: listen on it directly
-    try:
-        with RunningServer(create_app(config, demo_store)):
-            requests = [{"inputs": [digits_input(ROWS[:1])]}, {"inputs": [digits_input(np.ones((1, 3)))]}]
-            got = stream(f"127.0.0.1:{config.grpc_port}", requests, headers={"x-request-id": "stream-1"})
-    finally:  # after the server stopped: every call has written its line
-        logger.removeHandler(caplog.handler)
+    with access_log_lines(caplog) as lines, RunningServer(create_app(config, demo_store)) as server:
+        requests = [{"inputs": [digits_input(ROWS[:1])]}, {"inputs": [digits_input(np.ones((1, 3)))]}]
+        got = stream(server.grpc, requests, headers={"x-request-id": "stream-1"})
     assert got[0][1] is None and got[1][1] is not None
-    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "pallet.access"]
     [line] = [line for line in lines if line["path"].endswith("/ModelStreamInfer")]
     assert (line["request_id"], line["status"], line["model"], line["protocol"]) == ("stream-1", "OK", "digits", "grpc")
     assert (line["answers"], line["failed"]) == (2, 1)

@@ -30,7 +30,6 @@ def server(demo_store):
 
     config = ServeConfig(models=MODELS, grpc_port=free_port(), access_log=False)
     with RunningServer(create_app(config, demo_store)) as running:
-        running.grpc = f"127.0.0.1:{config.grpc_port}"
         yield running
 
 

@@ -18,7 +18,7 @@ from tritonclient.utils import InferenceServerException
 from pallet.net import free_port
 from pallet.serve.app import create_app
 from pallet.settings import ServeConfig
-from tests.serve.conftest import MODELS, RunningServer
+from tests.serve.conftest import MODELS, RunningServer, access_log_lines
 from tests.serve.test_batching import body, calls
 
 IRIS = load_iris().data[[0, 50, 149]]
@@ -28,7 +28,6 @@ IRIS = load_iris().data[[0, 50, 149]]
 def grpc_server(demo_store):
     config = ServeConfig(models=MODELS, grpc_port=free_port(), max_body_mb=64 / 1024, access_log=False)
     with RunningServer(create_app(config, demo_store)) as running:
-        running.grpc = f"127.0.0.1:{config.grpc_port}"
         yield running
 
 
@@ -224,20 +223,11 @@ def test_rest_and_grpc_requests_batch_together(slow_store):
 
 
 def test_every_grpc_call_gets_an_access_log_line_with_its_request_id(demo_store, caplog):
-    import json
-    import logging
-
     config = ServeConfig(models=["iris"], grpc_port=free_port(), access_log=True)
-    logger = logging.getLogger("pallet.access")
-    logger.addHandler(caplog.handler)  # the access log does not propagate: listen on it directly
-    try:
-        with RunningServer(create_app(config, demo_store)):
-            with triton.InferenceServerClient(f"127.0.0.1:{config.grpc_port}") as client:
-                client.infer("iris", [iris_input()], headers={"x-request-id": "trace-1"})
-                failure(lambda: client.infer("nosuch", [iris_input()], headers={"x-request-id": "trace-2"}))
-    finally:  # after the server stopped: every call has written its line
-        logger.removeHandler(caplog.handler)
-    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "pallet.access"]
+    with access_log_lines(caplog) as lines, RunningServer(create_app(config, demo_store)) as server:
+        with triton.InferenceServerClient(server.grpc) as client:
+            client.infer("iris", [iris_input()], headers={"x-request-id": "trace-1"})
+            failure(lambda: client.infer("nosuch", [iris_input()], headers={"x-request-id": "trace-2"}))
     by_id = {line["request_id"]: line for line in lines if line["path"].endswith("/ModelInfer")}
     assert (by_id["trace-1"]["status"], by_id["trace-1"]["model"], by_id["trace-1"]["protocol"]) == ("OK", "iris", "grpc")
     assert (by_id["trace-2"]["status"], by_id["trace-2"]["model"]) == ("NOT_FOUND", "nosuch"), lines

@@ -33,7 +33,6 @@ def torch_server(torch_store):
     config = ServeConfig(models=["digits-torch", "minilm"], max_batch_size=64, grpc_port=free_port(),
                          access_log=False)
     with RunningServer(create_app(config, torch_store)) as running:
-        running.grpc = f"127.0.0.1:{config.grpc_port}"
         yield running
 
 

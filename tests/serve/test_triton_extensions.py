@@ -31,7 +31,6 @@ def batched(demo_store):
     config = ServeConfig(models=["iris@production", "digits@production"], grpc_port=free_port(),
                          max_batch_size=16, max_latency_ms=20, workers=1, threads=2, access_log=False)
     with RunningServer(create_app(config, demo_store)) as running:
-        running.grpc = f"127.0.0.1:{config.grpc_port}"
         yield running
 
 
@@ -40,7 +39,6 @@ def slow(slow_store):
     config = ServeConfig(models=["slow"], grpc_port=free_port(), max_batch_size=32, max_latency_ms=50,
                          access_log=False)
     with RunningServer(create_app(config, slow_store)) as running:
-        running.grpc = f"127.0.0.1:{config.grpc_port}"
         yield running
 
 

@@ -88,6 +88,11 @@ def _one_of(*kinds: Any) -> dict:
 
 def _paths() -> dict:
     """Every operation, with the types of its bodies (turned into schemas by `_schemas`)."""
+    return {**_v2_paths(), **_other_protocol_paths(), **_page_and_admin_paths()}
+
+
+def _v2_paths() -> dict:
+    """The Open Inference Protocol and Triton's extensions."""
     return {
         "/v2/health/live": _get("Server liveness", v2.Live, tag=V2),
         "/v2/health/ready": _get("Server readiness", v2.Ready, tag=V2),
@@ -116,6 +121,12 @@ def _paths() -> dict:
                                                    v2.ModelState, NAME, tag=V2),
         "/v2/repository/models/{name}/unload": _post("Unload a model (API key when set)", None, v2.ModelState,
                                                      NAME, tag=V2),
+    }
+
+
+def _other_protocol_paths() -> dict:
+    """KServe V1 / Vertex AI, SageMaker, Azure ML and MLflow's scoring server."""
+    return {
         "/v1/models": _get("Loaded models", v1.ModelList, tag=V1),
         "/v1/models/{name}": _get("Model readiness", v2.ModelReady, NAME, tag=V1),
         "/v1/models/{name}:predict": _post("Predict on instances", v1.Instances, v1.Predictions, NAME, tag=V1),
@@ -129,6 +140,12 @@ def _paths() -> dict:
                         content={"application/json": {"schema": _one_of(*v1.AZURE_JSON)}}),
         "/health": {"get": {"summary": "MLflow scoring server health", "tags": [SM], "responses": TEXT}},
         "/version": {"get": {"summary": "MLflow scoring server version", "tags": [SM], "responses": TEXT}},
+    }
+
+
+def _page_and_admin_paths() -> dict:
+    """Feedback, the pages and their API, rollouts and metrics."""
+    return {
         "/v2/models/{name}/feedback": _feedback(NAME),
         "/v2/models/{name}/versions/{version}/feedback": _feedback(NAME, VERSION),
         "/ui/": _page("The loaded models, each with a link to its page"),

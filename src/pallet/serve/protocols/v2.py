@@ -60,14 +60,6 @@ def routes(plane: DataPlane) -> list[Route]:
         plane.get(name, version)  # 404 when it is not loaded
         return json_response({"name": name, "ready": True})
 
-    async def model_config(request: Request) -> Response:
-        config = triton.model_config(plane, request.path_params["name"], request.path_params.get("version"))
-        return json_response(triton.to_json(config))
-
-    async def model_statistics(request: Request) -> Response:
-        name, version = request.path_params.get("name"), request.path_params.get("version")
-        return json_response(triton.to_json(triton.model_statistics(plane, name, version)))
-
     async def infer(request: Request) -> Response:
         name, version = request.path_params["name"], request.path_params.get("version")
         request.state.protocol = PROTOCOL
@@ -101,20 +93,35 @@ def routes(plane: DataPlane) -> list[Route]:
         Route("/v2/health/live", live),
         Route("/v2/health/ready", ready),
         Route("/v2", server_metadata),
-        Route("/v2/models/stats", model_statistics),  # before /v2/models/{name}: "stats" is no model name
+        *_triton_extension_routes(plane),  # before /v2/models/{name}: "stats" is no model name
         Route("/v2/models/{name}", model_metadata),
         Route("/v2/models/{name}/versions/{version}", model_metadata),
         Route("/v2/models/{name}/ready", model_ready),
         Route("/v2/models/{name}/versions/{version}/ready", model_ready),
-        Route("/v2/models/{name}/config", model_config),
-        Route("/v2/models/{name}/versions/{version}/config", model_config),
-        Route("/v2/models/{name}/stats", model_statistics),
-        Route("/v2/models/{name}/versions/{version}/stats", model_statistics),
         Route("/v2/models/{name}/infer", infer, methods=["POST"]),
         Route("/v2/models/{name}/versions/{version}/infer", infer, methods=["POST"]),
         Route("/v2/repository/index", repository_index, methods=["GET", "POST"]),
         Route("/v2/repository/models/{name}/load", load, methods=["POST"]),
         Route("/v2/repository/models/{name}/unload", unload, methods=["POST"]),
+    ]
+
+
+def _triton_extension_routes(plane: DataPlane) -> list[Route]:
+    """Triton's model configuration and statistics extensions (`pallet.serve.triton` builds the answers)."""
+    async def model_config(request: Request) -> Response:
+        config = triton.model_config(plane, request.path_params["name"], request.path_params.get("version"))
+        return json_response(triton.to_json(config))
+
+    async def model_statistics(request: Request) -> Response:
+        name, version = request.path_params.get("name"), request.path_params.get("version")
+        return json_response(triton.to_json(triton.model_statistics(plane, name, version)))
+
+    return [
+        Route("/v2/models/stats", model_statistics),
+        Route("/v2/models/{name}/config", model_config),
+        Route("/v2/models/{name}/versions/{version}/config", model_config),
+        Route("/v2/models/{name}/stats", model_statistics),
+        Route("/v2/models/{name}/versions/{version}/stats", model_statistics),
     ]
 
 
